@@ -1,0 +1,21 @@
+r"""rnnperturb: perturbation theory for the recurrent weights of RNNs.
+
+How far does the hidden state of a trained RNN move when its recurrent weights
+are truncated to low rank, quantized, pruned or perturbed by noise, and what
+does that do to its short-term memory? See ``DESIGN.md`` and the README.
+
+After J. A. Cox, "Parameter Compression of Recurrent Neural Networks and
+Degradation of Short-term Memory", arXiv:1612.00891.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# --- foundation: cells, I/O, tasks
+from .cells import ElmanRNN, MGRU, CELL_TYPES  # noqa: F401
+from .io import save, load, load_with_metadata  # noqa: F401
+from .progress import progress  # noqa: F401
+from . import tasks  # noqa: F401
+
+# --- deviation and first-order propagation
+from .propagation import deviation, first_order  # noqa: F401

@@ -1,0 +1,169 @@
+"""Input validation at the library boundary.
+
+Every public function checks its arguments here, so that every error message has
+the same form: it names the argument, the expected value and the found value.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_param",
+    "as_inputs",
+    "as_h0",
+    "check_positive",
+    "check_int",
+    "check_compatible",
+]
+
+
+def _describe_dtype(a) -> str:
+    return str(getattr(a, "dtype", type(a).__name__))
+
+
+def as_param(name: str, value, *, shape: tuple | None = None, ndim: int | None = None,
+             dtype=None) -> np.ndarray:
+    """Return ``value`` as a read-only, finite, real floating array.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : array_like
+        The value to check.
+    shape : tuple of int or None, optional
+        Expected shape; ``None`` entries match any size.
+    ndim : int, optional
+        Expected number of dimensions (checked when ``shape`` is None).
+    dtype : numpy dtype, optional
+        Target floating dtype; default keeps float32/float64 and converts
+        integers to float64.
+
+    Raises
+    ------
+    ValueError
+        If the value is not numeric, has the wrong shape, or holds NaN/Inf.
+    """
+    if value is None:
+        raise ValueError(f"{name}: expected an array, found None")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name}: expected a numeric array, found {type(value).__name__}") from exc
+    if arr.dtype == object or arr.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{name}: expected a real floating-point array, found dtype {_describe_dtype(arr)}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name}: expected dtype float32 or float64, found {dtype}")
+    if shape is not None:
+        ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+        if not ok:
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name}: expected shape {want}, found shape {arr.shape}")
+    elif ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d array, found shape {arr.shape}")
+    arr = np.array(arr, dtype=dtype, copy=True)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: expected finite values, found {bad} NaN/Inf entries")
+    arr.setflags(write=False)
+    return arr
+
+
+def as_inputs(X, m: int, dtype) -> tuple[np.ndarray, bool]:
+    """Check an input sequence and return it as shape (T, B, m).
+
+    Parameters
+    ----------
+    X : array_like, shape (T, B, m) or (T, m)
+    m : int
+        Input size of the cell.
+    dtype : numpy dtype
+        Dtype of the cell.
+
+    Returns
+    -------
+    X3 : ndarray, shape (T, B, m)
+    single : bool
+        True when ``X`` was a single sequence of shape (T, m).
+    """
+    arr = np.asarray(X) if X is not None else None
+    if arr is None or arr.ndim not in (2, 3):
+        found = "None" if arr is None else f"shape {arr.shape}"
+        raise ValueError(f"X: expected shape (T, B, {m}) or (T, {m}), found {found}")
+    if arr.shape[-1] != m:
+        raise ValueError(f"X: expected last dimension m={m}, found shape {arr.shape}")
+    if arr.shape[0] < 1:
+        raise ValueError(f"X: expected at least one time step, found shape {arr.shape}")
+    single = arr.ndim == 2
+    X3 = as_param("X", arr[:, None, :] if single else arr, dtype=dtype)
+    return X3, single
+
+
+def as_h0(h0, n: int, B: int, single: bool, dtype) -> np.ndarray:
+    """Check an initial state and return it as shape (B, n); None means zeros."""
+    if h0 is None:
+        return np.zeros((B, n), dtype=dtype)
+    arr = np.asarray(h0)
+    if single:
+        arr = as_param("h0", arr, shape=(n,), dtype=dtype)
+        return np.array(arr[None, :])
+    if arr.ndim == 1:
+        arr = as_param("h0", arr, shape=(n,), dtype=dtype)
+        return np.repeat(arr[None, :], B, axis=0)
+    arr = as_param("h0", arr, shape=(B, n), dtype=dtype)
+    return np.array(arr)
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, checking that it is finite and positive."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a real number, found {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        want = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ValueError(f"{name}: expected {want}, found {value!r}")
+    return v
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high] (inclusive), or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an integer, found {value!r}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], found {v}")
+    return v
+
+
+def check_compatible(cell, other) -> None:
+    """Check that ``other`` differs from ``cell`` only in its recurrent matrices.
+
+    Raises
+    ------
+    ValueError
+        Naming the first difference: cell type, sizes, dtype or a non-recurrent
+        parameter that is not exactly equal.
+    """
+    if type(other) is not type(cell):
+        raise ValueError(
+            f"other: expected a {type(cell).__name__} like cell, found {type(other).__name__}")
+    if (other.n, other.m) != (cell.n, cell.m):
+        raise ValueError(
+            f"other: expected sizes (n={cell.n}, m={cell.m}), found (n={other.n}, m={other.m})")
+    if other.dtype != cell.dtype:
+        raise ValueError(f"other: expected dtype {cell.dtype}, found {other.dtype}")
+    for name in cell.input_params:
+        a, b = getattr(cell, name), getattr(other, name)
+        if not np.array_equal(a, b):
+            diff = float(np.max(np.abs(a - b)))
+            raise ValueError(
+                f"other.{name}: expected exactly cell.{name} (only recurrent matrices "
+                f"{tuple(cell.recurrent)} may differ), found max |difference| {diff:.3g}")

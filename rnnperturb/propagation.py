@@ -1,0 +1,76 @@
+r"""Exact deviation and the first-order (tangent-linear) model.
+
+For a perturbed cell with recurrent matrices :math:`W' = W + \Delta W` (inputs,
+biases and :math:`h_0` unchanged) the deviation on the same input sequence is
+:math:`e_t = h'_t - h_t`. The first-order model propagates the directional
+derivative of the trajectory along :math:`\Delta W` about the *nominal* weights
+(``DESIGN.md`` §2(a)); for the Elman RNN
+
+.. math::
+    \ell_t = D_t (W \ell_{t-1} + \Delta W h_{t-1}), \qquad
+    D_t = \operatorname{diag}(\tanh'(W h_{t-1} + U x_t + b)),\ \ell_0 = 0,
+
+and for the MGRU the full step Jacobians, with :math:`W_f` forced by
+:math:`\Delta W_f h_{t-1}` and :math:`W_h` by :math:`\Delta W_h (f_t\odot h_{t-1})`.
+:math:`\ell` is linear in :math:`\Delta W` and differs from :math:`e` by
+:math:`O(\|\Delta W\|^2)`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_h0, as_inputs, check_compatible
+
+__all__ = ["deviation", "first_order", "delta_recurrent"]
+
+
+def delta_recurrent(cell, other) -> dict[str, np.ndarray]:
+    """The perturbation :math:`\\Delta W_k = W'_k - W_k` of every recurrent matrix,
+    after checking that ``other`` differs from ``cell`` only there."""
+    check_compatible(cell, other)
+    return {k: other.recurrent[k] - cell.recurrent[k] for k in cell.recurrent_names}
+
+
+def deviation(cell, other, X, h0=None) -> np.ndarray:
+    """Exact deviation :math:`e_t = h'_t - h_t` on the same inputs.
+
+    Parameters
+    ----------
+    cell, other : ElmanRNN or MGRU
+        Nominal and perturbed cell; ``other`` may differ only in its recurrent
+        matrices (else ``ValueError`` naming the difference).
+    X : array_like, shape (T, B, m) or (T, m)
+    h0 : array_like, shape (B, n) or (n,), optional
+
+    Returns
+    -------
+    E : ndarray, shape (T, B, n) or (T, n)
+    """
+    check_compatible(cell, other)
+    return other.run(X, h0) - cell.run(X, h0)
+
+
+def first_order(cell, other, X, h0=None) -> np.ndarray:
+    r"""Tangent-linear prediction :math:`\ell_t` of the deviation.
+
+    Parameters
+    ----------
+    cell, other : ElmanRNN or MGRU
+        Nominal and perturbed cell (see :func:`deviation`).
+    X : array_like, shape (T, B, m) or (T, m)
+    h0 : array_like, shape (B, n) or (n,), optional
+
+    Returns
+    -------
+    L : ndarray, shape (T, B, n) or (T, n)
+        Directional derivative of the trajectory along :math:`\Delta W`.
+    """
+    dW = delta_recurrent(cell, other)
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    ell = np.zeros_like(h)
+    L = np.empty((X3.shape[0],) + h.shape, dtype=cell.dtype)
+    for t in range(X3.shape[0]):
+        h, ell = cell._jvp(h, X3[t], ell, dW)
+        L[t] = ell
+    return L[:, 0, :] if single else L
