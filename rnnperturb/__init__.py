@@ -19,3 +19,15 @@ from . import tasks  # noqa: F401
 
 # --- deviation and first-order propagation
 from .propagation import deviation, first_order  # noqa: F401
+from . import metrics  # noqa: F401
+from .nets import random_cell  # noqa: F401
+
+# --- perturbations, cost and rank sweeps (issue 3)
+
+# --- certified and global bounds, certified recall (issue 4)
+
+# --- random perturbations, coherence, memory (issue 5)
+
+# --- symbolic and high precision (issue 5)
+
+# --- rank selection (issue 6)

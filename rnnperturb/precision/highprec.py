@@ -1,0 +1,2 @@
+"""High-precision (mpmath) propagation for ill-conditioned cases."""
+__all__ = []
