@@ -31,3 +31,5 @@ from .nets import random_cell  # noqa: F401
 # --- symbolic and high precision (issue 5)
 
 # --- rank selection (issue 6)
+from .analysis import analyze_ranks, recommend_rank, default_inputs  # noqa: F401
+from .interop import from_torch_state_dict, load_torch  # noqa: F401
