@@ -210,7 +210,7 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
 
 
 def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 100, seed=0):
-    """Inputs on which to analyse a cell: its own task's, or a documented default.
+    r"""Inputs on which to analyse a cell: its own task's, or a documented default.
 
     * memorization checkpoints: all ``K**L`` sequences when there are at most
       1024 of them, else ``batch`` sampled ones;
