@@ -1,0 +1,341 @@
+r"""Forward pass with caches and hand-written backpropagation through time.
+
+Parameters are plain dicts keyed by the constructor names of
+:class:`rnnperturb.ElmanRNN` (``W, U, b``) or :class:`rnnperturb.MGRU`
+(``Wf, Uf, bf, Wh, Uh, bh``), plus the readout ``V`` (k, n) and ``c`` (k,).
+
+Elman RNN and MGRU (DESIGN.md §1):
+
+.. math::
+    h_t &= \tanh(W h_{t-1} + U x_t + b) \\[4pt]
+    f_t &= \sigma(W_f h_{t-1} + U_f x_t + b_f),\quad
+    c_t = \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h),\quad
+    h_t = h_{t-1} + f_t \odot (c_t - h_{t-1})
+
+Readout :math:`y_t = V h_t + c`. The loss is averaged over scored steps
+(``mask``, optionally re-weighted by ``weights``):
+
+* classification: softmax cross-entropy, :math:`\sum_{t,b} w_{tb}\,
+  (-\log \mathrm{softmax}(y_{tb})_{z_{tb}}) / \sum w`;
+* regression: squared error summed over output dimensions,
+  :math:`\sum_{t,b} w_{tb} \|y_{tb} - z_{tb}\|^2 / \sum w`.
+
+Efficiency (the hot loop is what issue 7 benchmarks against torch):
+the input projections :math:`U x_t + b` of all steps are one GEMM before the
+loop, the readout and its gradient are one GEMM each, and the weight
+gradients are single GEMMs over all (t, b) after the backward loop (the
+pre-activation deltas are stacked in a (T, B, n) buffer). Buffers are
+preallocated; everything runs in the parameters' dtype (float32 or float64).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnperturb.cells import CELL_TYPES, cell_from_params
+
+__all__ = ["PARAM_NAMES", "param_names", "params_from_cell", "cell_from_params", "forward",
+           "loss_and_grads", "outputs", "Cache"]
+
+PARAM_NAMES = {
+    "elman": ("W", "U", "b", "V", "c"),
+    "mgru": ("Wf", "Uf", "bf", "Wh", "Uh", "bh", "V", "c"),
+}
+LOSS_KINDS = ("classification", "regression")
+
+
+def param_names(kind: str) -> tuple[str, ...]:
+    """Names of the trainable arrays of a cell kind (cell parameters, then V, c)."""
+    if kind not in PARAM_NAMES:
+        raise ValueError(f"kind: expected one of {sorted(PARAM_NAMES)}, found {kind!r}")
+    return PARAM_NAMES[kind]
+
+
+def params_from_cell(cell, *, dtype=None) -> dict[str, np.ndarray]:
+    """Writable copies of a cell's parameters (with its readout) as a dict."""
+    if getattr(cell, "kind", None) not in CELL_TYPES:
+        raise ValueError(f"cell: expected an ElmanRNN or MGRU, found {type(cell).__name__}")
+    if cell.V is None:
+        raise ValueError("cell: expected a cell with a readout V, found V=None")
+    dt = cell.dtype if dtype is None else np.dtype(dtype)
+    return {k: np.array(v, dtype=dt) for k, v in cell.params.items()}
+
+
+def _sigmoid(a, out):
+    """Overflow-free logistic: sigma(a) = (1 + tanh(a/2)) / 2, written into ``out``."""
+    np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Cache:
+    """What the forward pass keeps for the backward pass.
+
+    Attributes
+    ----------
+    kind : str
+    X : ndarray, shape (T, B, m)
+    H : ndarray, shape (T + 1, B, n)
+        ``H[0] = h_0``, ``H[t] = h_t``.
+    F, C : ndarray, shape (T, B, n) or None
+        MGRU gate ``f_t`` and candidate ``c_t`` (None for Elman).
+    Y : ndarray, shape (T, B, k)
+        Readout ``V h_t + c``.
+    """
+
+    kind: str
+    X: np.ndarray
+    H: np.ndarray
+    F: np.ndarray | None
+    C: np.ndarray | None
+    Y: np.ndarray
+
+
+def _check_params(kind, params):
+    names = param_names(kind)
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise ValueError(f"params: expected keys {list(names)}, missing {missing}")
+    dt = np.asarray(params[names[0]]).dtype
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"params: expected float32 or float64 arrays, found {dt}")
+    return dt
+
+
+def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
+    """Run the cell and its readout, keeping what BPTT needs.
+
+    Parameters
+    ----------
+    kind : {'elman', 'mgru'}
+    params : dict of str to ndarray
+        See module docs; all arrays in one dtype.
+    X : ndarray, shape (T, B, m)
+    h0 : ndarray, shape (B, n), optional (zeros)
+
+    Returns
+    -------
+    Cache
+    """
+    dt = _check_params(kind, params)
+    X = np.asarray(X, dtype=dt)
+    if X.ndim != 3:
+        raise ValueError(f"X: expected shape (T, B, m), found shape {X.shape}")
+    T, B, m = X.shape
+    V, c = params["V"], params["c"]
+    Xf = X.reshape(T * B, m)
+    if kind == "elman":
+        W, U, b = params["W"], params["U"], params["b"]
+        n = W.shape[0]
+        H = np.empty((T + 1, B, n), dt)
+        H[0] = 0.0 if h0 is None else h0
+        A = (Xf @ U.T).reshape(T, B, n)          # one GEMM for all input projections
+        A += b
+        tmp = np.empty((B, n), dt)
+        for t in range(T):
+            np.matmul(H[t], W.T, out=tmp)
+            tmp += A[t]
+            np.tanh(tmp, out=H[t + 1])
+        F = C = None
+    else:
+        Wf, Uf, bf = params["Wf"], params["Uf"], params["bf"]
+        Wh, Uh, bh = params["Wh"], params["Uh"], params["bh"]
+        n = Wf.shape[0]
+        H = np.empty((T + 1, B, n), dt)
+        H[0] = 0.0 if h0 is None else h0
+        Af = (Xf @ Uf.T).reshape(T, B, n)
+        Af += bf
+        Ac = (Xf @ Uh.T).reshape(T, B, n)
+        Ac += bh
+        F = np.empty((T, B, n), dt)
+        C = np.empty((T, B, n), dt)
+        tmp = np.empty((B, n), dt)
+        g = np.empty((B, n), dt)
+        WfT, WhT = Wf.T, Wh.T
+        for t in range(T):
+            h = H[t]
+            f = F[t]
+            np.matmul(h, WfT, out=tmp)
+            tmp += Af[t]
+            _sigmoid(tmp, f)
+            np.multiply(f, h, out=g)
+            np.matmul(g, WhT, out=tmp)
+            tmp += Ac[t]
+            np.tanh(tmp, out=C[t])
+            hn = H[t + 1]
+            np.subtract(C[t], h, out=hn)
+            hn *= f
+            hn += h
+    Y = (H[1:].reshape(T * B, n) @ V.T).reshape(T, B, V.shape[0])
+    Y += c
+    return Cache(kind, X, H, F, C, Y)
+
+
+def outputs(kind: str, params: dict, X: np.ndarray) -> np.ndarray:
+    """Readout ``Y`` (T, B, k) of a forward pass (logits or regression values)."""
+    return forward(kind, params, X).Y
+
+
+def _unpack(task_or_arrays):
+    if hasattr(task_or_arrays, "X") and hasattr(task_or_arrays, "targets"):
+        t = task_or_arrays
+        return t.X, t.targets, t.mask, t.kind
+    try:
+        X, targets, mask, loss_kind = task_or_arrays
+    except (TypeError, ValueError):
+        raise ValueError("task_or_arrays: expected a Task or a tuple (X, targets, mask, "
+                         f"kind), found {type(task_or_arrays).__name__}") from None
+    return X, targets, mask, loss_kind
+
+
+def _loss_and_dY(Y, targets, w, loss_kind):
+    """Loss and d loss / d Y for readout ``Y`` (T, B, k) and step weights ``w`` (T, B)."""
+    dt = Y.dtype
+    wsum = float(w.sum())
+    if wsum <= 0:
+        raise ValueError("mask: expected at least one scored step, found none")
+    wn = (w / wsum).astype(dt)
+    if loss_kind == "classification":
+        z = np.asarray(targets)
+        if z.shape != Y.shape[:2]:
+            raise ValueError(f"targets: expected shape {Y.shape[:2]}, found shape {z.shape}")
+        P = Y - Y.max(axis=-1, keepdims=True)
+        np.exp(P, out=P)
+        s = P.sum(axis=-1, keepdims=True)
+        P /= s
+        zc = np.clip(z, 0, Y.shape[-1] - 1)
+        pz = np.take_along_axis(P, zc[..., None], axis=-1)[..., 0]
+        nll = -np.log(np.maximum(pz, np.finfo(dt).tiny))
+        loss = float(np.sum(wn * nll, dtype=np.float64))
+        dY = P
+        np.put_along_axis(dY, zc[..., None], (pz - 1.0)[..., None], axis=-1)
+        dY *= wn[..., None]
+        return loss, dY
+    if loss_kind == "regression":
+        z = np.asarray(targets, dtype=dt)
+        if z.ndim == 2:
+            z = z[..., None]
+        if z.shape != Y.shape:
+            raise ValueError(f"targets: expected shape {Y.shape}, found shape {z.shape}")
+        R = Y - z
+        loss = float(np.sum(wn[..., None] * R * R, dtype=np.float64))
+        R *= (2.0 * wn)[..., None]
+        return loss, R
+    raise ValueError(f"kind: expected one of {list(LOSS_KINDS)}, found {loss_kind!r}")
+
+
+def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
+                   h0=None) -> tuple[float, dict]:
+    r"""Loss and its gradient with respect to every parameter (BPTT).
+
+    Parameters
+    ----------
+    kind : {'elman', 'mgru'}
+        Cell type.
+    params : dict of str to ndarray
+        ``W, U, b`` (Elman) or ``Wf, Uf, bf, Wh, Uh, bh`` (MGRU), and ``V, c``;
+        float32 or float64, all in one dtype (the computation runs in it).
+    task_or_arrays : rnnperturb.tasks.Task or tuple
+        A task, or ``(X, targets, mask, loss_kind)`` with ``X`` (T, B, m),
+        ``targets`` (T, B) class indices or (T, B, k) values, ``mask`` (T, B)
+        bool, ``loss_kind`` 'classification' or 'regression'.
+    weights : ndarray, shape (T, B), optional
+        Non-negative step weights multiplied into the mask (e.g. to stress
+        the recall window); the loss is normalised by their sum.
+    h0 : ndarray, shape (B, n), optional
+
+    Returns
+    -------
+    loss : float
+    grads : dict of str to ndarray
+        Same keys, shapes and dtype as ``params``.
+    """
+    X, targets, mask, loss_kind = _unpack(task_or_arrays)
+    cache = forward(kind, params, X, h0)
+    H, Xc, Y = cache.H, cache.X, cache.Y
+    T, B, m = Xc.shape
+    dt = H.dtype
+    w = np.asarray(mask, dtype=np.float64)
+    if w.shape != (T, B):
+        raise ValueError(f"mask: expected shape {(T, B)}, found shape {w.shape}")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (T, B) or np.any(weights < 0):
+            raise ValueError(f"weights: expected non-negative values of shape {(T, B)}, "
+                             f"found shape {weights.shape}")
+        w = w * weights
+    loss, dY = _loss_and_dY(Y, targets, w, loss_kind)
+    V = params["V"]
+    n = V.shape[1]
+    k = V.shape[0]
+    dYf = dY.reshape(T * B, k)
+    Hf = H[1:].reshape(T * B, n)
+    grads = {"V": dYf.T @ Hf, "c": dYf.sum(axis=0)}
+    dH = (dYf @ V).reshape(T, B, n)              # readout contribution to dL/dh_t
+    Xf = Xc.reshape(T * B, m)
+    Hprev = H[:-1].reshape(T * B, n)
+    if kind == "elman":
+        W = params["W"]
+        dA = np.empty((T, B, n), dt)
+        dh = np.zeros((B, n), dt)
+        for t in range(T - 1, -1, -1):
+            dh += dH[t]
+            h = H[t + 1]
+            da = dA[t]
+            np.multiply(h, h, out=da)
+            np.subtract(1.0, da, out=da)
+            da *= dh
+            np.matmul(da, W, out=dh)
+        dAf = dA.reshape(T * B, n)
+        grads["W"] = dAf.T @ Hprev
+        grads["U"] = dAf.T @ Xf
+        grads["b"] = dAf.sum(axis=0)
+    else:
+        Wf, Wh = params["Wf"], params["Wh"]
+        F, C = cache.F, cache.C
+        dAF = np.empty((T, B, n), dt)
+        dAC = np.empty((T, B, n), dt)
+        dh = np.zeros((B, n), dt)
+        dg = np.empty((B, n), dt)
+        df = np.empty((B, n), dt)
+        tmp = np.empty((B, n), dt)
+        for t in range(T - 1, -1, -1):
+            dh += dH[t]
+            f, cc, h = F[t], C[t], H[t]
+            dac = dAC[t]
+            # candidate: dL/da_c = dh * f * (1 - c^2)
+            np.multiply(cc, cc, out=dac)
+            np.subtract(1.0, dac, out=dac)
+            dac *= f
+            dac *= dh
+            np.matmul(dac, Wh, out=dg)             # dL/d(f*h_{t-1})
+            # gate: dL/df = dh * (c - h) + dg * h ; dL/da_f = dL/df * f (1 - f)
+            np.subtract(cc, h, out=df)
+            df *= dh
+            np.multiply(dg, h, out=tmp)
+            df += tmp
+            daf = dAF[t]
+            np.subtract(1.0, f, out=daf)
+            daf *= f
+            daf *= df
+            # dL/dh_{t-1} = dh * (1 - f) + dg * f + da_f Wf
+            np.subtract(1.0, f, out=tmp)
+            dh *= tmp
+            np.multiply(dg, f, out=tmp)
+            dh += tmp
+            np.matmul(daf, Wf, out=tmp)
+            dh += tmp
+        dAFf = dAF.reshape(T * B, n)
+        dACf = dAC.reshape(T * B, n)
+        G = (F * H[:-1]).reshape(T * B, n)
+        grads["Wf"] = dAFf.T @ Hprev
+        grads["Uf"] = dAFf.T @ Xf
+        grads["bf"] = dAFf.sum(axis=0)
+        grads["Wh"] = dACf.T @ G
+        grads["Uh"] = dACf.T @ Xf
+        grads["bh"] = dACf.sum(axis=0)
+    return loss, {k: grads[k].astype(dt, copy=False) for k in param_names(kind)}

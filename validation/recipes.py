@@ -1,0 +1,158 @@
+"""Named training recipes, one per shipped checkpoint.
+
+A :class:`Recipe` fixes everything that determines a training run apart
+from the seed (which it also carries as a default): the cell, task and its
+parameters, the hidden size, the initialisation, the optimiser settings, the
+loss weighting, the curriculum over the delay ``D`` and the stopping rule.
+``validation/README.md`` explains why each recipe works.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS"]
+
+CELLS = ("elman", "mgru")
+TASKS = ("memorization", "kback", "kback_mix", "ar_signal")
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """Hyper-parameters of one training run.
+
+    Attributes
+    ----------
+    name : str
+        Checkpoint name, ``<cell>_<task>[_D<D>]``.
+    cell, task : str
+    task_params : dict
+        Generator parameters (``K, L, D`` / ``K, k, T, repeat`` or
+        ``repeat_lo, repeat_hi`` / ``T, tau, noise, horizon``).
+    hidden : int
+    init : str
+        ``'uniform'``: every matrix U(-1/sqrt(n), 1/sqrt(n)), biases 0;
+        ``'identity'``: the same but the Elman W = I.
+    forget_bias : float
+        Initial MGRU gate bias b_f (negative = keep the state).
+    lr, batch, clip : float, int, float
+        Adam learning rate, batch size, global gradient-norm clip.
+    max_steps : int
+        Step budget over all curriculum stages.
+    recall_weight : float
+        Loss weight of the memorization recall steps (others weigh 1).
+    curriculum : tuple of int
+        Delays trained in turn (memorization); the last one is ``D``.
+    check_every : int
+        Steps between checks (stage advance / early stop).
+    target : float
+        Check threshold: sequence accuracy on all K**L sequences
+        (memorization), per-step accuracy on a held-out check batch (kback), or
+        NMSE ratio to the Kalman optimum (ar_signal, stop when below).
+    confidence : float
+        Memorization only: also require the probability of the correct class
+        to be at least this on every recall step of every sequence.
+    seed : int
+    dtype : str
+        Training dtype (the checkpoint is saved in float64).
+    """
+
+    name: str
+    cell: str
+    task: str
+    task_params: dict = field(default_factory=dict)
+    hidden: int = 64
+    init: str = "uniform"
+    forget_bias: float = 0.0
+    lr: float = 1e-2
+    batch: int = 64
+    clip: float = 1.0
+    max_steps: int = 5000
+    recall_weight: float = 1.0
+    curriculum: tuple = ()
+    check_every: int = 50
+    target: float = 1.0
+    confidence: float = 0.0
+    seed: int = 0
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["curriculum"] = list(self.curriculum)
+        return d
+
+    def replace(self, **kw) -> "Recipe":
+        return dataclasses.replace(self, **kw)
+
+
+def checkpoint_name(cell: str, task: str, D: int | None = None) -> str:
+    """``<cell>_<task>[_D<D>]``."""
+    return f"{cell}_{task}" + (f"_D{D}" if task == "memorization" else "")
+
+
+def _mem(cell, D, **kw):
+    return Recipe(name=checkpoint_name(cell, "memorization", D), cell=cell, task="memorization",
+                  task_params={"K": 2, "L": 5, "D": D}, **kw)
+
+
+_KBACK = {"K": 4, "k": 2, "T": 50, "repeat": 0.0}
+_KBACK_MIX = {"K": 4, "k": 2, "T": 50, "repeat_lo": 0.0, "repeat_hi": 0.9}
+_AR = {"T": 200, "tau": 10.0, "noise": 0.5, "horizon": 0}
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    # MGRU: plain Adam at lr 1e-2 works at every delay (the gate learns f ~ 0 in the delay).
+    _mem("mgru", 10, lr=1e-2, max_steps=4000, confidence=0.9, seed=1),
+    _mem("mgru", 20, lr=1e-2, max_steps=4000, confidence=0.9, seed=1),
+    _mem("mgru", 50, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
+    _mem("mgru", 100, lr=1e-2, max_steps=10000, confidence=0.9, seed=1),
+    # Elman: identity W, small lr; D = 50 needs a curriculum over the delay.
+    _mem("elman", 10, init="identity", lr=3e-3, max_steps=20000, confidence=0.9, seed=1),
+    _mem("elman", 20, init="identity", lr=3e-3, max_steps=30000, confidence=0.9, seed=1),
+    _mem("elman", 50, init="identity", lr=3e-3, max_steps=60000, confidence=0.9, seed=1,
+         curriculum=(20, 25, 30, 35, 40, 45, 50)),
+    # Low-coherence tasks.
+    Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
+           init="identity", lr=3e-3, max_steps=6000, target=0.99, seed=1),
+    Recipe(name="mgru_kback", cell="mgru", task="kback", task_params=dict(_KBACK),
+           lr=1e-2, max_steps=6000, target=0.99, seed=1),
+    Recipe(name="elman_kback_mix", cell="elman", task="kback_mix", task_params=dict(_KBACK_MIX),
+           init="identity", lr=3e-3, max_steps=6000, target=0.99, seed=1),
+    Recipe(name="mgru_kback_mix", cell="mgru", task="kback_mix", task_params=dict(_KBACK_MIX),
+           lr=1e-2, max_steps=6000, target=0.99, seed=1),
+    Recipe(name="elman_ar_signal", cell="elman", task="ar_signal", task_params=dict(_AR),
+           init="identity", lr=3e-3, max_steps=3000, target=1.02, seed=1),
+    Recipe(name="mgru_ar_signal", cell="mgru", task="ar_signal", task_params=dict(_AR),
+           lr=3e-3, max_steps=3000, target=1.02, seed=1),
+]}
+
+
+def get_recipe(cell: str, task: str, D: int | None = None) -> Recipe:
+    """The named recipe for a checkpoint, or a derived one for an unshipped delay.
+
+    For a memorization delay without a shipped recipe, the recipe of the
+    nearest shipped delay of the same cell is reused with ``D`` replaced
+    (Elman delays above 20 get a curriculum from 20 in steps of 5).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell: expected one of {list(CELLS)}, found {cell!r}")
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {list(TASKS)}, found {task!r}")
+    if task != "memorization":
+        if D is not None:
+            raise ValueError(f"delay: expected None for task {task!r} (only memorization "
+                             f"has a delay), found {D!r}")
+        return RECIPES[checkpoint_name(cell, task)]
+    if D is None:
+        raise ValueError("delay: expected an integer >= 0 for task 'memorization', found None")
+    name = checkpoint_name(cell, task, D)
+    if name in RECIPES:
+        return RECIPES[name]
+    shipped = sorted(r.task_params["D"] for r in RECIPES.values()
+                     if r.cell == cell and r.task == "memorization")
+    near = min(shipped, key=lambda d: abs(d - D))
+    base = RECIPES[checkpoint_name(cell, task, near)]
+    cur = ()
+    if cell == "elman" and D > 20:
+        cur = tuple(range(20, D, 5)) + (D,)
+    return base.replace(name=name, task_params={**base.task_params, "D": D}, curriculum=cur,
+                        max_steps=max(base.max_steps, base.max_steps * D // max(near, 1)))
