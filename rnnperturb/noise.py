@@ -1,0 +1,405 @@
+r"""First-order response to random recurrent-weight noise (frozen or fresh).
+
+Every recurrent matrix :math:`W_m` (``W`` for the Elman RNN; ``Wf`` and ``Wh``
+for the MGRU) receives independent zero-mean noise :math:`\Delta W_m` with
+entry-wise variance :math:`V^{(m)}_{ij}` (``std**2`` by default). The
+tangent-linear model (``DESIGN.md`` §2(a), §2(d)) is
+
+.. math::
+    \ell_t = J_t \ell_{t-1} + \sum_m B^{(m)}_t \Delta W_m a^{(m)}_t, \qquad \ell_0 = 0,
+
+with the step Jacobian :math:`J_t = \partial h_t/\partial h_{t-1}`, the forcing
+input :math:`a^{(m)}_t` of matrix :math:`m` and its output map
+:math:`B^{(m)}_t`:
+
+* Elman: :math:`a_t = h_{t-1}`, :math:`B_t = D_t = \operatorname{diag}(\tanh'(a_t))`.
+* MGRU, :math:`W_h`: :math:`a_t = f_t\odot h_{t-1}`,
+  :math:`B_t = \operatorname{diag}(f_t\odot(1-c_t^2))`.
+* MGRU, :math:`W_f`: :math:`a_t = h_{t-1}`,
+  :math:`B_t = [\operatorname{diag}(c_t-h_{t-1}) + \operatorname{diag}(f_t\odot(1-c_t^2))
+  W_h \operatorname{diag}(h_{t-1})]\operatorname{diag}(f_t\odot(1-f_t))`.
+
+**Frozen noise** (one draw for the whole sequence). Write
+:math:`\Delta W = \sum_{ij}\Delta W_{ij} e_i e_j^\top`. Then
+:math:`\ell_t = \sum_{ij} \Delta W_{ij}\, M^{(j)}_t e_i` with the *carried*
+matrices
+
+.. math::
+    M^{(j)}_t = \sum_{k\le t} \Phi(t,k) B_k\, a_{k,j}
+              = J_t M^{(j)}_{t-1} + a_{t,j} B_t ,
+
+so that :math:`\mathbb E\|\ell_t\|^2 = \sum_{ij} V_{ij} \|M^{(j)}_t e_i\|^2`
+exactly. This equals the double sum
+:math:`\sum_{k,l}\operatorname{tr}(\Phi(t,k)B_k\operatorname{diag}(V(a_k\odot a_l))B_l^\top\Phi(t,l)^\top)`
+but costs :math:`O(T r n^3)` per sequence instead of :math:`O(T^2 n^3)` for
+one output time (:math:`O(T^3 n^3)` for all of them). When the variance of a
+matrix is one scalar :math:`s^2`, :math:`\mathbb E[\Delta W a b^\top\Delta W^\top] = s^2 (a^\top b) I`
+only depends on inner products of the forcing inputs, so ``j`` may run over
+*any* orthonormal basis; we use the principal axes of
+:math:`\sum_t a_t a_t^\top` and drop the axes with zero weight, so ``r`` is the
+rank of the trajectory (small exactly when the trajectory is coherent).
+
+**Fresh noise** (a new draw at every step): only :math:`k=l` survives and the
+covariance :math:`P_t = \mathbb E[\ell_t\ell_t^\top]` obeys
+:math:`P_t = J_t P_{t-1} J_t^\top + \sum_m B^{(m)}_t \operatorname{diag}(V^{(m)}(a^{(m)}_t\odot a^{(m)}_t)) B^{(m)\top}_t`,
+:math:`O(T n^3)`.
+
+The answer is first order: the exact mean squared deviation differs from it by
+a relative :math:`O(s)` (checked against Monte Carlo of the exact simulation
+in ``tests/test_noise.py``).
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import as_h0, as_inputs, as_param, check_positive
+from .cells import sigmoid
+
+__all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarloNoise"]
+
+# elements of the carried tensor handled at once (bounds memory to ~0.3 GB)
+_CHUNK_ELEMS = 1 << 22
+
+
+def _linearise(cell, h, x):
+    r"""One step of the nominal trajectory and its tangent-linear pieces.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    h : ndarray, shape (B, n)
+        :math:`h_{t-1}`.
+    x : ndarray, shape (B, m)
+
+    Returns
+    -------
+    hn : ndarray, shape (B, n)
+        :math:`h_t`.
+    J : ndarray, shape (B, n, n)
+        Step Jacobian.
+    forcing : dict name -> (diag, Bt, a)
+        For every recurrent matrix: ``diag`` is True when :math:`B_t` is
+        diagonal, and ``Bt`` then holds its diagonal (B, n); else ``Bt`` is
+        (B, n, n). ``a`` (B, n) is the vector the matrix multiplies.
+    """
+    if cell.kind == "elman":
+        hn = np.tanh(cell.preactivation(h, x))
+        d = 1.0 - hn ** 2
+        J = d[:, :, None] * cell.W[None, :, :]
+        return hn, J, {"W": (True, d, h)}
+    f = sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
+    fh = f * h
+    c = np.tanh(fh @ cell.Wh.T + x @ cell.Uh.T + cell.bh)
+    hn = (1.0 - f) * h + f * c
+    sp = f * (1.0 - f)                       # sigma'
+    g = f * (1.0 - c ** 2)                   # d h_t / d (candidate preactivation)
+    n = cell.n
+    # J = diag(1-f) + diag(c-h) S Wf + diag(g) Wh [diag(h) S Wf + diag(f)],  S = diag(sp)
+    dfdh = sp[:, :, None] * cell.Wf[None]                     # (B, n, n)
+    inner = h[:, :, None] * dfdh
+    idx = np.arange(n)
+    inner[:, idx, idx] += f
+    J = (c - h)[:, :, None] * dfdh + g[:, :, None] * (cell.Wh[None] @ inner)
+    J[:, idx, idx] += 1.0 - f
+    # B_f = [diag(c-h) + diag(g) Wh diag(h)] diag(sp)
+    Bf = g[:, :, None] * cell.Wh[None] * (h * sp)[:, None, :]
+    Bf[:, idx, idx] += (c - h) * sp
+    return hn, J, {"Wf": (False, Bf, h), "Wh": (True, g, fh)}
+
+
+def noise_variances(cell, *, std=None, var=None) -> dict:
+    """Resolve ``std``/``var`` into one entry-wise variance per recurrent matrix.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    std : float, optional
+        Standard deviation of every entry of the matrices not named in ``var``.
+    var : dict of str to (float or array_like (n, n)), optional
+        Entry-wise variance per recurrent matrix (e.g. ``step**2 / 12`` for
+        uniform quantization with step ``step``; ``std**2 * mask`` for noise on
+        the kept entries of a pruning mask).
+
+    Returns
+    -------
+    dict of str to (float or ndarray (n, n))
+        Matrices with zero variance are left out.
+    """
+    if std is None and var is None:
+        raise ValueError("std: expected a standard deviation >= 0 (or var=), found None")
+    s2 = 0.0 if std is None else check_positive("std", std, allow_zero=True) ** 2
+    out = {k: s2 for k in cell.recurrent_names}
+    if var is not None:
+        if not isinstance(var, dict):
+            raise ValueError(f"var: expected a dict over {cell.recurrent_names}, found "
+                             f"{type(var).__name__}")
+        unknown = sorted(set(var) - set(cell.recurrent_names))
+        if unknown:
+            raise ValueError(f"var: expected keys among {list(cell.recurrent_names)}, "
+                             f"found {unknown}")
+        for k, v in var.items():
+            if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                out[k] = check_positive(f"var[{k!r}]", v, allow_zero=True)
+            else:
+                arr = as_param(f"var[{k!r}]", v, shape=(cell.n, cell.n), dtype=np.float64)
+                if np.any(arr < 0):
+                    raise ValueError(f"var[{k!r}]: expected entries >= 0, found minimum "
+                                     f"{float(arr.min()):.3g}")
+                out[k] = arr
+    return {k: v for k, v in out.items() if not (np.ndim(v) == 0 and v == 0.0)}
+
+
+def _trajectory(cell, X3, h):
+    """Forcing inputs a_t of every recurrent matrix: dict name -> (T, B, n)."""
+    T, B = X3.shape[:2]
+    A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
+    for t in range(T):
+        hn, _, forc = _linearise(cell, h, X3[t])
+        for k, (_, _, a) in forc.items():
+            A[k][t] = a
+        h = hn
+    return A
+
+
+def _basis(A, uniform, rtol):
+    """Orthonormal basis (B, n, r) of the forcing inputs of one matrix."""
+    B, n = A.shape[1], A.shape[2]
+    if not uniform:
+        return np.broadcast_to(np.eye(n), (B, n, n))
+    S = np.einsum("tbi,tbj->bij", A, A)
+    w, U = np.linalg.eigh(S)                         # ascending
+    keep = w > rtol * np.maximum(w[:, -1:], np.finfo(float).tiny)
+    r = max(int(keep.sum(axis=1).max()), 1)
+    U = U[:, :, n - r:] * keep[:, None, n - r:]      # zero columns for dropped axes
+    return U
+
+
+def _frozen(cell, X3, h, V, rtol):
+    T, B = X3.shape[:2]
+    n = cell.n
+    A = _trajectory(cell, X3, h.copy())
+    bases = {k: _basis(A[k], np.ndim(V[k]) == 0, rtol) for k in V}
+    out = np.zeros((T, B))
+    idx = np.arange(n)
+    r_tot = sum(U.shape[2] for U in bases.values())
+    chunk = max(1, _CHUNK_ELEMS // (n * n * r_tot))
+    for b0 in range(0, B, chunk):
+        sl = slice(b0, min(B, b0 + chunk))
+        hb = h[sl].copy()
+        nb = hb.shape[0]
+        M = {k: np.zeros((nb, n, U.shape[2], n)) for k, U in bases.items()}
+        for t in range(T):
+            hn, J, forc = _linearise(cell, hb, X3[t, sl])
+            for k, Mk in M.items():
+                r = Mk.shape[2]
+                Mk = (J @ Mk.reshape(nb, n, r * n)).reshape(nb, n, r, n)
+                diag, Bt, a = forc[k]
+                coef = np.einsum("bi,bir->br", a, bases[k][sl])      # (nb, r)
+                if diag:
+                    Mk[:, idx, :, idx] += Bt.T[:, :, None] * coef[None, :, :]
+                else:
+                    Mk += coef[:, None, :, None] * Bt[:, :, None, :]
+                M[k] = Mk
+                sq = np.einsum("bpji,bpji->bji", Mk, Mk)              # (nb, r, n)
+                if np.ndim(V[k]) == 0:
+                    out[t, sl] += V[k] * sq.sum(axis=(1, 2))
+                else:
+                    out[t, sl] += np.einsum("bji,ij->b", sq, V[k])
+            hb = hn
+    return out
+
+
+def _fresh(cell, X3, h, V):
+    T, B = X3.shape[:2]
+    n = cell.n
+    out = np.zeros((T, B))
+    P = np.zeros((B, n, n))
+    idx = np.arange(n)
+    for t in range(T):
+        hn, J, forc = _linearise(cell, h, X3[t])
+        P = J @ P @ np.swapaxes(J, 1, 2)
+        for k, Vk in V.items():
+            diag, Bt, a = forc[k]
+            q = Vk * np.sum(a * a, axis=1)[:, None] if np.ndim(Vk) == 0 else (a * a) @ Vk.T
+            if diag:
+                P[:, idx, idx] += Bt * Bt * q
+            else:
+                P += (Bt * q[:, None, :]) @ np.swapaxes(Bt, 1, 2)
+        out[t] = np.trace(P, axis1=1, axis2=2)
+        h = hn
+    return out
+
+
+def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
+                   rtol: float = 1e-13) -> np.ndarray:
+    r"""First-order mean squared deviation :math:`\mathbb E\|e_t\|_2^2` under
+    random recurrent-weight noise.
+
+    .. math::
+        \mathbb E\|\ell_t\|^2 = \sum_{k,l\le t}\operatorname{tr}\!\big(
+        \Phi(t,k) B_k \operatorname{diag}(V(a_k\odot a_l)) B_l^\top \Phi(t,l)^\top\big)
+        \quad\text{(frozen)},\qquad
+        \sum_{k\le t}\operatorname{tr}\!\big(\Phi(t,k) B_k \operatorname{diag}(V(a_k\odot a_k))
+        B_k^\top \Phi(t,k)^\top\big)\quad\text{(fresh)},
+
+    summed over the recurrent matrices (independent noise on each), evaluated
+    by the recursions of the module docstring, not by the double sum.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    std : float, optional
+        Standard deviation ``s`` of every entry of every recurrent matrix
+        (i.i.d. :math:`N(0, s^2)`; only the variance matters at first order).
+    frozen : bool
+        True: one draw for the whole sequence (a compressed or drifted net).
+        False: a fresh independent draw at every step.
+    var : dict of str to (float or array_like (n, n)), optional
+        Entry-wise variance per recurrent matrix, overriding ``std`` for the
+        named matrices (unnamed ones get ``std**2``, or 0 when ``std`` is None).
+        Uniform quantization with step ``q`` is ``q**2 / 12``; a pruning mask
+        ``m`` with noise on the kept entries is ``std**2 * m``.
+    h0 : array_like, shape (B, n) or (n,), optional
+    rtol : float
+        Frozen mode with scalar variance: principal axes of the forcing
+        trajectory whose weight is below ``rtol`` times the largest are
+        dropped (their contribution is at most that relative size).
+
+    Returns
+    -------
+    S : ndarray, shape (T, B) or (T,)
+        ``S[t-1]`` is the first-order :math:`\mathbb E\|h'_t - h_t\|_2^2` (a
+        *squared* norm).
+    """
+    if not isinstance(frozen, (bool, np.bool_)):
+        raise ValueError(f"frozen: expected True or False, found {frozen!r}")
+    rtol = check_positive("rtol", rtol, allow_zero=True)
+    V = noise_variances(cell, std=std, var=var)
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    X3 = X3.astype(np.float64)
+    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    if cell.dtype != np.float64:
+        from .cells import cell_from_params
+        cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
+    if not V:
+        out = np.zeros(X3.shape[:2])
+    elif frozen:
+        out = _frozen(cell, X3, h, V, rtol)
+    else:
+        out = _fresh(cell, X3, h, V)
+    return out[:, 0] if single else out
+
+
+@dataclass(frozen=True, eq=False)
+class MonteCarloNoise:
+    """Monte Carlo estimate of the mean squared deviation under weight noise.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (T, B) or (T,)
+        Sample mean of :math:`\\|h'_t - h_t\\|_2^2` over the draws.
+    sem : ndarray, same shape
+        Its standard error (sample std / sqrt(draws)).
+    draws : int
+    """
+
+    mean: np.ndarray
+    sem: np.ndarray
+    draws: int
+
+
+def _mc_step(cell, h, x, Wd, rng, V, frozen):
+    """Exact step for ``d`` draws at once: h (d, B, n), x (B, m).
+
+    Frozen: ``Wd[name]`` holds the per-draw perturbation (d, n, n).
+    Fresh: :math:`\\Delta W_t a` is drawn directly; for i.i.d. entries it is
+    exactly :math:`N(0, \\operatorname{diag}(V (a\\odot a)))` and independent
+    of the past, so no matrix needs to be drawn.
+    """
+    def pert(name, a):
+        if name not in V:
+            return 0.0
+        if frozen:
+            return np.einsum("dij,dbj->dbi", Wd[name], a)
+        Vk = V[name]
+        q = Vk * np.sum(a * a, -1, keepdims=True) if np.ndim(Vk) == 0 else (a * a) @ Vk.T
+        return np.sqrt(q) * rng.standard_normal(a.shape)
+
+    if cell.kind == "elman":
+        return np.tanh(h @ cell.W.T + pert("W", h) + x @ cell.U.T + cell.b)
+    f = sigmoid(h @ cell.Wf.T + pert("Wf", h) + x @ cell.Uf.T + cell.bf)
+    fh = f * h
+    c = np.tanh(fh @ cell.Wh.T + pert("Wh", fh) + x @ cell.Uh.T + cell.bh)
+    return (1.0 - f) * h + f * c
+
+
+def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
+                      draws: int = 2000, seed=None, chunk: int = 500,
+                      quiet: bool = True) -> MonteCarloNoise:
+    r"""Reference: Monte Carlo of the *exact* simulation under weight noise.
+
+    Draws Gaussian :math:`\Delta W_m` with entry-wise variance ``V`` (same
+    resolution of ``std``/``var`` as :func:`noise_response`), runs the
+    perturbed cell exactly and averages :math:`\|h'_t-h_t\|_2^2`. Frozen noise
+    draws whole matrices; fresh noise draws :math:`\Delta W_t a_t` directly
+    (exact in distribution).
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    std, frozen, var, h0
+        As in :func:`noise_response`.
+    draws : int
+        Number of independent draws.
+    seed : int or numpy.random.Generator
+    chunk : int
+        Draws simulated at once.
+    quiet : bool
+        No progress bar when True.
+
+    Returns
+    -------
+    MonteCarloNoise
+    """
+    from ._checks import check_int
+    from .progress import progress
+    from .tasks import _rng
+
+    draws = check_int("draws", draws, low=2)
+    chunk = check_int("chunk", chunk, low=1)
+    rng = _rng(seed)
+    V = noise_variances(cell, std=std, var=var)
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    X3 = X3.astype(np.float64)
+    h0_ = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    if cell.dtype != np.float64:
+        from .cells import cell_from_params
+        cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
+    Hn = cell.run(X3, h0_)
+    T, B = X3.shape[:2]
+    s1 = np.zeros((T, B))
+    s2 = np.zeros((T, B))
+    starts = list(range(0, draws, chunk))
+    for d0 in progress(starts, desc="monte carlo", quiet=quiet):
+        d = min(chunk, draws - d0)
+        Wd = {}
+        if frozen:
+            for k, Vk in V.items():
+                Wd[k] = np.sqrt(Vk) * rng.standard_normal((d, cell.n, cell.n))
+        h = np.broadcast_to(h0_, (d, B, cell.n)).copy()
+        for t in range(T):
+            h = _mc_step(cell, h, X3[t], Wd, rng, V, frozen)
+            e2 = np.sum((h - Hn[t]) ** 2, axis=-1)
+            s1[t] += e2.sum(0)
+            s2[t] += (e2 ** 2).sum(0)
+    mean = s1 / draws
+    var_ = np.maximum(s2 / draws - mean ** 2, 0.0) * draws / (draws - 1)
+    sem = np.sqrt(var_ / draws)
+    if single:
+        mean, sem = mean[:, 0], sem[:, 0]
+    return MonteCarloNoise(mean, sem, draws)
