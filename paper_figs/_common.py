@@ -5,12 +5,16 @@ result (tidy rows), computed by the library.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# fontTools warns about the fixed (zero) font timestamps of TrueType subsetting
+logging.getLogger("fontTools").setLevel(logging.ERROR)
 
 __all__ = ["plt", "style", "save", "CELL_COLOR", "CELL_LABEL", "rows_where", "sequential",
            "delay_color"]
