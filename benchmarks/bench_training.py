@@ -1,0 +1,323 @@
+r"""Item 1: one training step of the NumPy simulator against PyTorch on the CPU.
+
+A step is forward, backpropagation through time and one Adam update, for the
+Elman RNN and the MGRU, at hidden sizes n, batch B = 64, horizon T = 100, on
+the 5-bit memorization task (K = 2, L = 5, D = 89, so m = 4 inputs and k = 3
+classes, every step scored), in float32 and float64.
+
+* ours: :func:`validation.bptt.loss_and_grads` then :class:`validation.optim.Adam`;
+* torch: ``torch.nn.RNN`` (tanh) + ``nn.Linear`` readout, and for the MGRU a
+  cell looped in Python with autograd (input projections precomputed and
+  split with ``unbind``), softmax cross-entropy with the same weights and
+  ``torch.optim.Adam``.
+
+Both sides get the same thread count (``torch.set_num_threads`` and
+threadpoolctl for NumPy's BLAS), are timed alternately in the same process,
+and the reported ratio is our time over torch's (median of per-repeat
+ratios). Before timing, the two sides' losses and gradients are compared at
+the same parameters (an independent check that they compute the same thing).
+
+Achieved throughput counts only the GEMM flops of a step, analytically
+(a multiply-add is 2 flops):
+
+.. math::
+    \text{Elman: } TB\,(6n^2 + 4nm + 6nk), \qquad
+    \text{MGRU: } TB\,(12n^2 + 8nm + 6nk)
+
+(forward recurrent, input and readout products; backward: the recurrent
+transpose product, the weight gradients dW, dU and dV, and dL/dH from the
+readout). It is given as a fraction of the GEMM peak measured in the same
+run with the same thread count (NumPy matmul of large square matrices).
+
+Goals (issue 7): ours ≤ 0.5× torch's time for every cell and size in
+float32 and ≤ 0.8× in float64; ≥ 40 % of the float32 GEMM peak at n = 256.
+
+Run: ``python -m benchmarks.bench_training [--quick] [--threads 1 2] [--out DIR]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from benchmarks._common import (environment, gemm_peak, limit_threads, loadavg, paired_ratio,
+                                time_interleaved, timeit, torch_or_none, write_json, fmt_time)
+
+NAME = "training"
+B, K, L, D = 64, 2, 5, 89          # T = 2L + D + 1 = 100
+
+
+def flops_per_step(kind: str, n: int, m: int, k: int, T: int, B: int) -> float:
+    """GEMM flops of one forward + backward pass (formula in the module docstring)."""
+    if kind == "elman":
+        return float(T * B * (6 * n * n + 4 * n * m + 6 * n * k))
+    return float(T * B * (12 * n * n + 8 * n * m + 6 * n * k))
+
+
+def make_params(kind: str, n: int, m: int, k: int, dtype, seed: int = 0) -> dict:
+    """Uniform ±1/√n initialisation (the training recipes' 'uniform')."""
+    rng = np.random.default_rng(seed)
+    s = 1.0 / np.sqrt(n)
+    if kind == "elman":
+        shapes = {"W": (n, n), "U": (n, m), "b": (n,)}
+    else:
+        shapes = {"Wf": (n, n), "Uf": (n, m), "bf": (n,), "Wh": (n, n), "Uh": (n, m), "bh": (n,)}
+    shapes.update(V=(k, n), c=(k,))
+    return {a: rng.uniform(-s, s, sh).astype(dtype) for a, sh in shapes.items()}
+
+
+def _task():
+    from rnnperturb.tasks import memorization
+    return memorization(K, L, D, batch=B, seed=0)
+
+
+class OursStep:
+    """One simulator training step (forward, BPTT, Adam) on fixed data."""
+
+    def __init__(self, kind, params, task, dtype):
+        from validation.bptt import loss_and_grads
+        from validation.optim import Adam
+        self.kind = kind
+        self.params = {a: v.copy() for a, v in params.items()}
+        self.data = (task.X.astype(dtype), task.targets, task.mask, "classification")
+        self.opt = Adam(self.params, lr=1e-3)
+        self._lg = loss_and_grads
+
+    def loss_and_grads(self):
+        return self._lg(self.kind, self.params, self.data)
+
+    def __call__(self):
+        loss, g = self._lg(self.kind, self.params, self.data)
+        self.opt.step(g)
+        return loss
+
+
+def _torch_modules(torch):
+    nn = torch.nn
+
+    class ElmanNet(nn.Module):
+        def __init__(self, p, dtype):
+            super().__init__()
+            n, m = p["U"].shape
+            self.rnn = nn.RNN(m, n, nonlinearity="tanh", bias=True, dtype=dtype)
+            self.lin = nn.Linear(n, p["V"].shape[0], dtype=dtype)
+            with torch.no_grad():
+                self.rnn.weight_hh_l0.copy_(torch.from_numpy(p["W"]))
+                self.rnn.weight_ih_l0.copy_(torch.from_numpy(p["U"]))
+                self.rnn.bias_ih_l0.copy_(torch.from_numpy(p["b"]))
+                self.rnn.bias_hh_l0.zero_()
+                self.lin.weight.copy_(torch.from_numpy(p["V"]))
+                self.lin.bias.copy_(torch.from_numpy(p["c"]))
+
+        def forward(self, X):
+            H, _ = self.rnn(X)
+            return self.lin(H)
+
+        def grads(self):
+            return {"W": self.rnn.weight_hh_l0.grad, "U": self.rnn.weight_ih_l0.grad,
+                    "b": self.rnn.bias_ih_l0.grad, "V": self.lin.weight.grad,
+                    "c": self.lin.bias.grad}
+
+    class MGRUNet(nn.Module):
+        names = ("Wf", "Uf", "bf", "Wh", "Uh", "bh", "V", "c")
+
+        def __init__(self, p, dtype):
+            super().__init__()
+            for a in self.names:
+                setattr(self, a, nn.Parameter(torch.from_numpy(p[a].copy())))
+
+        def forward(self, X):
+            T, Bt, m = X.shape
+            n = self.Wf.shape[0]
+            Xf = X.reshape(T * Bt, m)
+            AF = torch.addmm(self.bf, Xf, self.Uf.t()).reshape(T, Bt, n)
+            AC = torch.addmm(self.bh, Xf, self.Uh.t()).reshape(T, Bt, n)
+            h = X.new_zeros(Bt, n)
+            WfT, WhT = self.Wf.t(), self.Wh.t()
+            hs = []
+            for af, ac in zip(AF.unbind(0), AC.unbind(0)):
+                f = torch.sigmoid(torch.addmm(af, h, WfT))
+                c = torch.tanh(torch.addmm(ac, f * h, WhT))
+                h = h + f * (c - h)
+                hs.append(h)
+            H = torch.stack(hs)
+            return torch.nn.functional.linear(H, self.V, self.c)
+
+        def grads(self):
+            return {a: getattr(self, a).grad for a in self.names}
+
+    return ElmanNet, MGRUNet
+
+
+class TorchStep:
+    """One torch training step on the same data and initial parameters."""
+
+    def __init__(self, torch, kind, params, task, dtype):
+        ElmanNet, MGRUNet = _torch_modules(torch)
+        tdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+        self.torch = torch
+        self.model = (ElmanNet if kind == "elman" else MGRUNet)(params, tdt)
+        self.X = torch.from_numpy(task.X.astype(dtype))
+        self.z = torch.from_numpy(task.targets.reshape(-1).astype(np.int64))
+        w = task.mask.astype(np.float64).reshape(-1)
+        self.w = torch.from_numpy((w / w.sum()).astype(dtype))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def loss(self):
+        Y = self.model(self.X)
+        ce = self.torch.nn.functional.cross_entropy(Y.reshape(-1, Y.shape[-1]), self.z,
+                                                    reduction="none")
+        return (ce * self.w).sum()
+
+    def loss_and_grads(self):
+        self.model.zero_grad(set_to_none=True)
+        loss = self.loss()
+        loss.backward()
+        return float(loss), {a: g.detach().numpy().copy() for a, g in self.model.grads().items()}
+
+    def __call__(self):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+def _agreement(ours, theirs) -> dict:
+    lo, go = ours.loss_and_grads()
+    lt, gt = theirs.loss_and_grads()
+    rel = max(float(np.linalg.norm(go[a] - gt[a]) / max(np.linalg.norm(gt[a]), 1e-30))
+              for a in gt)
+    return {"loss_ours": lo, "loss_torch": lt, "grad_max_rel_diff": rel}
+
+
+def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgru"),
+        dtypes=("float32", "float64"), repeats=None, use_torch: bool = True,
+        peak_size=None, quiet: bool = False) -> dict:
+    """Run the benchmark and return its JSON document (see ``benchmarks._common.SCHEMA_KEYS``)."""
+    t_start = time.perf_counter()
+    torch = torch_or_none() if use_torch else None
+    skipped = None
+    if torch is None:
+        skipped = ("torch is not installed (optional extra: pip install 'rnnperturb[torch]'); "
+                   "torch sides skipped, only our timings are reported")
+        if not quiet:
+            print(f"[{NAME}] {skipped}", file=sys.stderr)
+    sizes = tuple(sizes or ((64, 256) if quick else (64, 128, 256)))
+    repeats = repeats or (5 if quick else 11)
+    peak_size = peak_size or (1024 if quick else 1536)
+    task = _task()
+    T, Bt, m = task.X.shape
+    k = task.n_out
+    load_before = loadavg()
+    results, peaks = [], {}
+    for nt in threads:
+        with limit_threads(nt):
+            for dt in dtypes:
+                peaks[f"{dt}/{nt}"] = gemm_peak(np.dtype(dt), size=peak_size, repeats=5)
+            for kind in kinds:
+                for n in sizes:
+                    for dt in dtypes:
+                        params = make_params(kind, n, m, k, dt)
+                        ours = OursStep(kind, params, task, dt)
+                        row = {"kind": kind, "n": n, "B": Bt, "T": T, "m": m, "k": k,
+                               "dtype": dt, "threads": nt, "load": loadavg()}
+                        fns = {"ours": ours}
+                        if torch is not None:
+                            theirs = TorchStep(torch, kind, params, task, dt)
+                            row["agreement"] = _agreement(ours, theirs)
+                            fns["torch"] = theirs
+                        tim = time_interleaved(fns, repeats=repeats, warmup=2)
+                        flops = flops_per_step(kind, n, m, k, T, Bt)
+                        peak = peaks[f"{dt}/{nt}"]["gflops_peak"]
+                        row["ours"] = tim["ours"]
+                        row["flops_per_step"] = flops
+                        row["gflops"] = flops / tim["ours"]["median"] / 1e9
+                        row["gflops_best"] = flops / tim["ours"]["min"] / 1e9
+                        row["peak_gflops"] = peak
+                        row["fraction_of_peak"] = row["gflops"] / peak
+                        row["fraction_of_peak_best"] = row["gflops_best"] / peak
+                        if torch is not None:
+                            row["torch"] = tim["torch"]
+                            row["ratio"] = paired_ratio(tim["ours"], tim["torch"])
+                        results.append(row)
+                        if not quiet:
+                            r = row.get("ratio", {}).get("median")
+                            print(f"[{NAME}] {kind:5s} n={n:3d} {dt} thr={nt}: ours "
+                                  f"{fmt_time(row['ours']['median'])}"
+                                  + (f", torch {fmt_time(row['torch']['median'])}, ratio {r:.2f}"
+                                     if r is not None else "")
+                                  + f", {row['gflops']:.1f} GF/s = {100 * row['fraction_of_peak']:.0f}% "
+                                    f"of peak {peak:.0f}", file=sys.stderr)
+    goals = evaluate_goals(results, torch is not None)
+    return {"benchmark": NAME, "quick": quick, "environment": environment(),
+            "load_before": load_before, "load_after": loadavg(), "results": results,
+            "peaks": peaks, "goals": goals, "skipped": skipped,
+            "flops_formula": {"elman": "T*B*(6n^2 + 4nm + 6nk)", "mgru": "T*B*(12n^2 + 8nm + 6nk)"},
+            "seconds": time.perf_counter() - t_start}
+
+
+def evaluate_goals(results, have_torch: bool) -> list[dict]:
+    """The issue's goals, per thread count, each with the worst measured value."""
+    goals = []
+    for nt in sorted({r["threads"] for r in results}):
+        rows = [r for r in results if r["threads"] == nt]
+        if have_torch:
+            for dt, lim in (("float32", 0.5), ("float64", 0.8)):
+                rs = [r for r in rows if r["dtype"] == dt and "ratio" in r]
+                if rs:
+                    worst = max(rs, key=lambda r: r["ratio"]["median"])
+                    goals.append({"goal": f"time ours/torch <= {lim} ({dt}, every cell and size, "
+                                          f"{nt} thread{'s' * (nt > 1)})",
+                                  "met": all(r["ratio"]["median"] <= lim for r in rs),
+                                  "worst": worst["ratio"]["median"],
+                                  "worst_at": f"{worst['kind']} n={worst['n']}"})
+        rs = [r for r in rows if r["dtype"] == "float32" and r["n"] == 256]
+        if rs:
+            worst = min(rs, key=lambda r: r["fraction_of_peak"])
+            goals.append({"goal": f">= 40% of float32 GEMM peak at n=256 ({nt} thread"
+                                  f"{'s' * (nt > 1)})",
+                          "met": all(r["fraction_of_peak"] >= 0.4 for r in rs),
+                          "worst": worst["fraction_of_peak"], "worst_at": worst["kind"]})
+    return goals
+
+
+def summary_rows(doc) -> list[str]:
+    """Markdown table lines for the summary."""
+    lines = ["| cell | n | dtype | threads | ours | torch | ours/torch (min–max) | GF/s | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        ratio = r.get("ratio")
+        rs = (f"{ratio['median']:.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})" if ratio else "–")
+        lines.append(f"| {r['kind']} | {r['n']} | {r['dtype']} | {r['threads']} | "
+                     f"{fmt_time(r['ours']['median'])} | "
+                     f"{fmt_time(r['torch']['median']) if 'torch' in r else '–'} | {rs} | "
+                     f"{r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f} % |")
+    return lines
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, nargs="+", default=None)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results")
+    a = ap.parse_args(argv)
+    threads = tuple(a.threads) if a.threads else ((1,) if a.quick else (1, 2))
+    doc = run(quick=a.quick, threads=threads, sizes=a.sizes, repeats=a.repeats,
+              use_torch=not a.no_torch)
+    path = write_json(f"{a.out}/{NAME}.json", doc)
+    print("\n".join(summary_rows(doc)))
+    for g in doc["goals"]:
+        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.3g} "
+              f"({g['worst_at']})")
+    print(f"(written to {path})")
+    return doc
+
+
+if __name__ == "__main__":
+    main()
