@@ -43,6 +43,10 @@ class Recipe:
         Loss weight of the memorization recall steps (others weigh 1).
     curriculum : tuple of int
         Delays trained in turn (memorization); the last one is ``D``.
+    delay_lo : int or None
+        Memorization only: if set, each training batch draws its delay
+        uniformly from ``delay_lo..D_stage`` (variable delays), which forces a
+        delay-invariant memory; checks are made at ``D_stage``.
     check_every : int
         Steps between checks (stage advance / early stop).
     target : float
@@ -70,6 +74,7 @@ class Recipe:
     max_steps: int = 5000
     recall_weight: float = 1.0
     curriculum: tuple = ()
+    delay_lo: int | None = None
     check_every: int = 50
     target: float = 1.0
     confidence: float = 0.0
@@ -108,8 +113,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # Elman: identity W, small lr; D = 50 needs a curriculum over the delay.
     _mem("elman", 10, init="identity", lr=3e-3, max_steps=20000, confidence=0.9, seed=1),
     _mem("elman", 20, init="identity", lr=3e-3, max_steps=30000, confidence=0.9, seed=1),
-    _mem("elman", 50, init="identity", lr=3e-3, max_steps=60000, confidence=0.9, seed=1,
-         curriculum=(20, 25, 30, 35, 40, 45, 50)),
+    # variable delays 0..D_stage with D_stage = 10, 20, ..., 50 and recall steps weighted 5x.
+    _mem("elman", 50, init="identity", lr=1e-3, max_steps=40000, confidence=0.9, seed=1,
+         curriculum=(10, 20, 30, 40, 50), delay_lo=0, recall_weight=5.0),
     # Low-coherence tasks.
     Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
            init="identity", lr=3e-3, max_steps=6000, target=0.99, seed=1),

@@ -263,11 +263,14 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
         if recipe.task == "ar_signal":
             kal = kalman_nmse(check_set)
     solved = False
-    losses = []
+    losses, gnorms = [], []
     step = 0
     for step in progress(range(1, steps + 1), desc=recipe.name, quiet=quiet):
         D = stages[stage]
-        batch = sample_task(recipe, rng, recipe.batch, D)
+        Db = D
+        if recipe.delay_lo is not None and D is not None:
+            Db = int(rng.integers(min(recipe.delay_lo, D), D + 1))
+        batch = sample_task(recipe, rng, recipe.batch, Db)
         weights = None
         if recipe.task == "memorization" and recipe.recall_weight != 1.0:
             weights = np.where(batch.recall, recipe.recall_weight, 1.0)
@@ -277,6 +280,7 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
         g, gnorm = clip_by_global_norm(g, recipe.clip)
         opt.step(g)
         losses.append(loss)
+        gnorms.append(gnorm)
         if step % recipe.check_every:
             continue
         if recipe.task == "memorization":
@@ -289,7 +293,10 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
             Y = bptt.outputs(recipe.cell, params, check_set.X).astype(np.float64)
             acc = metrics.per_step_accuracy(Y, check_set)
             ok, info = acc >= recipe.target, {"per_step": acc}
+        Wr = params[bptt.param_names(recipe.cell)[0]]
         history.append({"step": step, "D": D, "loss": float(np.mean(losses[-recipe.check_every:])),
+                        "grad_norm": float(np.median(gnorms[-recipe.check_every:])),
+                        "W_spectral_norm": float(np.linalg.norm(Wr.astype(np.float64), 2)),
                         "passed": bool(ok), **info})
         if ok:
             if stage + 1 < len(stages):
