@@ -27,6 +27,11 @@ from .nets import random_cell  # noqa: F401
 # --- certified and global bounds, certified recall (issue 4)
 
 # --- random perturbations, coherence, memory (issue 5)
+from .noise import noise_response, monte_carlo_noise  # noqa: F401
+from .coherence import (coherence_ratio, fixed_coherence, trajectory_coherence,  # noqa: F401
+                        coherence_time, predicted_coherence, scalar_response)
+from .memory import linear_memory, memory_capacity, fisher_memory_curve, delay_linearisation  # noqa: F401
+from . import noise, coherence, memory  # noqa: F401
 
 # --- symbolic and high precision (issue 5)
 
