@@ -1,0 +1,325 @@
+r"""All-rank SVD truncation sweep: exact and first-order deviation for every rank
+in one batched pass.
+
+For a recurrent matrix :math:`W = \sum_i \sigma_i u_i v_i^\top` truncated to rank
+r, :math:`\Delta W(r) = -\sum_{i>r}\sigma_i u_i v_i^\top`. The first-order model
+(``DESIGN.md`` §2(a))
+
+.. math:: \ell_t = J_t\,\ell_{t-1} + \sum_m B^{(m)}_t\,\Delta W_m\, a^{(m)}_t,\qquad \ell_0 = 0,
+
+is linear in :math:`\Delta W`, so the response to rank r is the sum of the
+responses to the discarded rank-one pieces :math:`-\sigma_i u_i v_i^\top`. For a
+grid of ranks :math:`r_0 < r_1 < \dots` we propagate one response per *block* of
+pieces :math:`(r_j, r_{j+1}]` (one per piece for the full grid) as one batch,
+and the response at :math:`r_j` is the tail cumulative sum over the blocks
+:math:`j, j+1, \dots`. The exact deviations of all ranks are one batched
+forward run with the stacked truncated matrices. Both are advanced in the
+same loop over time, which also gives the residual :math:`\|e_t-\ell_t\|_2`.
+The forcing energy is :math:`\sum_m\|\Delta W_m a^{(m)}_t\|_2^2 =
+\sum_m\sum_{i>r}\sigma_i^2 (v_i^\top a^{(m)}_t)^2` (regressors
+:math:`a = h_{t-1}`, or :math:`f_t\odot h_{t-1}` for :math:`W_h`).
+
+Rank grids: ``ranks=None`` is every rank 0..n, applied to every recurrent
+matrix at once (for the MGRU, :math:`W_f` and :math:`W_h` get the same rank); a
+sequence of ints is such a grid; a dict ``{name: grid}`` truncates each named
+matrix on its own grid and sweeps the Cartesian product (unnamed matrices
+stay untouched). Rank n leaves a matrix exactly as it is.
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import as_h0, as_inputs, check_int
+from .cells import sigmoid
+
+__all__ = ["RankSweep", "rank_sweep"]
+
+_CHUNK = 1 << 21          # max elements of one (points, B, n) state array
+
+
+@dataclass(frozen=True, eq=False)
+class RankSweep:
+    r"""Result of :func:`rank_sweep`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Recurrent matrices, in the order of the columns of ``ranks``.
+    ranks : ndarray of int, shape (R, len(names))
+        Rank of every recurrent matrix at each of the R sweep points (n means
+        untouched).
+    exact : ndarray, shape (R, T, B) or (R, T)
+        Exact deviation norm :math:`\|h'_t - h_t\|_2` (t = 1..T along axis 1);
+        shape (R, T) when the inputs were one sequence (T, m).
+    first_order : ndarray, same shape
+        First-order prediction :math:`\|\ell_t\|_2`.
+    residual : ndarray, same shape
+        :math:`\|e_t - \ell_t\|_2`.
+    forcing : ndarray, same shape
+        Forcing energy :math:`\sum_m \|\Delta W_m a^{(m)}_t\|_2^2` (a squared norm).
+    singular_values : dict of str to ndarray, shape (n,)
+        Singular values of each recurrent matrix, descending.
+    n : int
+    """
+
+    names: tuple
+    ranks: np.ndarray
+    exact: np.ndarray
+    first_order: np.ndarray
+    residual: np.ndarray
+    forcing: np.ndarray
+    singular_values: dict
+    n: int
+
+    def rank(self, i: int) -> dict:
+        """Rank per recurrent matrix of sweep point ``i``."""
+        return {k: int(v) for k, v in zip(self.names, self.ranks[i])}
+
+    def index(self, rank) -> int:
+        """Index of the sweep point with ``rank`` (an int for all matrices, or a dict)."""
+        if isinstance(rank, dict):
+            want = np.array([rank.get(k, self.n) for k in self.names])
+        else:
+            want = np.full(len(self.names), rank)
+        hit = np.nonzero(np.all(self.ranks == want, axis=1))[0]
+        if hit.size == 0:
+            raise ValueError(f"rank: expected one of the swept points, found {rank!r}")
+        return int(hit[0])
+
+    def _max(self, a):
+        return a.reshape(a.shape[0], -1).max(axis=1)
+
+    @property
+    def exact_max(self) -> np.ndarray:
+        """(R,) max over time and sequences of the exact deviation norm."""
+        return self._max(self.exact)
+
+    @property
+    def first_order_max(self) -> np.ndarray:
+        """(R,) max over time and sequences of the first-order norm."""
+        return self._max(self.first_order)
+
+    @property
+    def dW_frobenius(self) -> dict:
+        """Per matrix, (R,) Frobenius norm of ΔW at each point."""
+        out = {}
+        for j, k in enumerate(self.names):
+            tail = np.concatenate([np.cumsum(self.singular_values[k][::-1] ** 2)[::-1], [0.0]])
+            out[k] = np.sqrt(tail[self.ranks[:, j]])
+        return out
+
+    @property
+    def dW_spectral(self) -> dict:
+        """Per matrix, (R,) spectral norm ‖ΔW‖₂ = σ_{r+1} at each point (0 at r = n)."""
+        return {k: np.concatenate([self.singular_values[k], [0.0]])[self.ranks[:, j]]
+                for j, k in enumerate(self.names)}
+
+
+def _grid(name, g, n):
+    if isinstance(g, (str, bytes)) or not hasattr(g, "__iter__"):
+        raise ValueError(f"{name}: expected a sequence of ints in [0, {n}], found {g!r}")
+    vals = [check_int(name, v, low=0, high=n) for v in g]
+    if not vals:
+        raise ValueError(f"{name}: expected at least one rank, found an empty sequence")
+    return vals
+
+
+def _groups(cell, ranks):
+    """[(matrix names, grid)] from the ``ranks`` argument."""
+    n = cell.n
+    if ranks is None:
+        return [(cell.recurrent_names, list(range(n + 1)))]
+    if isinstance(ranks, dict):
+        unknown = sorted(set(ranks) - set(cell.recurrent_names))
+        if unknown or not ranks:
+            raise ValueError(f"ranks: expected keys among {list(cell.recurrent_names)}, "
+                             f"found {unknown or 'an empty dict'}")
+        return [((k,), _grid(f"ranks[{k!r}]", ranks[k], n))
+                for k in cell.recurrent_names if k in ranks]
+    if isinstance(ranks, numbers.Integral):
+        raise ValueError(f"ranks: expected a sequence of ints (or a dict of them), "
+                         f"found the int {ranks!r}; use [r]")
+    return [(cell.recurrent_names, _grid("ranks", ranks, n))]
+
+
+class _Plan:
+    """Blocks of rank-one pieces and the map from grid ranks to tail sums."""
+
+    def __init__(self, cell, groups):
+        n = cell.n
+        self.svd = {}
+        for k, W in cell.recurrent.items():
+            U, s, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64))
+            self.svd[k] = (U, s, Vt)
+        self.groups = []
+        offset = 0
+        for names, grid in groups:
+            bounds = sorted(set(grid) | {n})
+            K = len(bounds) - 1
+            ind = np.zeros((K, n))
+            for j in range(K):
+                ind[j, bounds[j]:bounds[j + 1]] = 1.0
+            pos = {r: j for j, r in enumerate(bounds)}      # tail index; r = n -> K (zero)
+            self.groups.append({"names": names, "grid": grid, "ind": ind, "pos": pos,
+                                "offset": offset, "K": K})
+            offset += K
+        self.K = offset
+
+    def block_forcing(self, A, B):
+        """Per matrix name, forcing (K, B, n) of every block at one step."""
+        out = {}
+        for g in self.groups:
+            for k in g["names"]:
+                U, s, Vt = self.svd[k]
+                p = (A[k] @ Vt.T) * s                         # (B, n): σ_i v_iᵀ a
+                F = -(p[None, :, :] * g["ind"][:, None, :]) @ U.T   # (K_g, B, n)
+                if k not in out:
+                    out[k] = np.zeros((self.K, B, U.shape[0]))
+                out[k][g["offset"]:g["offset"] + g["K"]] = F
+        return out
+
+    def energy_tails(self, A):
+        """Per group, (n+1, B) tail sums of σ_i² (v_iᵀ a)² over the group's matrices."""
+        out = []
+        for g in self.groups:
+            e = 0.0
+            for k in g["names"]:
+                U, s, Vt = self.svd[k]
+                e = e + ((A[k] @ Vt.T) * s) ** 2
+            tail = np.cumsum(e[:, ::-1], axis=1)[:, ::-1]   # tail[:, r] = Σ_{i>=r}
+            out.append(np.concatenate([tail, np.zeros((tail.shape[0], 1))], axis=1).T)
+        return out
+
+    def truncated(self, k, r):
+        U, s, Vt = self.svd[k]
+        return (U[:, :r] * s[:r]) @ Vt[:r]
+
+
+def _nominal(cell, h, x):
+    """Nominal step quantities for the tangent step and the regressors."""
+    if cell.kind == "elman":
+        hn = np.tanh(cell.preactivation(h, x))
+        return hn, {"d": 1.0 - hn ** 2}, {"W": h}
+    f = sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
+    c = np.tanh((f * h) @ cell.Wh.T + x @ cell.Uh.T + cell.bh)
+    hn = (1.0 - f) * h + f * c
+    return hn, {"f": f, "c": c, "h": h, "sp": f * (1.0 - f), "g": f * (1.0 - c ** 2)}, \
+        {"Wf": h, "Wh": f * h}
+
+
+def _tangent(cell, nom, L, F):
+    """One tangent-linear step for a batch of tangents L (K, B, n) with forcing F."""
+    if cell.kind == "elman":
+        a = L @ cell.W.T
+        if "W" in F:
+            a += F["W"]
+        return nom["d"] * a
+    daf = L @ cell.Wf.T
+    if "Wf" in F:
+        daf += F["Wf"]
+    df = nom["sp"] * daf
+    dac = (df * nom["h"] + nom["f"] * L) @ cell.Wh.T
+    if "Wh" in F:
+        dac += F["Wh"]
+    return (1.0 - nom["f"]) * L + df * (nom["c"] - nom["h"]) + nom["g"] * dac
+
+
+def _stacked_step(cell, Hs, x, Ws):
+    """Exact step for stacked states Hs (P, B, n) with per-point matrices Ws[k] (P, n, n)."""
+    if cell.kind == "elman":
+        return np.tanh(Hs @ np.swapaxes(Ws["W"], 1, 2) + (x @ cell.U.T + cell.b))
+    f = sigmoid(Hs @ np.swapaxes(Ws["Wf"], 1, 2) + (x @ cell.Uf.T + cell.bf))
+    c = np.tanh((f * Hs) @ np.swapaxes(Ws["Wh"], 1, 2) + (x @ cell.Uh.T + cell.bh))
+    return (1.0 - f) * Hs + f * c
+
+
+def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep:
+    r"""Exact and first-order deviation of SVD truncation at many ranks at once.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    ranks : None, sequence of int, or dict of str to sequence of int
+        None: every rank 0..n for every recurrent matrix together; a sequence:
+        those ranks, for every recurrent matrix together; a dict: one grid per
+        named matrix, Cartesian product of the grids (in the order of
+        ``cell.recurrent_names``), unnamed matrices untouched.
+    h0 : array_like, shape (B, n) or (n,), optional
+    quiet : bool
+        Hide the progress bar over time steps.
+
+    Returns
+    -------
+    RankSweep
+        Points in the order of the grid (product order for a dict); arrays of
+        shape (R, T, B), or (R, T) for a single sequence. Equal (to rounding)
+        to ``deviation``/``first_order`` of ``truncate_svd(cell, rank=...)`` at
+        every point.
+    """
+    from .progress import progress
+
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    groups = _groups(cell, ranks)
+    T, B = X3.shape[:2]
+    n = cell.n
+    h_init = as_h0(h0, n, B, single, cell.dtype)
+    plan = _Plan(cell, groups)
+    names = cell.recurrent_names
+    points = list(itertools.product(*[g["grid"] for g in plan.groups]))
+    R = len(points)
+    rank_arr = np.full((R, len(names)), n, dtype=np.int64)
+    for p, pt in enumerate(points):
+        for g, r in zip(plan.groups, pt):
+            for k in g["names"]:
+                rank_arr[p, names.index(k)] = r
+    # tail positions per group for every point
+    tailpos = [np.array([g["pos"][pt[gi]] for pt in points]) for gi, g in enumerate(plan.groups)]
+    out = {key: np.empty((R, T, B)) for key in ("exact", "first_order", "residual", "forcing")}
+    step = max(1, _CHUNK // max(1, B * n))
+    chunks = [np.arange(i, min(R, i + step)) for i in range(0, R, step)]
+    for ch in progress(chunks, desc="rank sweep", quiet=quiet or len(chunks) == 1):
+        Ws = {}
+        for k in names:
+            j = names.index(k)
+            mats = []
+            for p in ch:
+                r = int(rank_arr[p, j])
+                mats.append(np.asarray(cell.recurrent[k], dtype=np.float64) if r == n
+                            else plan.truncated(k, r))
+            Ws[k] = np.stack(mats).astype(cell.dtype)
+        h = h_init.copy()
+        Hs = np.repeat(h[None], len(ch), axis=0)
+        L = np.zeros((plan.K, B, n))
+        for t in progress(range(T), desc="rank sweep", quiet=quiet or len(chunks) > 1):
+            x = X3[t]
+            hn, nom, A = _nominal(cell, h, x)
+            F = plan.block_forcing(A, B)
+            L = _tangent(cell, nom, L, F)
+            Hs = _stacked_step(cell, Hs, x, Ws)
+            E = Hs - hn[None]
+            ell = np.zeros((len(ch), B, n))
+            energy = np.zeros((len(ch), B))
+            tails = plan.energy_tails(A)
+            for gi, g in enumerate(plan.groups):
+                Lg = L[g["offset"]:g["offset"] + g["K"]]
+                cum = np.concatenate([np.cumsum(Lg[::-1], axis=0)[::-1],
+                                      np.zeros((1, B, n))], axis=0)   # (K_g + 1, B, n)
+                ell += cum[tailpos[gi][ch]]
+                rr = np.array([points[p][gi] for p in ch])
+                energy += tails[gi][rr]
+            out["exact"][ch, t] = np.linalg.norm(E, axis=-1)
+            out["first_order"][ch, t] = np.linalg.norm(ell, axis=-1)
+            out["residual"][ch, t] = np.linalg.norm(E - ell, axis=-1)
+            out["forcing"][ch, t] = energy
+            h = hn
+    if single:
+        out = {k: v[:, :, 0] for k, v in out.items()}
+    return RankSweep(names=tuple(names), ranks=rank_arr, exact=out["exact"],
+                     first_order=out["first_order"], residual=out["residual"],
+                     forcing=out["forcing"],
+                     singular_values={k: plan.svd[k][1].copy() for k in names}, n=n)

@@ -1,0 +1,385 @@
+r"""Low-rank truncation of the recurrent matrices: plain, data-aware and
+propagation-weighted.
+
+All three return a cell of the same type in which only the named recurrent
+matrices are replaced by rank-:math:`r` matrices :math:`A`; inputs, biases and
+readout are untouched.
+
+**Plain** (``truncate_svd(cell, rank=r)``): Eckart–Young–Mirsky,
+:math:`A = \sum_{i\le r}\sigma_i u_i v_i^\top`, so :math:`\|W-A\|_2 = \sigma_{r+1}`
+and :math:`\|W-A\|_F = (\sum_{i>r}\sigma_i^2)^{1/2}`.
+
+**Data-aware** (``data=X``): :math:`A` minimises the mean squared *forcing* over
+the nominal trajectory of ``X``,
+
+.. math::
+    \min_{\operatorname{rank} A\le r}\ \frac1N\sum_{t,b}\|(W-A)\,a_{t,b}\|_2^2
+    = \|(W-A)M^{1/2}\|_F^2, \qquad M = \frac1N\sum_{t,b} a_{t,b}a_{t,b}^\top ,
+
+with the regressor :math:`a_t = h_{t-1}` for :math:`W` and :math:`W_f`, and
+:math:`a_t = f_t\odot h_{t-1}` for :math:`W_h` of the MGRU (nominal gates), over
+the steps t = 1..T and the B sequences (N = TB).
+
+*Derivation.* For any A of rank ≤ r, :math:`AM^{1/2}` has rank ≤ r, so by
+Eckart–Young the objective is at least :math:`\|C - [C]_r\|_F^2` with
+:math:`C = WM^{1/2}` and :math:`[C]_r = \Pi_r C`, where :math:`\Pi_r = U_rU_r^\top`
+projects on the top-r left singular vectors of C (the top-r principal axes
+of the forcing :math:`Wa`, since :math:`CC^\top = WMW^\top = \mathbb E[(Wa)(Wa)^\top]`).
+:math:`A^\star = \Pi_r W` has rank ≤ r and :math:`A^\star M^{1/2} = \Pi_r C`, so it
+attains the bound. No inverse of M appears.
+
+*Singular M* (the trajectory does not span the state space, e.g. very short
+or constant trajectories): the minimisers are then not unique, because
+:math:`A` is free on the null space of :math:`M`. We return
+:math:`A^\star = \Pi_r W`, which keeps W's action on the unvisited directions as
+far as the retained output subspace allows; it is the limit, as
+:math:`\varepsilon\to 0^+`, of the unique minimisers for :math:`M+\varepsilon I`.
+If :math:`k = \operatorname{rank} C < r`, the remaining :math:`r-k` output
+directions are that limit's: the top left singular vectors of
+:math:`(I-\Pi_k)W(I-P_M)` (:math:`P_M` the projector on the range of M). Ties
+among singular values at position r make the minimiser non-unique; any
+member of the tie is returned (as for plain SVD).
+
+**Propagation-weighted** (``data=X, weighting="propagation"``): weights the
+forcing by how much of it reaches the *target* states (default the last step;
+for memorization pass ``target=task.recall``). In the tangent-linear model a
+forcing :math:`\Delta W a_k` at step k reaches the target steps with energy
+:math:`(\Delta W a_k)^\top O_k (\Delta W a_k)`, where
+
+.. math::
+    O_k = B_k^\top P_k B_k ,\qquad
+    P_k = [k\in\text{target}]\,I + J_{k+1}^\top P_{k+1} J_{k+1},\ P_{T+1}=0,
+
+is the observability Gramian of the targets seen from step k
+(:math:`P_k = \sum_{t\in\text{target},\,t\ge k}\Phi(t,k)^\top\Phi(t,k)`), :math:`J` the
+step Jacobian and :math:`B_k` the map from the matrix's pre-activation to
+:math:`h_k` (``rnnperturb.noise`` lists both for each cell). Neglecting the
+cross terms between different forcing steps (the coherent part), the target
+error is :math:`\operatorname{vec}(\Delta W)^\top\big[\sum_{k,b} a a^\top\otimes O\big]\operatorname{vec}(\Delta W)`.
+We approximate the sum by one Kronecker product :math:`M_w\otimes Q` (one step
+of the alternating iteration for the nearest Kronecker product, started
+from identities):
+
+.. math::
+    M_w = \frac{\sum_{k,b} \operatorname{tr}(O_{k,b})\,a a^\top}{\sum_{k,b}\operatorname{tr}(O_{k,b})},\qquad
+    Q = \frac{\sum_{k,b}\|a\|^2\,O_{k,b}}{\sum_{k,b}\|a\|^2},
+
+which is exact when all :math:`O_k` are equal or all :math:`a_k` are equal (a
+constant memory state), and then minimise
+:math:`\|Q_\lambda^{1/2}(W-A)M_w^{1/2}\|_F^2`, with the ridge
+:math:`Q_\lambda = (1-\lambda)\,Q/\bar q + \lambda I`, :math:`\bar q = \operatorname{tr}Q/n`
+(default :math:`\lambda` = ``ridge`` = 0.01). The ridge makes Q invertible
+(directions that never reach the targets would otherwise be free, and the
+minimiser ill-conditioned); :math:`\lambda = 1` gives back data-aware
+truncation with the weights :math:`M_w`. The minimiser is
+:math:`A = Q_\lambda^{-1/2}\,\Pi_r\,Q_\lambda^{1/2} W` with :math:`\Pi_r` the top-r left
+singular projector of :math:`Q_\lambda^{1/2} W M_w^{1/2}` (same argument as
+above). This is a heuristic: it minimises a separable surrogate of the
+first-order target error, not the error itself.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._checks import as_h0, as_inputs, as_param, check_int, check_positive
+
+__all__ = ["truncate_svd", "weighted_low_rank", "forcing_moments", "propagation_weights",
+           "resolve_ranks", "target_mask"]
+
+
+def resolve_ranks(cell, rank, *, name: str = "rank") -> dict[str, int]:
+    """Validate ``rank`` (an int for every recurrent matrix, or a dict naming
+    some of them) and return ``{matrix name: rank}`` for the named matrices."""
+    n = cell.n
+    if isinstance(rank, dict):
+        unknown = sorted(set(rank) - set(cell.recurrent_names))
+        if unknown:
+            raise ValueError(f"{name}: expected keys among {list(cell.recurrent_names)}, "
+                             f"found {unknown}")
+        return {k: check_int(f"{name}[{k!r}]", v, low=0, high=n) for k, v in rank.items()}
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+        raise ValueError(f"{name}: expected an int in [0, {n}] or a dict over "
+                         f"{list(cell.recurrent_names)}, found {rank!r}")
+    r = check_int(name, rank, low=0, high=n)
+    return {k: r for k in cell.recurrent_names}
+
+
+def _psd_sqrt(S: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix (negative round-off eigenvalues -> 0)."""
+    w, V = np.linalg.eigh((S + S.T) / 2)
+    return (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
+
+
+def _top_left_subspace(C: np.ndarray, r: int, W: np.ndarray, null_proj: np.ndarray):
+    """Orthonormal (n, r) basis of the top-r left singular subspace of C, completed
+    (when rank C < r) by the top left singular vectors of (I - UUᵀ) W (I - P)."""
+    U, s, _ = np.linalg.svd(C, full_matrices=False)
+    tol = max(C.shape) * np.finfo(float).eps * (s[0] if s.size else 0.0)
+    k = int(np.sum(s > tol))
+    if k >= r:
+        return U[:, :r]
+    Uk = U[:, :k]
+    R = W @ null_proj
+    R = R - Uk @ (Uk.T @ R)
+    U2, _, _ = np.linalg.svd(R, full_matrices=True)
+    # U2's leading columns span range(R) ⟂ Uk; pad with any orthonormal complement
+    basis = np.concatenate([Uk, U2], axis=1)
+    Qb, _ = np.linalg.qr(basis)
+    return Qb[:, :r]
+
+
+def weighted_low_rank(W, *, rank: int, moment=None, left=None) -> np.ndarray:
+    r"""Rank-r minimiser of :math:`\|Q^{1/2}(W-A)M^{1/2}\|_F^2`.
+
+    Parameters
+    ----------
+    W : array_like, shape (n, n)
+    rank : int
+        Target rank r, 0 ≤ r ≤ n.
+    moment : array_like, shape (n, n), optional
+        Right weight M, symmetric positive semi-definite (the second moment of
+        the regressors); identity when None.
+    left : array_like, shape (n, n), optional
+        Left weight Q, symmetric positive *definite*; identity when None.
+
+    Returns
+    -------
+    A : ndarray, shape (n, n)
+        :math:`Q^{-1/2}\Pi_r Q^{1/2}W`, with :math:`\Pi_r` the projector on the top-r
+        left singular vectors of :math:`Q^{1/2}WM^{1/2}` (completed as described in
+        the module notes when that matrix has rank < r). With both weights
+        None this is the Eckart–Young truncation.
+    """
+    W = as_param("W", W, ndim=2, dtype=np.float64)
+    n = W.shape[0]
+    if W.shape != (n, n):
+        raise ValueError(f"W: expected a square matrix, found shape {W.shape}")
+    r = check_int("rank", rank, low=0, high=n)
+    if r == n:
+        return np.array(W)
+    if r == 0:
+        return np.zeros_like(W)
+    if moment is None and left is None:
+        U, s, Vt = np.linalg.svd(W)
+        return (U[:, :r] * s[:r]) @ Vt[:r]
+    if moment is None:
+        Ms = np.eye(n)
+        null_proj = np.zeros((n, n))
+    else:
+        M = as_param("moment", moment, shape=(n, n), dtype=np.float64)
+        w, V = np.linalg.eigh((M + M.T) / 2)
+        if w[0] < -1e-8 * max(abs(w[-1]), np.finfo(float).tiny):
+            raise ValueError(f"moment: expected a positive semi-definite matrix, found "
+                             f"eigenvalue {w[0]:.3g}")
+        w = np.clip(w, 0.0, None)
+        Ms = (V * np.sqrt(w)) @ V.T
+        keep = w > n * np.finfo(float).eps * max(w[-1], np.finfo(float).tiny)
+        null_proj = V[:, ~keep] @ V[:, ~keep].T
+    if left is None:
+        Qh = Qih = None
+        LW = W
+    else:
+        Q = as_param("left", left, shape=(n, n), dtype=np.float64)
+        wq, Vq = np.linalg.eigh((Q + Q.T) / 2)
+        if wq[0] <= 0:
+            raise ValueError(f"left: expected a symmetric positive definite matrix, found "
+                             f"smallest eigenvalue {wq[0]:.3g}")
+        Qh = (Vq * np.sqrt(wq)) @ Vq.T
+        Qih = (Vq / np.sqrt(wq)) @ Vq.T
+        LW = Qh @ W
+    Ur = _top_left_subspace(LW @ Ms, r, LW, null_proj)
+    A = Ur @ (Ur.T @ LW)
+    return A if Qih is None else Qih @ A
+
+
+def _regressor_trajectory(cell, X3, h):
+    """Nominal regressors a_t of every recurrent matrix: dict name -> (T, B, n)."""
+    from .noise import _trajectory
+    return _trajectory(cell, X3, h)
+
+
+def forcing_moments(cell, X, *, h0=None) -> dict[str, np.ndarray]:
+    r"""Second moments of the regressors over the nominal trajectory.
+
+    .. math:: M = \frac{1}{TB}\sum_{t=1}^{T}\sum_b a_{t,b} a_{t,b}^\top
+
+    with :math:`a_t = h_{t-1}` (``W``, ``Wf``) or :math:`f_t\odot h_{t-1}` (``Wh``),
+    so that the mean squared forcing of a change ΔW is
+    :math:`\operatorname{tr}(\Delta W M \Delta W^\top)`.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    h0 : array_like, shape (B, n) or (n,), optional
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n, n)
+    """
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    A = _regressor_trajectory(cell, X3, h)
+    N = X3.shape[0] * X3.shape[1]
+    return {k: np.einsum("tbi,tbj->ij", a, a) / N for k, a in A.items()}
+
+
+def target_mask(target, T: int, B: int) -> np.ndarray:
+    """Resolve ``target`` into a boolean (T, B) mask of the steps whose state matters.
+
+    ``None``: the last step; an int k: the last k steps; a boolean array of
+    shape (T,) or (T, B) (e.g. ``task.recall``).
+    """
+    if target is None:
+        target = 1
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        k = check_int("target", target, low=1, high=T)
+        mask = np.zeros((T, B), dtype=bool)
+        mask[T - k:] = True
+        return mask
+    arr = np.asarray(target)
+    if arr.dtype != bool:
+        raise ValueError(f"target: expected None, an int or a boolean mask of shape ({T},) or "
+                         f"({T}, {B}), found dtype {arr.dtype}")
+    if arr.shape == (T,):
+        arr = np.repeat(arr[:, None], B, axis=1)
+    if arr.shape != (T, B):
+        raise ValueError(f"target: expected a boolean mask of shape ({T},) or ({T}, {B}), "
+                         f"found shape {arr.shape}")
+    if not arr.any():
+        raise ValueError("target: expected at least one target step, found an all-False mask")
+    return np.array(arr)
+
+
+def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
+    r"""Weights of the propagation-weighted truncation (see the module notes).
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    target : None, int or array_like of bool, shape (T,) or (T, B)
+        Steps whose state matters: None = the last step, an int k = the last k
+        steps, or a mask such as ``task.recall``.
+    h0 : array_like, optional
+
+    Returns
+    -------
+    dict of str to (M_w, Q)
+        Per recurrent matrix, the reach-weighted regressor moment
+        :math:`M_w` (n, n) and the forcing-weighted observability Gramian
+        :math:`Q` (n, n), each normalised by its total weight.
+    """
+    from .noise import _linearise
+
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    T, B = X3.shape[:2]
+    mask = target_mask(target, T, B)
+    h = as_h0(h0, cell.n, B, single, cell.dtype)
+    n = cell.n
+    Hprev = np.empty((T, B, n))
+    for t in range(T):
+        Hprev[t] = h
+        h = cell._step(h, X3[t])
+    acc = {k: [np.zeros((n, n)), 0.0, np.zeros((n, n)), 0.0] for k in cell.recurrent_names}
+    P = np.zeros((B, n, n))
+    J_next = None
+    eye = np.eye(n)
+    for t in range(T - 1, -1, -1):
+        _, J, forc = _linearise(cell, Hprev[t], X3[t])
+        if J_next is not None:
+            P = np.swapaxes(J_next, 1, 2) @ P @ J_next
+        P[mask[t]] += eye
+        for k, (diag, Bt, a) in forc.items():
+            if diag:
+                O = Bt[:, :, None] * P * Bt[:, None, :]
+            else:
+                O = np.swapaxes(Bt, 1, 2) @ P @ Bt
+            tr = np.einsum("bii->b", O)
+            an = np.einsum("bi,bi->b", a, a)
+            acc[k][0] += np.einsum("b,bi,bj->ij", tr, a, a)
+            acc[k][1] += float(tr.sum())
+            acc[k][2] += np.einsum("b,bij->ij", an, O)
+            acc[k][3] += float(an.sum())
+        J_next = J
+    out = {}
+    for k, (Mw, wM, Q, wQ) in acc.items():
+        Mw = Mw / wM if wM > 0 else Mw
+        Q = Q / wQ if wQ > 0 else Q
+        out[k] = ((Mw + Mw.T) / 2, (Q + Q.T) / 2)
+    return out
+
+
+def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=None,
+                 ridge: float = 0.01, h0=None):
+    r"""Truncate recurrent matrices to low rank.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    rank : int or dict of str to int
+        An int applies to every recurrent matrix; a dict names some of them
+        (``{"W": r}``, ``{"Wf": r1, "Wh": r2}``), the others stay untouched.
+        Each rank lies in [0, n]; rank n returns the matrix exactly.
+    data : array_like, shape (T, B, m) or (T, m), optional
+        Inputs whose nominal trajectory defines the data-aware weights.
+    weighting : {None, 'svd', 'forcing', 'propagation'}
+        ``'svd'`` (plain Eckart–Young), ``'forcing'`` (data-aware: minimum mean
+        squared forcing) or ``'propagation'`` (observability-weighted).
+        None means ``'forcing'`` when ``data`` is given, else ``'svd'``.
+    target : None, int or array_like of bool
+        Target steps of the propagation weighting (see
+        :func:`propagation_weights`); default the last step.
+    ridge : float in (0, 1]
+        Ridge λ of the propagation weighting's left weight.
+    h0 : array_like, optional
+        Initial state for the ``data`` trajectory.
+
+    Returns
+    -------
+    ElmanRNN or MGRU
+        Same type; only the named recurrent matrices differ.
+
+    Raises
+    ------
+    ValueError
+        For a rank out of [0, n], unknown matrix names, a weighting that needs
+        ``data`` without it, or an unknown weighting.
+    """
+    ranks = resolve_ranks(cell, rank)
+    if weighting is None:
+        weighting = "svd" if data is None else "forcing"
+    if weighting not in ("svd", "forcing", "propagation"):
+        raise ValueError(f"weighting: expected None, 'svd', 'forcing' or 'propagation', "
+                         f"found {weighting!r}")
+    if weighting != "svd" and data is None:
+        raise ValueError(f"data: expected input sequences (T, B, m) for weighting="
+                         f"{weighting!r}, found None")
+    if weighting == "svd" and data is not None:
+        raise ValueError("data: expected None for weighting='svd' (plain SVD ignores data), "
+                         "found an array")
+    todo = {k: r for k, r in ranks.items() if r < cell.n}
+    new = {}
+    if weighting == "svd" or not todo:
+        for k, r in todo.items():
+            new[k] = weighted_low_rank(cell.recurrent[k], rank=r)
+    elif weighting == "forcing":
+        mom = forcing_moments(cell, data, h0=h0)
+        for k, r in todo.items():
+            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=mom[k])
+    else:
+        lam = check_positive("ridge", ridge)
+        if lam > 1:
+            raise ValueError(f"ridge: expected a number in (0, 1], found {ridge!r}")
+        wts = propagation_weights(cell, data, target=target, h0=h0)
+        n = cell.n
+        for k, r in todo.items():
+            Mw, Q = wts[k]
+            qbar = np.trace(Q) / n
+            Ql = (1 - lam) * (Q / qbar if qbar > 0 else Q) + lam * np.eye(n)
+            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=Mw, left=Ql)
+    if not new:
+        return cell.replace()
+    return cell.replace(**{k: v.astype(cell.dtype) for k, v in new.items()})
