@@ -1,0 +1,193 @@
+r"""Exact interval bounds for the activation functions tanh and the sigmoid σ.
+
+Three elementwise quantities, each a *sound* bound in floating point (it
+carries a margin for the rounding of its own evaluation):
+
+* :func:`slope_max` — :math:`\max_{x\in[lo,hi]} \varphi'(x)`;
+* :func:`slope_min` — :math:`\min_{x\in[lo,hi]} \varphi'(x)`;
+* :func:`taylor_remainder_max` — the exact worst first-order Taylor remainder
+
+  .. math::
+      R(a; lo, hi) = \max_{\delta\in[lo,hi]}
+      \bigl|\varphi(a+\delta) - \varphi(a) - \varphi'(a)\,\delta\bigr| .
+
+Why the maximum is at an end point or at :math:`\delta = -2a`.
+For both activations :math:`\varphi'` is even and strictly decreasing in
+:math:`|x|` (:math:`\tanh' = 1-\tanh^2`, :math:`\sigma' = \sigma(1-\sigma)`, and
+:math:`\sigma'(-x) = \sigma'(x)`). Let :math:`g(\delta) = \varphi(a+\delta) - \varphi(a)
+- \varphi'(a)\delta`. Then :math:`g(0) = 0` and
+:math:`g'(\delta) = \varphi'(a+\delta) - \varphi'(a)` vanishes exactly where
+:math:`|a+\delta| = |a|`, i.e. at :math:`\delta = 0` and :math:`\delta = -2a`.
+So :math:`g` is monotone between consecutive points of
+:math:`\{lo, 0, -2a, hi\}`, and the maximum of :math:`|g|` over
+:math:`[lo, hi]` is attained at :math:`lo`, :math:`hi` or, when it lies inside,
+:math:`-2a` (at :math:`\delta=0`, :math:`g = 0`). For :math:`a \ne 0`, the sign
+of :math:`g` flips at the symmetric point: with :math:`a > 0`, :math:`g(-2a) =
+\varphi(-a) - \varphi(a) + 2a\varphi'(a)` is the extreme value of :math:`g` on
+:math:`[-2a, 0]`.
+
+Rounding. The direct formula :math:`g(\delta)` cancels catastrophically for
+small :math:`\delta`, so each evaluation is paired with the Lagrange bound
+:math:`\tfrac12 \sup|\varphi''|\,\delta^2` (:math:`\sup|\tanh''| = 4/(3\sqrt3)`,
+:math:`\sup|\sigma''| = 1/(6\sqrt3)`) and the smaller of the two, each with a
+rounding margin, is returned. The margin assumes the platform's ``tanh`` and
+``exp`` are accurate to :data:`LIBM_ULPS` units in the last place (glibc and
+SVML are documented at ≤ 4 ulp; ``tests/test_remainder.py`` checks this
+against mpmath).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TANH_KAPPA", "SIGMOID_KAPPA", "LIBM_ULPS", "U64", "activation",
+           "slope", "slope_max", "slope_min", "taylor_remainder_max", "act_error"]
+
+#: sup |tanh''| = 4 / (3 sqrt 3), attained at tanh(x) = ±1/sqrt 3.
+TANH_KAPPA = 4.0 / (3.0 * np.sqrt(3.0)) * (1 + 1e-15)
+#: sup |σ''| = 1 / (6 sqrt 3).
+SIGMOID_KAPPA = 1.0 / (6.0 * np.sqrt(3.0)) * (1 + 1e-15)
+#: Assumed accuracy (in ulps) of np.tanh / np.exp; generous on purpose.
+LIBM_ULPS = 16
+#: Unit roundoff of float64.
+U64 = 2.0 ** -53
+_TINY = 1e-300
+
+
+def _sigmoid(a):
+    a = np.asarray(a, dtype=np.float64)
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _dtanh(x):
+    """tanh'(x) = cosh(x)^-2, relatively accurate also where it is tiny."""
+    with np.errstate(over="ignore"):
+        c = np.cosh(np.asarray(x, dtype=np.float64))
+    return 1.0 / (c * c)
+
+
+def _dsigmoid(x):
+    """σ'(x) = e^{-|x|} / (1 + e^{-|x|})^2, relatively accurate."""
+    e = np.exp(-np.abs(np.asarray(x, dtype=np.float64)))
+    return e / ((1.0 + e) * (1.0 + e))
+
+
+def activation(kind: str):
+    """Return ``(phi, dphi, kappa)`` for ``kind`` in {'tanh', 'sigmoid'}."""
+    if kind == "tanh":
+        return np.tanh, _dtanh, TANH_KAPPA
+    if kind == "sigmoid":
+        return _sigmoid, _dsigmoid, SIGMOID_KAPPA
+    raise ValueError(f"kind: expected 'tanh' or 'sigmoid', found {kind!r}")
+
+
+def act_error(kind: str) -> float:
+    """Relative error bound of the computed activation (``np.tanh`` or the
+    stable sigmoid of :mod:`rnnperturb.cells`): ``|fl(φ(x)) − φ(x)| ≤
+    act_error·|fl(φ(x))| + 1e-300``."""
+    if kind == "tanh":
+        return 2 * LIBM_ULPS * U64 + 4 * U64
+    if kind == "sigmoid":  # exp, one add, one division (and one product)
+        return 2 * LIBM_ULPS * U64 + 8 * U64
+    raise ValueError(f"kind: expected 'tanh' or 'sigmoid', found {kind!r}")
+
+
+def slope(kind: str, x):
+    """φ'(x) in floating point (not a bound)."""
+    return activation(kind)[1](np.asarray(x, dtype=np.float64))
+
+
+def _closest_to_zero(lo, hi):
+    """|x| minimised over [lo, hi] (elementwise)."""
+    return np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+
+
+def slope_max(kind: str, lo, hi):
+    r"""Upper bound on :math:`\max_{x\in[lo,hi]}\varphi'(x)` (elementwise).
+
+    φ' is even and decreasing in |x|, so the maximum is at the point of the
+    interval closest to 0. A relative margin covers the rounding.
+
+    Parameters
+    ----------
+    kind : {'tanh', 'sigmoid'}
+    lo, hi : array_like, same shape, ``lo <= hi``
+
+    Returns
+    -------
+    s : ndarray
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    x = _closest_to_zero(lo, hi)
+    dphi = activation(kind)[1]
+    cap = 1.0 if kind == "tanh" else 0.25
+    return np.minimum(dphi(x) * (1 + 4 * act_error(kind)) + _TINY, cap)
+
+
+def slope_min(kind: str, lo, hi):
+    r"""Lower bound on :math:`\min_{x\in[lo,hi]}\varphi'(x)` (elementwise, ≥ 0)."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    x = np.maximum(np.abs(lo), np.abs(hi))
+    dphi = activation(kind)[1]
+    return np.maximum(dphi(x) * (1 - 4 * act_error(kind)) - _TINY, 0.0)
+
+
+def _g_upper(kind, a, d, phi_a, dphi_a):
+    """Upper bound on |g(d)| by the direct formula plus its rounding margin."""
+    phi = activation(kind)[0]
+    pa_d = phi(a + d)
+    # a + d is rounded: |fl(a+d) - (a+d)| <= u|a+d|; φ' <= 1 turns it into a
+    # value error of at most u|a+d|.
+    val = np.abs(pa_d - phi_a - dphi_a * d)
+    eps = act_error(kind)
+    margin = (eps * (np.abs(pa_d) + np.abs(phi_a)) * 2 + U64 * np.abs(a + d)
+              + 4 * U64 * (np.abs(pa_d) + np.abs(phi_a) + np.abs(dphi_a * d))
+              + 8 * eps * np.abs(dphi_a * d))
+    return val * (1 + 4 * U64) + margin + _TINY
+
+
+def taylor_remainder_max(kind: str, a, lo, hi):
+    r"""Sound upper bound on the exact worst first-order Taylor remainder.
+
+    .. math::
+        R(a; lo, hi) = \max_{\delta\in[lo,hi]}
+        \bigl|\varphi(a+\delta) - \varphi(a) - \varphi'(a)\,\delta\bigr|
+
+    evaluated at the candidates :math:`lo`, :math:`hi` and :math:`-2a` (when
+    inside; see the module docstring), each as the smaller of the direct
+    formula (with rounding margin) and the Lagrange bound
+    :math:`\tfrac12\kappa\,\delta^2`.
+
+    Parameters
+    ----------
+    kind : {'tanh', 'sigmoid'}
+    a : array_like
+        Expansion points.
+    lo, hi : array_like, broadcastable with ``a``, ``lo <= hi``
+        The interval of increments δ.
+
+    Returns
+    -------
+    R : ndarray, the broadcast shape
+    """
+    phi, dphi, kappa = activation(kind)
+    a = np.asarray(a, dtype=np.float64)
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    if np.any(lo > hi):
+        raise ValueError("lo: expected lo <= hi elementwise, found lo > hi")
+    a, lo, hi = np.broadcast_arrays(a, lo, hi)
+    phi_a = phi(a)
+    dphi_a = dphi(a)
+    # |φ'(a)| itself is rounded; its error eps·φ'(a)·|δ| is covered in _g_upper.
+    out = np.zeros(a.shape)
+    cands = [lo, hi]
+    inside = (-2 * a >= lo) & (-2 * a <= hi)
+    cands.append(np.where(inside, -2 * a, 0.0))
+    for d in cands:
+        direct = _g_upper(kind, a, d, phi_a, dphi_a)
+        lagr = 0.5 * kappa * d * d * (1 + 4 * U64) + _TINY
+        out = np.maximum(out, np.minimum(direct, lagr))
+    return out
