@@ -49,6 +49,9 @@ class Recipe:
         delay-invariant memory; checks are made at ``D_stage``.
     check_every : int
         Steps between checks (stage advance / early stop).
+    min_steps : int
+        No early stop before this many steps (lets easy tasks converge to a
+        confident solution instead of stopping at the first passing check).
     target : float
         Check threshold: sequence accuracy on all K**L sequences
         (memorization), per-step accuracy on a held-out check batch (kback), or
@@ -76,6 +79,7 @@ class Recipe:
     curriculum: tuple = ()
     delay_lo: int | None = None
     check_every: int = 50
+    min_steps: int = 0
     target: float = 1.0
     confidence: float = 0.0
     seed: int = 0
@@ -118,13 +122,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
          curriculum=(10, 20, 30, 40, 50), delay_lo=0, recall_weight=5.0),
     # Low-coherence tasks.
     Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
-           init="identity", lr=3e-3, max_steps=6000, target=0.99, seed=1),
+           init="identity", lr=3e-3, max_steps=6000, min_steps=2000, target=0.99, seed=1),
     Recipe(name="mgru_kback", cell="mgru", task="kback", task_params=dict(_KBACK),
-           lr=1e-2, max_steps=6000, target=0.99, seed=1),
+           lr=1e-2, max_steps=6000, min_steps=2000, target=0.99, seed=1),
     Recipe(name="elman_kback_mix", cell="elman", task="kback_mix", task_params=dict(_KBACK_MIX),
-           init="identity", lr=3e-3, max_steps=6000, target=0.99, seed=1),
+           init="identity", lr=3e-3, max_steps=6000, min_steps=2000, target=0.99, seed=1),
     Recipe(name="mgru_kback_mix", cell="mgru", task="kback_mix", task_params=dict(_KBACK_MIX),
-           lr=1e-2, max_steps=6000, target=0.99, seed=1),
+           lr=1e-2, max_steps=6000, min_steps=2000, target=0.99, seed=1),
     Recipe(name="elman_ar_signal", cell="elman", task="ar_signal", task_params=dict(_AR),
            init="identity", lr=3e-3, max_steps=3000, target=1.02, seed=1),
     Recipe(name="mgru_ar_signal", cell="mgru", task="ar_signal", task_params=dict(_AR),

@@ -181,6 +181,11 @@ def evaluate(cell, recipe: Recipe, *, seed=0, n_test: int = 10_000) -> dict:
     Y = _chunked_outputs(cell, task.X)
     out = metrics.score(Y, task)
     out["n_sequences"] = n_test
+    if task.kind == "classification":
+        P = np.exp(Y - Y.max(-1, keepdims=True))
+        P /= P.sum(-1, keepdims=True)
+        pz = np.take_along_axis(P, task.targets[..., None], -1)[..., 0]
+        out["mean_p_correct"] = float(pz[task.mask].mean())
     out["chance"] = metrics.chance_level(task)
     if recipe.task == "ar_signal":
         out["kalman_nmse"] = kalman_nmse(task)
@@ -298,7 +303,7 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
                         "grad_norm": float(np.median(gnorms[-recipe.check_every:])),
                         "W_spectral_norm": float(np.linalg.norm(Wr.astype(np.float64), 2)),
                         "passed": bool(ok), **info})
-        if ok:
+        if ok and (stage + 1 < len(stages) or step >= recipe.min_steps):
             if stage + 1 < len(stages):
                 stage += 1
             else:
