@@ -174,8 +174,10 @@ def weighted_low_rank(W, *, rank: int, moment=None, left=None) -> np.ndarray:
             raise ValueError(f"moment: expected a positive semi-definite matrix, found "
                              f"eigenvalue {w[0]:.3g}")
         w = np.clip(w, 0.0, None)
-        Ms = (V * np.sqrt(w)) @ V.T
         keep = w > n * np.finfo(float).eps * max(w[-1], np.finfo(float).tiny)
+        # eigenvalues at round-off level are zero (their square roots, ~1e-8
+        # relative, would otherwise pose as data directions)
+        Ms = (V[:, keep] * np.sqrt(w[keep])) @ V[:, keep].T
         null_proj = V[:, ~keep] @ V[:, ~keep].T
     if left is None:
         Qh = Qih = None
@@ -253,6 +255,36 @@ def target_mask(target, T: int, B: int) -> np.ndarray:
     return np.array(arr)
 
 
+def _reach(cell, X3, h, mask):
+    r"""Backward pass over the nominal trajectory, yielding for every step
+    (t = T-1 .. 0, 0-based) and recurrent matrix ``(t, name, a, O)``: the
+    regressors a (B, n) and the observability Gramians
+    :math:`O = B_t^\top P_t B_t` (B, n, n) of the target steps ``mask`` (T, B)."""
+    from .noise import _linearise
+
+    T, B = X3.shape[:2]
+    n = cell.n
+    Hprev = np.empty((T, B, n), dtype=h.dtype)
+    for t in range(T):
+        Hprev[t] = h
+        h = cell._step(h, X3[t])
+    P = np.zeros((B, n, n))
+    J_next = None
+    eye = np.eye(n)
+    for t in range(T - 1, -1, -1):
+        _, J, forc = _linearise(cell, Hprev[t], X3[t])
+        if J_next is not None:
+            P = np.swapaxes(J_next, 1, 2) @ P @ J_next
+        P[mask[t]] += eye
+        for k, (diag, Bt, a) in forc.items():
+            if diag:
+                O = Bt[:, :, None] * P * Bt[:, None, :]
+            else:
+                O = np.swapaxes(Bt, 1, 2) @ P @ Bt
+            yield t, k, a, O
+        J_next = J
+
+
 def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
     r"""Weights of the propagation-weighted truncation (see the module notes).
 
@@ -272,38 +304,19 @@ def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
         :math:`M_w` (n, n) and the forcing-weighted observability Gramian
         :math:`Q` (n, n), each normalised by its total weight.
     """
-    from .noise import _linearise
-
     X3, single = as_inputs(X, cell.m, cell.dtype)
     T, B = X3.shape[:2]
     mask = target_mask(target, T, B)
     h = as_h0(h0, cell.n, B, single, cell.dtype)
     n = cell.n
-    Hprev = np.empty((T, B, n))
-    for t in range(T):
-        Hprev[t] = h
-        h = cell._step(h, X3[t])
     acc = {k: [np.zeros((n, n)), 0.0, np.zeros((n, n)), 0.0] for k in cell.recurrent_names}
-    P = np.zeros((B, n, n))
-    J_next = None
-    eye = np.eye(n)
-    for t in range(T - 1, -1, -1):
-        _, J, forc = _linearise(cell, Hprev[t], X3[t])
-        if J_next is not None:
-            P = np.swapaxes(J_next, 1, 2) @ P @ J_next
-        P[mask[t]] += eye
-        for k, (diag, Bt, a) in forc.items():
-            if diag:
-                O = Bt[:, :, None] * P * Bt[:, None, :]
-            else:
-                O = np.swapaxes(Bt, 1, 2) @ P @ Bt
-            tr = np.einsum("bii->b", O)
-            an = np.einsum("bi,bi->b", a, a)
-            acc[k][0] += np.einsum("b,bi,bj->ij", tr, a, a)
-            acc[k][1] += float(tr.sum())
-            acc[k][2] += np.einsum("b,bij->ij", an, O)
-            acc[k][3] += float(an.sum())
-        J_next = J
+    for _, k, a, O in _reach(cell, X3, h, mask):
+        tr = np.einsum("bii->b", O)
+        an = np.einsum("bi,bi->b", a, a)
+        acc[k][0] += np.einsum("b,bi,bj->ij", tr, a, a)
+        acc[k][1] += float(tr.sum())
+        acc[k][2] += np.einsum("b,bij->ij", an, O)
+        acc[k][3] += float(an.sum())
     out = {}
     for k, (Mw, wM, Q, wQ) in acc.items():
         Mw = Mw / wM if wM > 0 else Mw
