@@ -180,7 +180,9 @@ class GlobalBound:
         The diagonal scaling :math:`s` (``min(s) = 1``) of the best
         norm recursion (ones for the MGRU).
     capped : ndarray of bool, shape (T,)
-        Steps where ``bound`` equals the trivial cap :math:`2\sqrt n`.
+        Steps where ``bound`` equals the trivial cap of that step,
+        :math:`\min(2\sqrt n, \|u_t + u'_t\|_2)` (the bound says nothing more
+        than the state boxes there).
     """
 
     bound: np.ndarray
@@ -440,7 +442,8 @@ def _elman(cell, P, Q, T, r, rho0):
         best_asym = min(best_asym, float(np.sqrt(up(Vs @ Vs, n)) * (1 + 2 * U64)))
     best_rate = min(best_rate, vrate)
     cap = min(2.0 * sq, float(np.sqrt(up(ecap_sup @ ecap_sup, n)) * (1 + 2 * U64)))
-    return best, best_rate, best_asym, cap, hsup, g_sup, best_s
+    cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
+    return best, best_rate, best_asym, cap, cap_t, hsup, g_sup, best_s
 
 
 # ---------------------------------------------------------------------- MGRU
@@ -528,7 +531,8 @@ def _mgru(cell, P, Q, T, r, rho0):
         asym = float(np.sqrt(up(Vs @ Vs, n)) * (1 + 2 * U64))
     sq = float(np.sqrt(n)) * (1 + 2 * U64)
     cap = min(2.0 * sq, float(np.sqrt(up(ecap_sup @ ecap_sup, n)) * (1 + 2 * U64)))
-    return vec, rate, asym, cap, hsup, qs["sc"], np.ones(n)
+    cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
+    return np.minimum(vec, cap_t), rate, asym, cap, cap_t, hsup, qs["sc"], np.ones(n)
 
 
 # ----------------------------------------------------------------------- API
@@ -576,8 +580,8 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
     T, r, rho0, P, Q = _setup(cell, other, horizon, input_norm, h0_norm)
     simple, simple_rate, cap2, simple_asym = _simple(cell, P, Q, T, rho0)
     fn = _elman if cell.kind == "elman" else _mgru
-    ref, rate, asym, cap, hsup, slope, s = fn(cell, P, Q, T, r, rho0)
-    bound = np.minimum(np.minimum(ref, simple), cap2)
+    ref, rate, asym, cap, cap_t, hsup, slope, s = fn(cell, P, Q, T, r, rho0)
+    bound = np.minimum(np.minimum(np.minimum(ref, cap_t), simple), cap2)
     if rho0 == 0:
         bound[0] = 0.0          # h_0 = 0 gives e_1 = 0 exactly (Delta W h_0 = 0)
     rate, asym = min(rate, simple_rate), min(asym, simple_asym)
@@ -594,4 +598,4 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
                        asymptote=float(asym), simple=_freeze(simple),
                        simple_rate=float(simple_rate), cap=float(cap), hmax=_freeze(hsup),
                        slope=_freeze(slope), scaling=_freeze(s),
-                       capped=_freeze(bound >= cap2))
+                       capped=_freeze(bound >= np.minimum(cap_t, cap2)))

@@ -1,0 +1,393 @@
+r"""Certified recall: a deviation bound turned into a memory guarantee.
+
+For a cell with a readout, logits :math:`y_t = V h_t + c`, and a perturbed copy
+(recurrent matrices changed, readout kept: ``DESIGN.md`` §4 ignores the
+readout of ``other``), the perturbed logits are :math:`y'_t = y_t + V e_t` with
+:math:`e_t = h'_t - h_t`. At a recall step with target class :math:`y`, the
+perturbed network answers :math:`y` when, for every :math:`j \ne y`,
+
+.. math::
+    y'_{t,y} - y'_{t,j} = \underbrace{(y_{t,y} - y_{t,j})}_{m_j}
+        + (V_y - V_j)^\top e_t > 0 .
+
+Since :math:`|(V_y - V_j)^\top e_t| \le \|V_y - V_j\|_2 \|e_t\|_2` and, with a
+componentwise bound :math:`|e_t| \le \rho_t`, also
+:math:`\le |V_y - V_j|^\top \rho_t`, a certified bound on the deviation
+certifies the step when
+
+.. math::
+    q_j := \min\bigl(\|V_y - V_j\|_2\, B_t,\ |V_y - V_j|^\top\rho_t\bigr) < m_j
+    \quad\text{for every } j \ne y .
+
+This per-class test is sharper than (and implied by) the test of
+``DESIGN.md`` §2(e), :math:`B_t \max_{j}\|V_y-V_j\|_2 < m_y - \max_{j\ne y} y_j`.
+A sequence is certified when every step of its recall window is.
+
+The first-order *point prediction* replaces :math:`e_t` by the tangent-linear
+:math:`\ell_t` (:func:`rnnperturb.first_order`) and takes the arg-max of
+:math:`y_t + V\ell_t`; the measured answer uses the exact perturbed trajectory.
+
+Floating point. :func:`rnnperturb.bounds.certified_bound` bounds the
+deviation of the *exact* trajectories. The nominal margins :math:`m_j` are
+computed from the float64 nominal trajectory; the rounding of the dot products
+is bounded (:math:`\gamma_{n+2}`), and the rounding of the nominal trajectory
+itself is an *estimate*, not a verified bound: 100 times the distance to a
+``numpy.longdouble`` re-run plus :math:`10^{-12}`. Trained memorization nets
+have margins of order 1, so this allowance (about :math:`10^{-12}`) changes no
+decision in practice; it is the one unverified ingredient.
+
+Certified-safe rank. :func:`certified_safe_rank` sweeps truncation ranks
+(:func:`rnnperturb.truncation.truncate_svd`, the same rank for every
+recurrent matrix) and reports the smallest rank at which every sequence is
+certified, next to the smallest rank at which every sequence is measured
+correct (the empirically safe rank) and their gap in % of n.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import as_inputs, check_compatible, check_int
+from .cells import cell_from_params
+from .normbounds import U64, gamma, up
+from .progress import progress
+from .propagation import first_order
+
+__all__ = ["CertifiedRecall", "SafeRank", "certified_recall", "certified_safe_rank",
+           "recall_margins"]
+
+
+def _float64(cell):
+    """The same cell in float64 (float32 parameters convert exactly)."""
+    if cell.dtype == np.float64:
+        return cell
+    return cell_from_params(cell.kind, dict(cell.params), dtype=np.float64)
+
+
+def _check_task(task, cell):
+    for attr in ("X", "targets", "recall", "kind"):
+        if not hasattr(task, attr):
+            raise ValueError(f"task: expected a rnnperturb.tasks.Task, found {type(task).__name__}")
+    if task.kind != "classification":
+        raise ValueError(f"task: expected a classification task, found kind {task.kind!r}")
+    if cell.V is None:
+        raise ValueError("cell: expected a cell with a readout (V, c), found V=None")
+    if task.X.shape[-1] != cell.m:
+        raise ValueError(f"task: expected inputs with m={cell.m}, found shape {task.X.shape}")
+    k = cell.V.shape[0]
+    rec = np.asarray(task.recall, dtype=bool)
+    if rec.ndim != 2 or not np.all(rec == rec[:, :1]) or not rec.any():
+        raise ValueError("task: expected a non-empty recall window at the same steps for every "
+                         "sequence, found none or a sequence-dependent one")
+    tg = np.asarray(task.targets)[rec]
+    if tg.size and (tg.min() < 0 or tg.max() >= k):
+        raise ValueError(f"task: expected recall targets in [0, {k}), found range "
+                         f"[{tg.min()}, {tg.max()}]")
+
+
+def _trajectory_error_estimate(cell, X3, H):
+    """Estimated ||h_t - fl(h_t)||_2 per (t, b): 100 x distance to a longdouble run + 1e-12."""
+    ld = np.longdouble
+    P = {k: np.asarray(v, dtype=ld) for k, v in cell.params.items()}
+    Xl = np.asarray(X3, dtype=ld)
+    h = np.zeros((X3.shape[1], cell.n), dtype=ld)
+    err = np.empty(H.shape[:2])
+    for t in range(X3.shape[0]):
+        x = Xl[t]
+        if cell.kind == "elman":
+            h = np.tanh(h @ P["W"].T + x @ P["U"].T + P["b"])
+        else:
+            f = 1 / (1 + np.exp(-(h @ P["Wf"].T + x @ P["Uf"].T + P["bf"])))
+            c = np.tanh((f * h) @ P["Wh"].T + x @ P["Uh"].T + P["bh"])
+            h = (1 - f) * h + f * c
+        err[t] = np.sqrt(np.sum((h - H[t].astype(ld)) ** 2, axis=-1)).astype(np.float64)
+    return 100.0 * err + 1e-12
+
+
+def recall_margins(cell, task):
+    r"""Nominal per-class logit margins at the recall steps, rounded down.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+        With a readout ``V`` (k, n), ``c`` (k,).
+    task : Task
+        A classification task with a ``recall`` window (e.g.
+        :func:`rnnperturb.tasks.memorization_all`).
+
+    Returns
+    -------
+    margin : ndarray, shape (T, B, k)
+        Lower bound of :math:`y_{t,y} - y_{t,j}` for the target :math:`y` of step
+        t (``+inf`` at :math:`j = y`); NaN outside the recall window.
+    dnorm : ndarray, shape (T, B, k)
+        Upper bound of :math:`\|V_y - V_j\|_2` (0 at :math:`j = y`).
+    dabs : ndarray, shape (T, B, k, n)
+        Upper bound of :math:`|V_y - V_j|` componentwise.
+    """
+    cell = _float64(cell)
+    _check_task(task, cell)
+    X3, _ = as_inputs(task.X, cell.m, cell.dtype)
+    H = cell.run(X3)
+    V, c = np.asarray(cell.V, np.float64), np.asarray(cell.c, np.float64)
+    k, n = V.shape
+    y = np.where(task.recall, task.targets, 0).astype(np.int64)             # (T, B)
+    D = V[y][:, :, None, :] - V[None, None, :, :]                           # (T, B, k, n)
+    dabs = np.abs(D) * (1 + 2 * U64)
+    dnorm = np.sqrt(up(np.sum(dabs * dabs, axis=-1), n)) * (1 + 2 * U64)
+    raw = np.einsum("tbkn,tbn->tbk", D, H) + (c[y][:, :, None] - c[None, None, :])
+    round_dot = up(gamma(n + 3) * (np.einsum("tbkn,tbn->tbk", dabs, np.abs(H))
+                                   + np.abs(c[y])[:, :, None] + np.abs(c)[None, None, :]), n + 2)
+    traj = _trajectory_error_estimate(cell, X3, H)                          # (T, B)
+    margin = raw - round_dot - up(dnorm * traj[:, :, None], 1)
+    onehot = np.arange(k)[None, None, :] == y[:, :, None]
+    margin = np.where(onehot, np.inf, margin)
+    dnorm = np.where(onehot, 0.0, dnorm)
+    margin = np.where(task.recall[:, :, None], margin, np.nan)
+    return margin, dnorm, dabs
+
+
+@dataclass(frozen=True, eq=False)
+class CertifiedRecall:
+    r"""Result of :func:`certified_recall` (B sequences, R recall steps each).
+
+    Attributes
+    ----------
+    certified : ndarray of bool, shape (B,)
+        Every recall step of the sequence is certified correct.
+    correct : ndarray of bool, shape (B,)
+        Measured: the exact perturbed trajectory (float64) recalls every step.
+    predicted : ndarray of bool, shape (B,)
+        First-order point prediction of ``correct``.
+    step_certified : ndarray of bool, shape (R, B)
+    slack : ndarray, shape (R, B)
+        :math:`\min_{j\ne y}(m_j - q_j)`: positive where certified.
+    margin : ndarray, shape (R, B)
+        Nominal margin :math:`\min_{j \ne y} m_j` (rounded down).
+    bound : ndarray, shape (T, B)
+        The deviation bound used, :math:`B_t \ge \|e_t\|_2`.
+    certified_accuracy, accuracy, predicted_accuracy : float
+        Fractions of sequences certified / correct / predicted correct.
+    """
+
+    certified: np.ndarray
+    correct: np.ndarray
+    predicted: np.ndarray
+    step_certified: np.ndarray
+    slack: np.ndarray
+    margin: np.ndarray
+    bound: np.ndarray
+    certified_accuracy: float
+    accuracy: float
+    predicted_accuracy: float
+
+
+def _ro(a):
+    a = np.asarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _certified_bound():
+    from . import bounds  # written by issue 4, item 1
+    return bounds.certified_bound
+
+
+def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = False,
+                     componentwise: bool = True, bound=None, margins=None) -> CertifiedRecall:
+    r"""Certify the recall of a perturbed network on every sequence of a task.
+
+    A recall step with target :math:`y` is certified when
+    :math:`\min(\|V_y-V_j\|_2 B_t,\ |V_y-V_j|^\top\rho_t) < y_{t,y} - y_{t,j}`
+    for every :math:`j\ne y` (module docstring), with :math:`B_t` and
+    :math:`\rho_t` from :func:`rnnperturb.bounds.certified_bound`.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+        Nominal cell with readout ``V``, ``c`` (used for both cells).
+    other : same type
+        Perturbed cell (only recurrent matrices differ; its readout is ignored).
+    task : Task
+        Classification task with a recall window, e.g.
+        ``rp.tasks.memorization_all(2, 5, D)`` (all 32 sequences).
+    tier : {'fast', 'tight'}
+        Tier of the certified bound.
+    rigorous : bool
+        Use the bound's interval-arithmetic mode (small nets only).
+    componentwise : bool
+        Also use the componentwise bound :math:`\rho_t` (one more bound call;
+        not with ``rigorous``).
+    bound : array_like, shape (T, B), optional
+        A precomputed sound bound on :math:`\|e_t\|_2` to use instead (then no
+        componentwise bound is used). For tests and experiments.
+    margins : tuple, optional
+        The output of :func:`recall_margins` for ``cell`` and ``task``
+        (reused across ranks).
+
+    Returns
+    -------
+    CertifiedRecall
+    """
+    check_compatible(cell, other)
+    c64, o64 = _float64(cell), _float64(other)
+    _check_task(task, c64)
+    X3, _ = as_inputs(task.X, c64.m, np.float64)
+    T, B = X3.shape[:2]
+    margin, dnorm, dabs = recall_margins(c64, task) if margins is None else margins
+    rho = None
+    if bound is None:
+        cb = _certified_bound()
+        Bd = np.asarray(cb(c64, o64, X3, tier=tier, rigorous=rigorous), dtype=np.float64)
+        if componentwise and not rigorous:
+            rho = np.asarray(cb(c64, o64, X3, tier=tier, componentwise=True), dtype=np.float64)
+    else:
+        Bd = np.asarray(bound, dtype=np.float64)
+        if Bd.shape != (T, B):
+            raise ValueError(f"bound: expected shape ({T}, {B}), found {Bd.shape}")
+        if not np.all(Bd >= 0):
+            raise ValueError("bound: expected non-negative values, found negative or NaN")
+    q = up(dnorm * Bd[:, :, None], 1)                                       # (T, B, k)
+    if rho is not None:
+        q = np.minimum(q, up(np.einsum("tbkn,tbn->tbk", dabs, rho), cell.n))
+    rec = np.asarray(task.recall, dtype=bool)
+    slack_all = np.min(margin - q, axis=-1)                                 # (T, B)
+    # exact perturbed answer and first-order prediction
+    H = c64.run(X3)
+    Hp = o64.run(X3)
+    L = first_order(c64, o64, X3)
+    y = np.asarray(task.targets)
+    ok = (np.argmax(c64.readout(Hp), axis=-1) == y) | ~rec
+    pred = (np.argmax(c64.readout(H + L), axis=-1) == y) | ~rec
+    step_cert = (slack_all > 0) | ~rec
+    rows = np.where(rec[:, 0])[0]
+    cert = step_cert.all(axis=0)
+    correct, predicted = ok.all(axis=0), pred.all(axis=0)
+    return CertifiedRecall(
+        certified=_ro(cert), correct=_ro(correct), predicted=_ro(predicted),
+        step_certified=_ro(step_cert[rows]), slack=_ro(slack_all[rows]),
+        margin=_ro(np.min(margin, axis=-1)[rows]), bound=_ro(Bd),
+        certified_accuracy=float(cert.mean()), accuracy=float(correct.mean()),
+        predicted_accuracy=float(predicted.mean()))
+
+
+@dataclass(frozen=True, eq=False)
+class SafeRank:
+    r"""Result of :func:`certified_safe_rank`.
+
+    Attributes
+    ----------
+    ranks : ndarray of int, shape (R,)
+        The ranks swept (ascending).
+    certified_accuracy, accuracy, predicted_accuracy : ndarray, shape (R,)
+        Fraction of sequences certified / measured correct / first-order
+        predicted correct at each rank.
+    certified_safe_rank : int or None
+        Smallest rank at which every sequence is certified (None: none).
+    empirical_safe_rank : int or None
+        Smallest rank at which every sequence is measured correct.
+    predicted_safe_rank : int or None
+        Smallest rank at which the first-order model predicts all correct.
+    certified_safe_from, empirical_safe_from : int or None
+        Smallest rank r such that *every* swept rank >= r is certified /
+        correct (differs from the above when accuracy is not monotone in rank).
+    gap : int or None
+        ``certified_safe_rank - empirical_safe_rank``.
+    gap_fraction : float or None
+        ``gap / n``.
+    n : int
+    bound_ratio : ndarray, shape (R,)
+        Median over recall steps and sequences of bound / exact ``||e_t||``.
+    """
+
+    ranks: np.ndarray
+    certified_accuracy: np.ndarray
+    accuracy: np.ndarray
+    predicted_accuracy: np.ndarray
+    certified_safe_rank: int | None
+    empirical_safe_rank: int | None
+    predicted_safe_rank: int | None
+    certified_safe_from: int | None
+    empirical_safe_from: int | None
+    gap: int | None
+    gap_fraction: float | None
+    n: int
+    bound_ratio: np.ndarray
+
+
+def _first_full(ranks, acc):
+    idx = np.where(acc >= 1.0)[0]
+    return int(ranks[idx[0]]) if idx.size else None
+
+
+def _full_from(ranks, acc):
+    ok = acc >= 1.0
+    if not ok[-1]:
+        return None
+    i = len(ok) - 1
+    while i > 0 and ok[i - 1]:
+        i -= 1
+    return int(ranks[i])
+
+
+def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
+                        componentwise: bool = True, quiet: bool = True) -> SafeRank:
+    r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
+
+    Every recurrent matrix is truncated to the same rank r by plain SVD
+    (:func:`rnnperturb.truncation.truncate_svd`). At each rank the recall on
+    every sequence of ``task`` is certified (:func:`certified_recall`),
+    measured and predicted to first order.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+        With a readout.
+    task : Task
+        E.g. ``rp.tasks.memorization_all(2, 5, D)``.
+    ranks : sequence of int, optional
+        Ranks in [0, n]; default every rank 0..n.
+    tier : {'fast', 'tight'}
+    componentwise : bool
+    quiet : bool
+        No progress bar when True.
+
+    Returns
+    -------
+    SafeRank
+    """
+    from .truncation import truncate_svd
+
+    c64 = _float64(cell)
+    _check_task(task, c64)
+    n = c64.n
+    if ranks is None:
+        ranks = range(n + 1)
+    ranks = np.array(sorted({check_int("ranks", r, low=0, high=n) for r in ranks}), dtype=int)
+    if ranks.size == 0:
+        raise ValueError("ranks: expected at least one rank, found none")
+    margins = recall_margins(c64, task)
+    ca, acc, pa, ratio = [], [], [], []
+    X3 = np.asarray(task.X, dtype=np.float64)
+    rec = np.asarray(task.recall, bool)
+    for r in progress(ranks, desc="certified recall", quiet=quiet):
+        other = truncate_svd(c64, rank=int(r))
+        res = certified_recall(c64, other, task, tier=tier, componentwise=componentwise,
+                               margins=margins)
+        ca.append(res.certified_accuracy)
+        acc.append(res.accuracy)
+        pa.append(res.predicted_accuracy)
+        E = np.linalg.norm(other.run(X3) - c64.run(X3), axis=-1)
+        m = rec & (E > 0)
+        ratio.append(float(np.median(res.bound[m] / E[m])) if m.any() else 1.0)
+    ca, acc, pa = np.array(ca), np.array(acc), np.array(pa)
+    cs, es = _first_full(ranks, ca), _first_full(ranks, acc)
+    gap = None if cs is None or es is None else cs - es
+    return SafeRank(ranks=_ro(ranks), certified_accuracy=_ro(ca), accuracy=_ro(acc),
+                    predicted_accuracy=_ro(pa), certified_safe_rank=cs, empirical_safe_rank=es,
+                    predicted_safe_rank=_first_full(ranks, pa),
+                    certified_safe_from=_full_from(ranks, ca),
+                    empirical_safe_from=_full_from(ranks, acc), gap=gap,
+                    gap_fraction=None if gap is None else gap / n, n=n,
+                    bound_ratio=_ro(np.array(ratio)))
