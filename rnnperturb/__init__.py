@@ -31,6 +31,8 @@ from .sweep import rank_sweep, RankSweep  # noqa: F401
 from .propagation import delta_recurrent  # noqa: F401
 
 # --- certified and global bounds, certified recall (issue 4)
+from .global_bound import global_bound, simple_contraction_bound, GlobalBound  # noqa: F401
+from .certify import certified_recall, certified_safe_rank, CertifiedRecall, SafeRank  # noqa: F401
 
 # --- random perturbations, coherence, memory (issue 5)
 from .noise import noise_response, monte_carlo_noise  # noqa: F401
