@@ -332,7 +332,8 @@ def _full_from(ranks, acc):
 
 
 def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
-                        componentwise: bool = True, quiet: bool = True) -> SafeRank:
+                        componentwise: bool = True, bound_fn=None,
+                        quiet: bool = True) -> SafeRank:
     r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
 
     Every recurrent matrix is truncated to the same rank r by plain SVD
@@ -350,6 +351,10 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
         Ranks in [0, n]; default every rank 0..n.
     tier : {'fast', 'tight'}
     componentwise : bool
+    bound_fn : callable, optional
+        ``bound_fn(cell, other, X) -> (T, B)``: a sound bound on
+        :math:`\|e_t\|_2` to use instead of the certified bound (experiments,
+        tests).
     quiet : bool
         No progress bar when True.
 
@@ -374,7 +379,8 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
     for r in progress(ranks, desc="certified recall", quiet=quiet):
         other = truncate_svd(c64, rank=int(r))
         res = certified_recall(c64, other, task, tier=tier, componentwise=componentwise,
-                               margins=margins)
+                               margins=margins,
+                               bound=None if bound_fn is None else bound_fn(c64, other, X3))
         ca.append(res.certified_accuracy)
         acc.append(res.accuracy)
         pa.append(res.predicted_accuracy)
