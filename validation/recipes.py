@@ -130,9 +130,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(name="mgru_kback_mix", cell="mgru", task="kback_mix", task_params=dict(_KBACK_MIX),
            lr=1e-2, max_steps=6000, min_steps=2000, target=0.99, seed=1),
     Recipe(name="elman_ar_signal", cell="elman", task="ar_signal", task_params=dict(_AR),
-           init="identity", lr=3e-3, max_steps=3000, target=1.02, seed=1),
+           init="identity", lr=3e-3, max_steps=3000, min_steps=1500, target=1.02, seed=1),
     Recipe(name="mgru_ar_signal", cell="mgru", task="ar_signal", task_params=dict(_AR),
-           lr=3e-3, max_steps=3000, target=1.02, seed=1),
+           lr=3e-3, max_steps=3000, min_steps=1500, target=1.02, seed=1),
 ]}
 
 
