@@ -233,8 +233,53 @@ def _fresh(cell, X3, h, V):
     return out
 
 
+def _frozen_at(cell, X3, h, V, times):
+    r"""Frozen response at selected 1-based steps by the adjoint (backward) sums.
+
+    For one output time t: :math:`\Psi_k = \Phi(t,k)B_k` backward from
+    :math:`\Psi_t = B_t`, and :math:`Y_j = \sum_k a_{k,j}\Psi_k`; then
+    :math:`\mathbb E\|\ell_t\|^2 = \sum_{pij} V_{ij} (Y_j)_{pi}^2`. Cost
+    :math:`O(t n^3)` per output time and sequence (stores the step Jacobians
+    up to ``max(times)``).
+    """
+    T, B = X3.shape[:2]
+    n = cell.n
+    tmax = int(max(times))
+    out = np.zeros((len(times), B))
+    per_seq = tmax * n * n * (1 + len(V))
+    chunk = max(1, _CHUNK_ELEMS // per_seq)
+    idx = np.arange(n)
+    for b0 in range(0, B, chunk):
+        sl = slice(b0, min(B, b0 + chunk))
+        hb = h[sl].copy()
+        nb = hb.shape[0]
+        Js, forcs = [], []
+        for t in range(tmax):
+            hb, J, forc = _linearise(cell, hb, X3[t, sl])
+            Js.append(J)
+            forcs.append({k: forc[k] for k in V})
+        for ti, t in enumerate(times):
+            Phi = np.broadcast_to(np.eye(n), (nb, n, n)).copy()
+            Z = {k: np.empty((nb, t, n * n)) for k in V}            # Psi_k, flattened
+            for k in range(t - 1, -1, -1):                           # 0-based step k
+                if k < t - 1:
+                    Phi = Phi @ Js[k + 1]
+                for name in V:
+                    diag, Bt, _ = forcs[k][name]
+                    Psi = Phi * Bt[:, None, :] if diag else Phi @ Bt
+                    Z[name][:, k] = Psi.reshape(nb, n * n)
+            for name, Vk in V.items():
+                A = np.stack([forcs[k][name][2] for k in range(t)], axis=2)   # (nb, n, t)
+                Y = (A @ Z[name]).reshape(nb, n, n, n)                        # [b, j, p, i]
+                sq = np.einsum("bjpi,bjpi->bji", Y, Y)
+                out[ti, sl] += (Vk * sq.sum(axis=(1, 2)) if np.ndim(Vk) == 0
+                                else np.einsum("bji,ij->b", sq, Vk))
+    return out
+
+
+
 def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
-                   rtol: float = 1e-13) -> np.ndarray:
+                   times=None, rtol: float = 1e-13) -> np.ndarray:
     r"""First-order mean squared deviation :math:`\mathbb E\|e_t\|_2^2` under
     random recurrent-weight noise.
 
@@ -264,6 +309,11 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         Uniform quantization with step ``q`` is ``q**2 / 12``; a pruning mask
         ``m`` with noise on the kept entries is ``std**2 * m``.
     h0 : array_like, shape (B, n) or (n,), optional
+    times : array_like of int, optional
+        Only these 1-based steps (e.g. the recall steps). Frozen noise is then
+        computed backwards from each of them (adjoint sums,
+        :math:`O(t n^3)` per requested step instead of :math:`O(T r n^3)` for
+        the whole curve): much cheaper for a few steps.
     rtol : float
         Frozen mode with scalar variance: principal axes of the forcing
         trajectory whose weight is below ``rtol`` times the largest are
@@ -273,7 +323,8 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     -------
     S : ndarray, shape (T, B) or (T,)
         ``S[t-1]`` is the first-order :math:`\mathbb E\|h'_t - h_t\|_2^2` (a
-        *squared* norm).
+        *squared* norm). With ``times``: shape (len(times), B) or
+        (len(times),), in the order given.
     """
     if not isinstance(frozen, (bool, np.bool_)):
         raise ValueError(f"frozen: expected True or False, found {frozen!r}")
@@ -285,12 +336,23 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     if cell.dtype != np.float64:
         from .cells import cell_from_params
         cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
+    if times is not None:
+        tarr = np.atleast_1d(np.asarray(times))
+        if tarr.ndim != 1 or tarr.size == 0 or tarr.dtype.kind not in "iu" \
+                or tarr.min() < 1 or tarr.max() > X3.shape[0]:
+            raise ValueError(f"times: expected 1-based steps in [1, {X3.shape[0]}], "
+                             f"found {times!r}")
+        times = [int(t) for t in tarr]
     if not V:
-        out = np.zeros(X3.shape[:2])
+        out = np.zeros(X3.shape[:2] if times is None else (len(times), X3.shape[1]))
+    elif frozen and times is not None:
+        out = _frozen_at(cell, X3, h, V, times)
     elif frozen:
         out = _frozen(cell, X3, h, V, rtol)
     else:
-        out = _fresh(cell, X3, h, V)
+        out = _fresh(cell, X3[:max(times)] if times else X3, h, V)
+        if times is not None:
+            out = out[np.array(times) - 1]
     return out[:, 0] if single else out
 
 
