@@ -51,9 +51,12 @@ def _source(module: str) -> str | None:
         return None
 
 
-def _command(module: str, src: str, mode: str, out: Path) -> list[str]:
+def _command(module: str, src: str, mode: str, out: Path, timeout: float) -> list[str]:
     """The command line of one benchmark; options only where the script has them."""
     cmd = [sys.executable, "-m", f"benchmarks.{module}"]
+    if '"--budget"' in src and mode != "smoke":
+        # stop starting new work well before the hard time cap
+        cmd += ["--budget", f"{max(5.0, 0.8 * timeout - 15):.0f}"]
     if mode == "smoke" and '"--smoke"' in src:
         cmd.append("--smoke")
     elif mode in ("quick", "smoke") and '"--quick"' in src:
@@ -90,7 +93,7 @@ def run_one(entry, mode: str, out: Path, timeout: float, quiet: bool = False) ->
         return rec
     bdir = out / name
     bdir.mkdir(parents=True, exist_ok=True)
-    cmd = _command(module, src, mode, bdir)
+    cmd = _command(module, src, mode, bdir, timeout)
     rec["command"] = " ".join(["python"] + cmd[1:])
     if not quiet:
         print(f"[benchmarks] {name}: {rec['command']} (time cap {timeout:.0f} s)", file=sys.stderr)

@@ -1,7 +1,8 @@
 r"""Item 4: how time and peak memory of the library's analyses scale with n and T.
 
 For each function (``rp.deviation``, ``rp.first_order``, ``rp.rank_sweep``,
-``rp.certified_bound``, ``rp.noise_response`` frozen and fresh) two one-
+``rp.certified_bound`` tiers 'fast' and 'tight', ``rp.noise_response`` frozen
+and fresh) two one-
 dimensional sweeps are run on a random Elman cell (‖W‖₂ = 0.9, Gaussian
 inputs, batch ``B``), perturbed by truncating every recurrent matrix to rank
 n/2 by SVD:
@@ -11,7 +12,7 @@ n/2 by SVD:
 
 Each point records the median wall time over repeats (min–max) and the peak
 memory of NumPy and Python allocations during one call (``tracemalloc``,
-which NumPy reports its data buffers to), minus nothing: ``peak_bytes``. The
+which NumPy reports its data buffers to): ``peak_bytes``. The
 output's own size is ``output_bytes``; ``work_bytes = peak - output`` is the
 working memory. Exponents ``p`` of ``time ∝ x^p`` are fitted by least squares
 on log–log axes over the points whose time is above 5 ms (below it, fixed
@@ -21,12 +22,15 @@ Grids are capped per function where the known cost makes the large corner
 infeasible in the time budget (the cap is stated in the JSON and the
 summary): ``noise_response`` with frozen noise costs O(T r n³) per sequence
 (r ≤ n the rank of the forcing trajectory, = n for Gaussian inputs), so it
-runs with B = 1 and n ≤ 128. Independently of the static caps, a sweep stops
-(and says so) after the first point that takes longer than ``point_limit``.
+runs with B = 1 and n ≤ 128; ``rank_sweep`` (every rank at once, O(T B n³))
+and the 'tight' tier of ``certified_bound`` (O(B n³) per step) run with B = 4
+and n ≤ 256. Independently of the static caps, a sweep stops (and says so)
+before a point whose time, extrapolated from the last two points, exceeds
+``point_limit`` (8 s; 1.5 s with ``--quick``).
 
 **T-independence of memory.** Functions whose output is per step only, (T, B)
-(``certified_bound``, ``noise_response``, and ``rank_sweep`` when it returns
-norms), should stream: their working memory may grow by O(B n) per step (a
+(``certified_bound``, ``noise_response``) or per step and rank, (R, T, B)
+(``rank_sweep``, norms only), should stream: their working memory may grow by O(B n) per step (a
 stored trajectory) but not by O(B n²) (a Jacobian per step). The slope of
 ``work_bytes`` over T is compared with ``B n²`` words: at or above half of it
 the function is flagged as storing per-step n×n matrices (a defect).
@@ -40,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import inspect
 import sys
 import time
 import tracemalloc
@@ -90,18 +93,18 @@ def _perturbed(cell, rank):
     return cell.replace(**new)
 
 
-def _rank_sweep_call():
-    """A caller for rp.rank_sweep adapted to its signature (issue 3)."""
-    import rnnperturb as rp
-    f = rp.rank_sweep
-    params = inspect.signature(f).parameters
+def _resolve(name: str, module: str):
+    """``rp.<name>``, else ``rnnperturb.<module>.<name>`` (not yet re-exported), else None."""
+    import importlib
 
-    def call(cell, other, X):
-        kw = {}
-        if "quiet" in params:
-            kw["quiet"] = True
-        return f(cell, X, **kw)
-    return call
+    import rnnperturb as rp
+    f = getattr(rp, name, None)
+    if f is None:
+        try:
+            f = getattr(importlib.import_module(f"rnnperturb.{module}"), name, None)
+        except ImportError:
+            f = None
+    return f
 
 
 def _specs(quick: bool) -> list[Spec]:
@@ -110,25 +113,29 @@ def _specs(quick: bool) -> list[Spec]:
         Spec("deviation", lambda c, o, X: rp.deviation(c, o, X), per_step=False),
         Spec("first_order", lambda c, o, X: rp.first_order(c, o, X), per_step=False),
     ]
-    if hasattr(rp, "rank_sweep"):
-        specs.append(Spec("rank_sweep", _rank_sweep_call(), per_step=False, n_max=256,
-                          cap_note="n ≤ 256: the sweep covers every rank 1..n, "
-                                   "so its output alone is O(T B n²)"))
+    rank_sweep = _resolve("rank_sweep", "sweep")
+    if rank_sweep is not None:
+        specs.append(Spec("rank_sweep", lambda c, o, X: rank_sweep(c, X), per_step=True,
+                          B=4, n_max=256,
+                          cap_note="B = 4, n ≤ 256: every rank 0..n at once (exact and "
+                                   "first order), O(T B n³); output (n+1, T, B) norms"))
     else:
-        specs.append(Spec("rank_sweep", None, per_step=False, available=False,
-                          missing="rp.rank_sweep not found (issue 3)"))
-    if hasattr(rp, "certified_bound"):
-        specs.append(Spec("certified_bound", lambda c, o, X: rp.certified_bound(c, o, X),
-                          per_step=True))
+        specs.append(Spec("rank_sweep", None, per_step=True, available=False,
+                          missing="rank_sweep not found (issue 3)"))
+    certified_bound = _resolve("certified_bound", "bounds")
+    if certified_bound is not None:
+        specs.append(Spec("certified_bound_fast",
+                          lambda c, o, X: certified_bound(c, o, X, tier="fast"), per_step=True,
+                          cap_note="tier 'fast', O(B n²) per step"))
+        specs.append(Spec("certified_bound_tight",
+                          lambda c, o, X: certified_bound(c, o, X, tier="tight"), per_step=True,
+                          B=4, n_max=256,
+                          cap_note="tier 'tight', B = 4, n ≤ 256: multi-step propagator "
+                                   "recursion, O(B n³) per step"))
     else:
         specs.append(Spec("certified_bound", None, per_step=True, available=False,
-                          missing="rp.certified_bound not found (issue 4)"))
-    noise_response = getattr(rp, "noise_response", None)
-    if noise_response is None:
-        try:
-            from rnnperturb.noise import noise_response
-        except ImportError:
-            noise_response = None
+                          missing="certified_bound not found (issue 4)"))
+    noise_response = _resolve("noise_response", "noise")
     if noise_response is not None:
         specs.append(Spec("noise_response_frozen",
                           lambda c, o, X: noise_response(c, X, std=1e-3, frozen=True),
@@ -142,7 +149,7 @@ def _specs(quick: bool) -> list[Spec]:
                                    "covariance, O(T n³)"))
     else:
         specs.append(Spec("noise_response", None, per_step=True, available=False,
-                          missing="rp.noise_response not found (issue 5)"))
+                          missing="noise_response not found (issue 5)"))
     return specs
 
 
@@ -175,22 +182,27 @@ def measure(spec: Spec, n: int, T: int, *, m: int = 4, seed: int = 0, repeats: i
     out_bytes = _nbytes(out)
     del out
     gc.collect(1)       # cheap: arrays are freed by reference counting
-    if t_first < 2.0:
+    if t_first < 0.3:
         reps = repeats if t_first > 0.05 else max(repeats, 5)
         tim = timeit(lambda: spec.call(cell, other, X), repeats=reps, warmup=0,
                      min_time=min_time)
-    else:  # too slow to repeat: one more call
-        t0 = time.perf_counter()
-        spec.call(cell, other, X)
-        t1 = time.perf_counter() - t0
-        tim = {"median": min(t1, t_first), "min": min(t1, t_first),
-               "max": max(t1, t_first), "repeats": 2}
+    else:  # slow: one or two more untraced calls; the first (traced) one is only a bound
+        reps = 2 if t_first < 2.0 else 1
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            spec.call(cell, other, X)
+            ts.append(time.perf_counter() - t0)
+        tim = {"median": float(np.median(ts)), "min": min(ts), "max": max(ts),
+               "repeats": reps}
     return {"n": n, "T": T, "B": spec.B, "time": tim, "first_call": t_first,
             "peak_bytes": int(peak), "output_bytes": out_bytes,
             "work_bytes": int(max(peak - out_bytes, 0)), "load": loadavg()}
 
 
-def _sweep(spec, axis, values, fixed, point_limit, quiet, **kw):
+def _sweep(spec, axis, values, fixed, point_limit, quiet, deadline=None, **kw):
+    """Points along one axis; stops before a point predicted (from the exponent of the
+    last two points, at least 1) to take longer than ``point_limit`` seconds."""
     rows, skipped = [], []
     stop = None
     for v in values:
@@ -198,6 +210,18 @@ def _sweep(spec, axis, values, fixed, point_limit, quiet, **kw):
         if axis == "n" and v > spec.n_max or axis == "T" and v > spec.T_max:
             skipped.append({"value": v, "why": "static cap"})
             continue
+        if stop is None and rows:
+            last = rows[-1]
+            p = 1.0
+            if len(rows) >= 2 and rows[-2]["time"]["median"] > 0:
+                p = max(1.0, np.log(last["time"]["median"] / rows[-2]["time"]["median"])
+                        / np.log(last[axis] / rows[-2][axis]))
+            pred = last["time"]["median"] * (v / last[axis]) ** p
+            if pred > point_limit:
+                stop = (f"time cap: {axis} = {v} predicted to take {pred:.0f} s "
+                        f"> {point_limit:g} s per point")
+        if stop is None and deadline is not None and time.perf_counter() > deadline:
+            stop = "time budget of the run exhausted"
         if stop is not None:
             skipped.append({"value": v, "why": stop})
             continue
@@ -206,8 +230,6 @@ def _sweep(spec, axis, values, fixed, point_limit, quiet, **kw):
         if not quiet:
             print(f"[{NAME}] {spec.name:22s} n={n:4d} T={T:5d}: {fmt_time(r['time']['median'])}"
                   f", peak {r['peak_bytes'] / 2**20:.1f} MiB", file=sys.stderr)
-        if r["first_call"] > point_limit:
-            stop = f"time cap: the previous point took {r['first_call']:.1f} s > {point_limit} s"
     return rows, skipped
 
 
@@ -254,24 +276,48 @@ def memory_vs_T(spec, rows) -> dict | None:
 
 def run(*, quick: bool = False, only=None, n_values=None, T_values=None,
         point_limit=None, threads: int | None = 1, quiet: bool = False,
-        measure_kw=None) -> dict:
+        measure_kw=None, budget: float | None = None, out_path=None) -> dict:
     """Run the sweeps and return the JSON document.
 
     ``threads`` BLAS threads (default 1: on a shared machine, small multi-threaded
     GEMMs are dominated by thread synchronisation and make the exponents noise).
+    ``budget`` seconds: no new point starts after it (those left are listed as
+    skipped). ``out_path``: the JSON is rewritten after every function, so that
+    an interrupted run leaves its results.
     """
     with limit_threads(threads):
         doc = _run(quick=quick, only=only, n_values=n_values, T_values=T_values,
-                   point_limit=point_limit, quiet=quiet, measure_kw=measure_kw or {})
-    doc["threads"] = threads
+                   point_limit=point_limit, quiet=quiet, measure_kw=measure_kw or {},
+                   budget=budget, out_path=out_path, threads=threads)
+    if out_path is not None:
+        write_json(out_path, doc)
     return doc
 
 
-def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw):
+def _document(quick, load_before, results, t_start, threads, partial):
+    goals = []
+    for r in results:
+        mv = r.get("memory_vs_T")
+        if mv and r.get("per_step_output"):
+            goals.append({"goal": f"{r['function']}: memory independent of T (streams, no "
+                                  f"per-step Jacobians)",
+                          "met": not mv["verdict"].startswith("stores"),
+                          "worst": mv["growth_first_to_last"],
+                          "worst_at": mv["verdict"]})
+    return {"benchmark": NAME, "quick": quick, "environment": environment(),
+            "load_before": load_before, "load_after": loadavg(), "results": results,
+            "goals": goals, "seconds": time.perf_counter() - t_start, "threads": threads,
+            "partial": partial}
+
+
+def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw, budget, out_path,
+         threads):
     t_start = time.perf_counter()
+    measure_kw = dict(measure_kw)
+    deadline = None if budget is None else t_start + budget
     n_values = tuple(n_values or ((32, 64, 128) if quick else (32, 64, 128, 256, 512)))
-    T_values = tuple(T_values or ((50, 200, 800) if quick else (50, 100, 200, 500, 1000, 2000)))
-    point_limit = point_limit or (2.0 if quick else 12.0)
+    T_values = tuple(T_values or ((50, 200, 800) if quick else (50, 200, 500, 1000, 2000)))
+    point_limit = point_limit or (1.5 if quick else 8.0)
     load_before = loadavg()
     results = []
     for spec in _specs(quick):
@@ -285,8 +331,10 @@ def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw):
         T_fixed = min(spec.T_fixed, max(T_values)) if quick else spec.T_fixed
         n_fixed = min(spec.n_fixed, max(n_values))
         try:
-            rn, sn = _sweep(spec, "n", n_values, T_fixed, point_limit, quiet, **measure_kw)
-            rT, sT = _sweep(spec, "T", T_values, n_fixed, point_limit, quiet, **measure_kw)
+            rn, sn = _sweep(spec, "n", n_values, T_fixed, point_limit, quiet, deadline,
+                            **measure_kw)
+            rT, sT = _sweep(spec, "T", T_values, n_fixed, point_limit, quiet, deadline,
+                            **measure_kw)
         except Exception as exc:  # report, do not abort the other functions
             results.append({"function": spec.name, "available": True,
                             "error": f"{type(exc).__name__}: {exc}"})
@@ -300,18 +348,9 @@ def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw):
             "T_sweep": {"n": n_fixed, "points": rT, "skipped": sT, "fit": _fit(rT, "T")},
             "memory_vs_T": memory_vs_T(spec, rT),
         })
-    goals = []
-    for r in results:
-        mv = r.get("memory_vs_T")
-        if mv and r.get("per_step_output"):
-            goals.append({"goal": f"{r['function']}: memory independent of T (streams, no "
-                                  f"per-step Jacobians)",
-                          "met": not mv["verdict"].startswith("stores"),
-                          "worst": mv["growth_first_to_last"],
-                          "worst_at": mv["verdict"]})
-    return {"benchmark": NAME, "quick": quick, "environment": environment(),
-            "load_before": load_before, "load_after": loadavg(), "results": results,
-            "goals": goals, "seconds": time.perf_counter() - t_start}
+        if out_path is not None:
+            write_json(out_path, _document(quick, load_before, results, t_start, threads, True))
+    return _document(quick, load_before, results, t_start, threads, False)
 
 
 def _e(fit):
@@ -357,17 +396,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--T", type=int, nargs="+", default=None, dest="T_values")
     ap.add_argument("--point-limit", type=float, default=None)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (0: leave as is)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds; no new point starts after it")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args(argv)
+    path = f"{a.out}/{NAME}.json"
     if a.smoke:
         doc = run(quick=True, only=a.only, n_values=a.n_values or (8, 16),
                   T_values=a.T_values or (10, 20), point_limit=2.0, threads=None,
-                  measure_kw={"repeats": 1, "min_time": 0.0})
-        doc["smoke"] = True
+                  measure_kw={"repeats": 1, "min_time": 0.0}, out_path=path)
     else:
         doc = run(quick=a.quick, only=a.only, n_values=a.n_values, T_values=a.T_values,
-                  point_limit=a.point_limit, threads=a.threads or None)
-    path = write_json(f"{a.out}/{NAME}.json", doc)
+                  point_limit=a.point_limit, threads=a.threads or None, budget=a.budget,
+                  out_path=path)
     print("\n".join(summary_rows(doc)))
     for g in doc["goals"]:
         print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: {g['worst_at']}")

@@ -196,9 +196,17 @@ def _agreement(ours, theirs) -> dict:
 
 def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgru"),
         dtypes=("float32", "float64"), repeats=None, use_torch: bool = True,
-        peak_size=None, delay: int = D, quiet: bool = False) -> dict:
-    """Run the benchmark and return its JSON document (see ``benchmarks._common.SCHEMA_KEYS``)."""
+        peak_size=None, delay: int = D, quiet: bool = False, budget: float | None = None,
+        out_path=None) -> dict:
+    """Run the benchmark and return its JSON document (see ``benchmarks._common.SCHEMA_KEYS``).
+
+    ``budget`` seconds: no new configuration starts after it (the rest are listed
+    under ``not_run``). ``out_path``: the JSON is rewritten after every
+    configuration, so that an interrupted run leaves its results.
+    """
     t_start = time.perf_counter()
+    deadline = None if budget is None else t_start + budget
+    not_run = []
     torch = torch_or_none() if use_torch else None
     skipped = None
     if torch is None:
@@ -221,6 +229,10 @@ def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgr
             for kind in kinds:
                 for n in sizes:
                     for dt in dtypes:
+                        if deadline is not None and time.perf_counter() > deadline:
+                            not_run.append({"kind": kind, "n": n, "dtype": dt, "threads": nt,
+                                            "why": "time budget exhausted"})
+                            continue
                         params = make_params(kind, n, m, k, dt)
                         ours = OursStep(kind, params, task, dt)
                         row = {"kind": kind, "n": n, "B": Bt, "T": T, "m": m, "k": k,
@@ -244,6 +256,10 @@ def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgr
                             row["torch"] = tim["torch"]
                             row["ratio"] = paired_ratio(tim["ours"], tim["torch"])
                         results.append(row)
+                        if out_path is not None:
+                            write_json(out_path, _document(
+                                quick, results, peaks, torch, skipped, load_before, t_start,
+                                not_run, partial=True))
                         if not quiet:
                             r = row.get("ratio", {}).get("median")
                             print(f"[{NAME}] {kind:5s} n={n:3d} {dt} thr={nt}: ours "
@@ -252,10 +268,18 @@ def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgr
                                      if r is not None else "")
                                   + f", {row['gflops']:.1f} GF/s = {100 * row['fraction_of_peak']:.0f}% "
                                     f"of peak {peak:.0f}", file=sys.stderr)
-    goals = evaluate_goals(results, torch is not None)
+    doc = _document(quick, results, peaks, torch, skipped, load_before, t_start, not_run,
+                    partial=False)
+    if out_path is not None:
+        write_json(out_path, doc)
+    return doc
+
+
+def _document(quick, results, peaks, torch, skipped, load_before, t_start, not_run, partial):
     return {"benchmark": NAME, "quick": quick, "environment": environment(),
             "load_before": load_before, "load_after": loadavg(), "results": results,
-            "peaks": peaks, "goals": goals, "skipped": skipped,
+            "peaks": peaks, "goals": evaluate_goals(results, torch is not None),
+            "skipped": skipped, "not_run": not_run, "partial": partial,
             "flops_formula": {"elman": "T*B*(6n^2 + 4nm + 6nk)", "mgru": "T*B*(12n^2 + 8nm + 6nk)"},
             "seconds": time.perf_counter() - t_start}
 
@@ -311,19 +335,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds; no new configuration starts after it")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args(argv)
     ncpu = os.cpu_count() or 1
+    path = f"{a.out}/{NAME}.json"
     if a.smoke:
         doc = run(quick=True, threads=(None,), sizes=a.sizes or (8,), repeats=a.repeats or 2,
-                  use_torch=not a.no_torch, peak_size=128, dtypes=("float64",), delay=9)
-        doc["smoke"] = True
+                  use_torch=not a.no_torch, peak_size=128, dtypes=("float64",), delay=9,
+                  out_path=path)
     else:
+        # all cores first (the machine's default and the goals' setting), then 1 thread
         threads = tuple(a.threads) if a.threads else (
-            (ncpu,) if a.quick else tuple(sorted({1, ncpu})))
+            (ncpu,) if a.quick else tuple(sorted({1, ncpu}, reverse=True)))
         doc = run(quick=a.quick, threads=threads, sizes=a.sizes, repeats=a.repeats,
-                  use_torch=not a.no_torch)
-    path = write_json(f"{a.out}/{NAME}.json", doc)
+                  use_torch=not a.no_torch, budget=a.budget, out_path=path)
     print("\n".join(summary_rows(doc)))
     for g in doc["goals"]:
         print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.3g} "
