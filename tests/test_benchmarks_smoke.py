@@ -45,7 +45,7 @@ def test_training_smoke_and_torch_agreement():
     torch = _common.torch_or_none()
     doc = bench_training.run(quick=True, threads=(None,), sizes=(6,), repeats=1,
                              use_torch=torch is not None, peak_size=64,
-                             dtypes=("float64",), delay=3, quiet=True)
+                             dtypes=("float64",), delay=3, quiet=True, time_torch=False)
     _check_schema(doc, "training")
     assert {r["kind"] for r in doc["results"]} == {"elman", "mgru"}
     for r in doc["results"]:
@@ -57,7 +57,6 @@ def test_training_smoke_and_torch_agreement():
             a = r["agreement"]
             assert a["loss_ours"] == pytest.approx(a["loss_torch"], rel=1e-12)
             assert a["grad_max_rel_diff"] < 1e-10
-            assert r["ratio"]["min"] <= r["ratio"]["median"] <= r["ratio"]["max"]
     if torch is None:
         assert "torch" in doc["skipped"]
     lines = bench_training.summary_rows(doc)
