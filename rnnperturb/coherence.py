@@ -23,10 +23,15 @@ from the most to the least informed:
    propagator: it is :math:`C_t` exactly when
    :math:`\operatorname{tr}(B_k^\top\Phi(t,k)^\top\Phi(t,l)B_l) = n\lambda^{2t-k-l}`
    for all k, l (an isotropic, direction-preserving propagator such as
-   :math:`\Phi(t,k)B_k = \lambda^{t-k}I`). With ``memory=inf`` it is right for *slow*
-   propagators (a net holding a memory through a blank delay, an MGRU with
-   gate :math:`f\approx 0`); for fast ones give the memory
-   (:func:`propagator_decay` estimates it from the propagator) or use (1).
+   :math:`\Phi(t,k)B_k = \lambda^{t-k}I`). It assumes a forcing gain :math:`B_k` that
+   does not change along the trajectory (tanh units away from saturation):
+   with ``memory=inf`` it is then right for *slow* propagators (a net
+   holding a memory through a blank delay); for fast ones give the memory
+   (:func:`propagator_decay` estimates it from the propagator).
+   :func:`predicted_coherence` keeps the isotropic propagator but uses the
+   net's forcing maps :math:`B_k` (forcing Gram matrix); it is the right cheap
+   predictor for gated cells, whose gate switches the forcing off during a
+   delay. When the propagator is far from isotropic, use (1).
 
 **Where coherence matters** (scalar model, :func:`scalar_response`). With
 :math:`\ell_t = \lambda\ell_{t-1} + \varepsilon f_t` and a forcing of
@@ -305,26 +310,70 @@ def propagator_decay(cell, X, *, std: float = 1.0, var=None, h0=None) -> np.ndar
     return float(lam[0]) if single else lam
 
 
-def predicted_coherence(cell, X, *, h0=None) -> np.ndarray:
-    r"""Cheap prediction of :math:`C_t` from the trajectory Gram matrix and
-    the scalar propagator memory of :func:`propagator_decay`:
-    ``trajectory_coherence(H, memory=-1/log(lam))``. Costs one fresh-noise
-    pass (:math:`O(Tn^3)`) instead of the frozen one.
+def _weighted_pair_sums(G, lam):
+    """num_t = sum_{k,l<=t} lam^{2t-k-l} G_kl and den_t = sum_k lam^{2(t-k)} G_kk
+    for a (T, T) Gram matrix, by an O(T^2) recursion."""
+    T = G.shape[0]
+    num, den = np.zeros(T), np.zeros(T)
+    n_prev = d_prev = 0.0
+    for t in range(T):
+        cross = np.sum(lam ** (t - np.arange(t)) * G[:t, t]) if t else 0.0
+        n_prev = lam * lam * n_prev + 2 * cross + G[t, t]
+        d_prev = lam * lam * d_prev + G[t, t]
+        num[t], den[t] = n_prev, d_prev
+    return num, den
+
+
+def predicted_coherence(cell, X, *, h0=None, lam=None) -> np.ndarray:
+    r"""Prediction of :math:`C_t` with an isotropic propagator
+    :math:`\Phi(t,k) = \lambda^{t-k} I` but the net's own forcing maps:
+
+    .. math:: C^\text{iso}_t = \frac{\sum_{k,l}\lambda^{2t-k-l}K_{kl}}
+              {\sum_k\lambda^{2(t-k)}K_{kk}},\qquad
+              K_{kl} = \sum_m (a^{(m)\top}_k a^{(m)}_l)\,
+              \operatorname{tr}(B^{(m)\top}_k B^{(m)}_l),
+
+    the forcing Gram matrix (i.i.d. noise, so
+    :math:`\mathbb E[\Delta W a b^\top\Delta W^\top] = s^2 a^\top b\,I`).
+    Unlike :func:`trajectory_coherence` it sees how the forcing gain
+    :math:`B_k` changes along the trajectory: the MGRU gate closes it during a
+    delay (:math:`B \propto f\approx 0`), and its :math:`W_f` forcing carries
+    the sign-changing factor :math:`c_t - h_{t-1}`. The only propagator
+    information is the scalar decay :math:`\lambda` (default
+    :func:`propagator_decay`). Cost :math:`O(T^2n^2 + Tn^3)` per sequence.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    h0 : array_like, optional
+    lam : float, optional
+        Propagator factor; default :func:`propagator_decay` per sequence.
 
     Returns
     -------
     C : ndarray, shape (T, B) or (T,)
     """
-    lam = np.atleast_1d(propagator_decay(cell, X, h0=h0))
-    H = cell.run(X, h0)
-    single = H.ndim == 2
-    H3 = H[:, None] if single else H
-    h03 = None if h0 is None else np.broadcast_to(np.asarray(h0, float), (H3.shape[1], cell.n))
-    out = np.empty(H3.shape[:2])
-    for b in range(H3.shape[1]):
-        mem = np.inf if lam[b] >= 1 else -1.0 / np.log(lam[b])
-        out[:, b] = trajectory_coherence(H3[:, b], memory=mem,
-                                         h0=None if h03 is None else h03[b])
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    T, B = X3.shape[:2]
+    lams = (np.atleast_1d(propagator_decay(cell, X3, h0=h)) if lam is None
+            else np.full(B, check_positive("lam", lam, allow_zero=True)))
+    A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
+    Bv = {k: np.empty((T, B, cell.n * cell.n)) for k in cell.recurrent_names}
+    hh = h.copy()
+    for t in range(T):
+        hn, _, forc = _linearise(cell, hh, X3[t])
+        for k, (diag, Bt, a) in forc.items():
+            A[k][t] = a
+            Bv[k][t] = (np.einsum("bi,ij->bij", Bt, np.eye(cell.n)) if diag
+                        else Bt).reshape(B, -1)
+        hh = hn
+    out = np.empty((T, B))
+    for b in range(B):
+        K = sum((A[k][:, b] @ A[k][:, b].T) * (Bv[k][:, b] @ Bv[k][:, b].T) for k in A)
+        num, den = _weighted_pair_sums(K, min(float(lams[b]), 1.0))
+        out[:, b] = _ratio(num, den)
     return out[:, 0] if single else out
 
 

@@ -81,6 +81,40 @@ def test_trajectory_coherence_exact_for_isotropic_propagator(lam, rep):
     np.testing.assert_allclose(predicted_coherence(cell, X)[1:], C[1:], rtol=1e-5)
 
 
+def test_predicted_coherence_against_double_sum(kind):
+    """Isotropic-propagator prediction: sum lam^{2t-k-l} K_kl / sum lam^{2(t-k)} K_kk with the
+    forcing Gram K_kl = sum_m (a_k.a_l) tr(B_k^T B_l), built here from cell.jvp columns."""
+    from rnnperturb.noise import _linearise
+    cell = random_cell(kind, 4, 2, spectral_norm=1.1, seed=6)
+    X = _inputs(12, 1, 2, 3)[:, 0]
+    lam = 0.8
+    h = np.zeros((1, 4))
+    vecs = []
+    for t in range(12):
+        hn, _, forc = _linearise(cell, h, X[t][None])
+        # B_k columns from the cell's own jvp: B e_i = d h_t / d(preact) along e_i
+        per = {}
+        for k, (_, _, a) in forc.items():
+            cols = []
+            for i in range(4):
+                dW = np.zeros((4, 4))
+                dW[i] = a[0] / (a[0] @ a[0]) if a[0] @ a[0] > 0 else 0.0   # dW a = e_i
+                cols.append(cell.jvp(h[0], X[t], None, {k: dW})[1])
+            per[k] = (a[0], np.array(cols).T if a[0] @ a[0] > 0 else np.zeros((4, 4)))
+        vecs.append(per)
+        h = hn
+    K = np.array([[sum((vecs[k][m][0] @ vecs[l][m][0]) * np.trace(vecs[k][m][1].T @ vecs[l][m][1])
+                       for m in cell.recurrent_names) for l in range(12)] for k in range(12)])
+    ref = []
+    for t in range(12):
+        w = lam ** (t - np.arange(t + 1))
+        Kt = K[:t + 1, :t + 1]
+        den = np.sum(w ** 2 * np.diag(Kt))
+        ref.append(w @ Kt @ w / den if den > 0 else np.nan)
+    got = predicted_coherence(cell, X, lam=lam)
+    np.testing.assert_allclose(got[1:], np.array(ref)[1:], rtol=1e-9)
+
+
 def test_trajectory_coherence_limits():
     T, n = 30, 4
     const = np.ones((T, n))
