@@ -9,10 +9,17 @@ the same command gives the same numbers.
 """
 from __future__ import annotations
 
+import os
+
+# The matrices here are small (n = 64): BLAS threads only add overhead, and on a
+# loaded machine their spin-waiting slows every call by 10-100x. One thread per
+# process unless the caller says otherwise (set before NumPy is imported).
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 import traceback
