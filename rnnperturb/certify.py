@@ -195,7 +195,8 @@ def _certified_bound():
 
 
 def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = False,
-                     componentwise: bool = True, bound=None, margins=None) -> CertifiedRecall:
+                     componentwise: bool = True, bound=None, componentwise_bound=None,
+                     margins=None) -> CertifiedRecall:
     r"""Certify the recall of a perturbed network on every sequence of a task.
 
     A recall step with target :math:`y` is certified when
@@ -220,8 +221,11 @@ def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = 
         Also use the componentwise bound :math:`\rho_t` (one more bound call;
         not with ``rigorous``).
     bound : array_like, shape (T, B), optional
-        A precomputed sound bound on :math:`\|e_t\|_2` to use instead (then no
-        componentwise bound is used). For tests and experiments.
+        A precomputed sound bound on :math:`\|e_t\|_2` to use instead of the
+        certified bound. For tests and experiments.
+    componentwise_bound : array_like, shape (T, B, n), optional
+        With ``bound``: a sound componentwise bound :math:`\rho_t \ge |e_t|`
+        to use as well.
     margins : tuple, optional
         The output of :func:`recall_margins` for ``cell`` and ``task``
         (reused across ranks).
@@ -248,6 +252,11 @@ def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = 
             raise ValueError(f"bound: expected shape ({T}, {B}), found {Bd.shape}")
         if not np.all(Bd >= 0):
             raise ValueError("bound: expected non-negative values, found negative or NaN")
+        if componentwise_bound is not None:
+            rho = np.asarray(componentwise_bound, dtype=np.float64)
+            if rho.shape != (T, B, c64.n) or not np.all(rho >= 0):
+                raise ValueError(f"componentwise_bound: expected non-negative values of shape "
+                                 f"({T}, {B}, {c64.n}), found shape {rho.shape}")
     q = up(dnorm * Bd[:, :, None], 1)                                       # (T, B, k)
     if rho is not None:
         q = np.minimum(q, up(np.einsum("tbkn,tbn->tbk", dabs, rho), cell.n))

@@ -184,3 +184,19 @@ def test_errors():
         certified_safe_rank(cell, TASK, ranks=[7])
     with pytest.raises(ValueError, match="other"):
         certified_recall(cell, other.replace(b=other.b + 1), TASK)
+
+
+def test_componentwise_bound_sharpens():
+    """STAND-IN exact |e| componentwise: certifies a superset of the norm test alone,
+    and still only correct sequences."""
+    cell = readout_net("elman", 16, 7, TASK)
+    other = perturbed(cell, 0.3, np.random.default_rng(3))
+    bound = standin_bound(cell, other, TASK.X)
+    absE = np.abs(rp.deviation(cell, other, TASK.X)) * (1 + 1e-9) + 1e-12
+    a = certified_recall(cell, other, TASK, bound=bound)
+    b = certified_recall(cell, other, TASK, bound=bound, componentwise_bound=absE)
+    assert np.all(b.certified[a.certified])
+    assert np.all(b.correct[b.certified])
+    assert np.all(b.slack >= a.slack)
+    with pytest.raises(ValueError, match="componentwise_bound"):
+        certified_recall(cell, other, TASK, bound=bound, componentwise_bound=absE[..., :3])
