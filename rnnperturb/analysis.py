@@ -61,7 +61,7 @@ def _evaluate(cell, X, rank, *, tier, first, certified):
                    exact_max=exact, first_order_max=fo, certified_max=cb)
 
 
-def analyze_ranks(cell, X, *, ranks=None, tier: str = "fast", certified: bool = True,
+def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool = True,
                   quiet: bool = True) -> list[RankRow]:
     """Tabulate the effect of SVD truncation at each rank.
 
@@ -74,7 +74,7 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "fast", certified: bool = 
         Ranks to evaluate (the same for every recurrent matrix); default
         ``0..n``.
     tier : {'fast', 'tight'}
-        Tier of :func:`~rnnperturb.certified_bound`.
+        Tier of :func:`~rnnperturb.certified_bound` (default tight).
     certified : bool
         Also compute the certified bound (the costliest column).
     quiet : bool
@@ -100,12 +100,16 @@ class RankRecommendation:
     Attributes
     ----------
     rank : dict or None
-        Recommended rank per recurrent matrix (None if no rank below full
-        meets the tolerance; full rank always does, with zero deviation).
+        Recommended rank per recurrent matrix; None when no evaluated rank
+        meets the tolerance.
     value : float
-        Max over the horizon of the deviation measure at that rank.
+        Max over the horizon (and sequences) of the deviation measure at that
+        rank (NaN when ``rank`` is None).
     params : int
-        Stored parameters of the compressed cell.
+        Stored parameters of the compressed cell (low-rank factors where
+        r < n/2, dense otherwise).
+    compression_ratio : float
+        ``params`` / parameters of the original cell (1 means no saving).
     method : str
     tolerance : float
     horizon : int
@@ -116,6 +120,7 @@ class RankRecommendation:
     rank: dict | None
     value: float
     params: int
+    compression_ratio: float
     method: str
     tolerance: float
     horizon: int
@@ -123,19 +128,27 @@ class RankRecommendation:
 
 
 def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
-                   method: str = "certified", tier: str = "fast") -> RankRecommendation:
+                   method: str = "certified", tier: str = "tight") -> RankRecommendation:
     r"""Smallest rank whose deviation stays below ``tolerance`` over ``horizon``.
 
     With ``method="certified"`` the criterion is the certified bound, so the
-    recommendation is guaranteed on ``X``: :math:`\max_{t\le T,b}\|h'_t-h_t\|_2 \le`
-    ``tolerance``. With ``"first_order"`` it is the tangent-linear prediction
-    (a point estimate, not a guarantee).
+    recommendation is guaranteed on ``X``:
+    :math:`\max_{t\le T,b}\|h'_t-h_t\|_2 \le` ``tolerance``. With
+    ``"first_order"`` it is the tangent-linear prediction (a point estimate,
+    not a guarantee).
 
-    Every candidate rank is evaluated (the criterion need not be monotone in
-    the rank), and the smallest passing one is returned. For the MGRU, ranks of
-    :math:`W_f` and :math:`W_h` are chosen separately: the pair with the fewest
-    stored parameters among those that pass, searched on a grid of step
-    ``max(1, n // 16)`` and then refined one rank at a time.
+    Elman RNN: ranks are tried from 0 upward and the first that passes is
+    returned, so it is the smallest passing rank (the criterion need not be
+    monotone in the rank, and no monotonicity is assumed).
+
+    MGRU: ranks of :math:`W_f` and :math:`W_h` are allocated separately, to
+    lower the stored parameter count. Only ranks r < n/2 save storage (2nr
+    numbers against n²), so each matrix is either kept dense (rank n) or
+    truncated below n/2. A greedy descent starts from (n, n) and repeatedly
+    takes the passing move (lowering one matrix's rank by the current step)
+    with the smallest deviation; the step halves when no move passes. This is
+    a heuristic for the allocation (the result passes, but a cheaper passing
+    pair may exist); every evaluated pair is in ``evidence``.
 
     Parameters
     ----------
@@ -161,52 +174,60 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
     if method not in ("certified", "first_order"):
         raise ValueError(f"method: expected 'certified' or 'first_order', found {method!r}")
     evidence = []
+    cache = {}
 
-    def measure(rank):
-        small = truncate_svd(cell, rank=rank)
-        if method == "certified":
-            v = float(np.max(certified_bound(cell, small, X3, tier=tier)))
-        else:
-            v = float(np.linalg.norm(first_order(cell, small, X3), axis=-1).max())
-        evidence.append((dict(rank), v))
-        return v, int(compression_cost(cell, small).params)
+    def measure(rank: dict):
+        key = tuple(rank.values())
+        if key not in cache:
+            small = truncate_svd(cell, rank=rank)
+            if method == "certified":
+                v = float(np.max(certified_bound(cell, small, X3, tier=tier)))
+            else:
+                v = float(np.linalg.norm(first_order(cell, small, X3), axis=-1).max())
+            evidence.append((dict(rank), v))
+            cache[key] = (v, compression_cost(cell, small))
+        return cache[key]
 
     names = cell.recurrent_names
     n = cell.n
     best = None
     if len(names) == 1:
         for r in range(n + 1):
-            v, p = measure({names[0]: r})
+            v, cost = measure({names[0]: r})
             if v <= tol:
-                best = ({names[0]: r}, v, p)
+                best = ({names[0]: r}, v, cost)
                 break
     else:
-        step = max(1, n // 16)
-        grid = sorted(set(range(0, n + 1, step)) | {n})
-        cands = []
-        for rf in grid:
-            for rh in grid:
-                v, p = measure({names[0]: rf, names[1]: rh})
-                if v <= tol:
-                    cands.append((p, rf, rh, v))
-        if cands:
-            p, rf, rh, v = min(cands)
-            improved = True
-            while improved:        # refine one rank at a time
-                improved = False
-                for df, dh in ((-1, 0), (0, -1)):
-                    nf, nh = rf + df, rh + dh
-                    if nf < 0 or nh < 0:
+        top = (n - 1) // 2                     # largest rank that still saves storage
+        state = {k: n for k in names}
+        v, cost = measure(state)
+        if v <= tol:
+            best = (dict(state), v, cost)
+            step = max(1, top // 4)
+            while True:
+                moves = []
+                for k in names:
+                    r = state[k]
+                    nr = top if r == n else r - step
+                    if nr < 0 or nr == r:
                         continue
-                    v2, p2 = measure({names[0]: nf, names[1]: nh})
-                    if v2 <= tol and p2 <= p:
-                        rf, rh, v, p, improved = nf, nh, v2, p2, True
-                        break
-            best = ({names[0]: rf, names[1]: rh}, v, p)
+                    cand = dict(state, **{k: nr})
+                    v2, c2 = measure(cand)
+                    if v2 <= tol:
+                        moves.append((v2, c2.params, cand, c2))
+                if moves:
+                    v, _, state, cost = min(moves, key=lambda m: (m[0], m[1]))
+                    best = (dict(state), v, cost)
+                elif step > 1:
+                    step //= 2
+                else:
+                    break
     if best is None:
-        return RankRecommendation(None, float("nan"), cell.n_params, method, tol, T,
+        return RankRecommendation(None, float("nan"), cell.n_params, 1.0, method, tol, T,
                                   tuple(evidence))
-    return RankRecommendation(best[0], best[1], best[2], method, tol, T, tuple(evidence))
+    rank, v, cost = best
+    return RankRecommendation(rank, v, int(cost.params), float(cost.ratio_params), method, tol,
+                              T, tuple(evidence))
 
 
 def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 100, seed=0):

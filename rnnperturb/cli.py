@@ -105,7 +105,9 @@ def _analyze(args) -> int:
                "inputs": desc, "notes": notes, "rows": [r.as_dict() for r in rows]}
         if rec is not None:
             out["recommendation"] = {"rank": rec.rank, "certified_max": rec.value,
-                                     "params": rec.params, "tolerance": rec.tolerance,
+                                     "params": rec.params,
+                                     "compression_ratio": rec.compression_ratio,
+                                     "tolerance": rec.tolerance,
                                      "horizon": rec.horizon}
         print(json.dumps(out, indent=1))
         return 0
@@ -130,7 +132,7 @@ def _analyze(args) -> int:
         else:
             print(f"recommendation: rank {rec.rank} keeps the certified deviation <= "
                   f"{rec.tolerance:g} over {rec.horizon} steps (bound {rec.value:.4g}, "
-                  f"{rec.params} parameters)")
+                  f"{rec.params} stored parameters, ratio {rec.compression_ratio:.3f})")
     return 0
 
 
@@ -141,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch nn.RNN state_dict")
     a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m)")
     a.add_argument("--ranks", help="ranks, e.g. '0,8,16' or '0:64:8' (default every rank)")
-    a.add_argument("--tier", choices=("fast", "tight"), default="fast",
-                   help="certified-bound tier (default fast)")
+    a.add_argument("--tier", choices=("fast", "tight"), default="tight",
+                   help="certified-bound tier (default tight; fast is cheaper but "
+                        "often vacuous on trained, expanding nets)")
     a.add_argument("--tolerance", type=float, help="allowed max deviation for a recommendation")
     a.add_argument("--horizon", type=int, help="horizon (steps) for the recommendation")
     a.add_argument("--nonlinearity", help="for PyTorch files: only 'tanh' is supported")
