@@ -1,0 +1,217 @@
+r"""Linear memory of the trained memorization nets under truncation and noise
+(issue 5, Part 3).
+
+For every memorization checkpoint (all 32 sequences of the 5-bit task) the
+net is linearised about its blank-delay trajectory
+(:func:`rnnperturb.memory.delay_linearisation`): :math:`A` is the mean step
+Jacobian over the delay steps L+1..L+D and all sequences; :math:`v` is the mean
+input Jacobian along the symbol-difference direction
+:math:`d = (e_1 - e_0)/\sqrt 2` (the two symbol channels), at the same states
+with the blank input (``v``, the literal linearisation of the delay) and,
+second choice, at the data steps 1..L where the symbols actually enter
+(``v_data``, columns ``*_vdata``: write at the data steps, hold through A).
+Over the horizon :math:`K = L + D + 1` (first symbol to
+trigger; the Gramians are finite sums, so :math:`\rho(A)\ge 1` is allowed) we
+report, for state noise :math:`\varepsilon` (``EPS``):
+
+* Jaeger's capacity ``MC`` (whole horizon) and ``MC_task``, the sum of
+  :math:`r_k^2` over the delays :math:`k\in[D+1, D+L]` at which the five
+  symbols sit when the trigger arrives;
+* the Fisher memory ``J_tot`` and ``J_task`` (same window);
+* the spectral radius :math:`\rho(A)` and spectral norm :math:`\|A\|_2`, the
+  relative spread of the step Jacobians around :math:`A`, the mean MGRU gate
+  during the delay, and the mean forcing gain :math:`\|B_k\|_F/\sqrt n` of
+  every recurrent matrix during the delay (how strongly a weight error forces
+  the state there; the gate shields the MGRU when it is small).
+
+The same is measured after plain SVD truncation of every recurrent matrix to
+rank r (``rp.truncate_svd``), re-linearised about the truncated net's own
+delay trajectory, with the truncated net's recall accuracy; and under frozen
+Gaussian weight noise of std :math:`\alpha\|W\|_2/\sqrt n` per entry (3 draws per
+level, means).
+
+``python -m validation.exp_memory --out DIR [--quick]`` writes ``memory.csv``
+and ``memory.json``. Deterministic (fixed seeds).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import rnnperturb as rp
+from rnnperturb.memory import delay_linearisation, linear_memory
+from rnnperturb.noise import _linearise
+from rnnperturb.truncation import truncate_svd
+from validation.experiments import checkpoint_names, cli, load
+
+NAME = "memory"
+EPS = 1e-2          # state-noise variance of the Fisher curve / capacity (main value)
+EPS_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def _delay_stats(cell, X, steps):
+    """Mean forcing gain ||B_k||_F / sqrt(n) per recurrent matrix over the given
+    1-based steps; for the MGRU also per-unit mean gates, and the gains of the
+    rows of the closed-gate units (mean f < 0.05) against the other rows."""
+    h = np.zeros((X.shape[1], cell.n))
+    gains = {k: [] for k in cell.recurrent_names}
+    rows2 = {k: [] for k in cell.recurrent_names}          # squared row norms (B, n)
+    gates = []
+    want = set(int(s) for s in steps)
+    for t in range(1, max(want) + 1):
+        hn, _, forc = _linearise(cell, h, X[t - 1])
+        if t in want:
+            for k, (diag, Bt, _) in forc.items():
+                r2 = Bt ** 2 if diag else np.sum(Bt ** 2, axis=2)
+                rows2[k].append(r2)
+                gains[k].append(np.sqrt(r2.sum(1)) / np.sqrt(cell.n))
+            if cell.kind == "mgru":
+                gates.append(rp.cells.sigmoid(h @ cell.Wf.T + X[t - 1] @ cell.Uf.T + cell.bf))
+        h = hn
+    out = {f"forcing_gain_{k}": float(np.mean(v)) for k, v in gains.items()}
+    if gates:
+        fu = np.mean(gates, axis=(0, 1))                      # per-unit mean gate
+        closed = fu < 0.05
+        out["gate_frac_closed"] = float(np.mean(closed))      # units that hold (f < 0.05)
+        out["gate_frac_open"] = float(np.mean(fu > 0.95))     # units that overwrite
+        out["gate_median"] = float(np.median(fu))
+        for k, v in rows2.items():
+            rr = np.sqrt(np.mean(np.concatenate(v), axis=0))  # RMS row gain per unit
+            out[f"row_gain_closed_{k}"] = float(np.mean(rr[closed])) if closed.any() else np.nan
+            out[f"row_gain_other_{k}"] = float(np.mean(rr[~closed])) if (~closed).any() else np.nan
+    return out
+
+
+def _recall_accuracy(cell, task):
+    Y = cell.readout(cell.run(task.X))
+    ok = np.argmax(Y, -1) == task.targets
+    return float(ok[task.recall].mean())
+
+
+def _measure(cell, task, L, D, eps_grid):
+    delay = np.arange(L + 1, L + D + 1)
+    data = np.arange(1, L + 1)
+    d = np.zeros(cell.m)
+    d[0], d[1] = -1 / np.sqrt(2), 1 / np.sqrt(2)
+    dl = delay_linearisation(cell, task.X, delay, d)
+    v_data = delay_linearisation(cell, task.X, data, d).v
+    K = L + D + 1
+    win = np.arange(D + 1, D + L + 1)
+    eig = np.abs(np.linalg.eigvals(dl.A))
+    out = {"rho_A": float(eig.max()), "n_slow_modes": int(np.sum(eig > 0.99)),
+           "norm2_A": float(np.linalg.norm(dl.A, 2)), "norm_v": float(np.linalg.norm(dl.v)),
+           "norm_v_data": float(np.linalg.norm(v_data)),
+           "jacobian_spread": dl.jacobian_spread,
+           "gate_mean_delay": np.nan if dl.gate_mean is None else dl.gate_mean,
+           "recall_accuracy": _recall_accuracy(cell, task)}
+    out.update(_delay_stats(cell, task.X, delay))
+    for eps in eps_grid:
+        tag = "" if eps == EPS else f"_eps{eps:g}"
+        for vname, v in (("", dl.v), ("_vdata", v_data)):
+            lm = linear_memory(dl.A, v, noise=eps, horizon=K)
+            out["MC" + vname + tag] = lm.capacity
+            out["MC_task" + vname + tag] = float(lm.r2[win].sum())
+            out["J_tot" + vname + tag] = lm.fisher_total
+            out["J_task" + vname + tag] = float(lm.fisher[win].sum())
+    out["A"] = dl.A                         # kept for the A-change column, dropped from rows
+    return out
+
+
+def _row(base, m, A0):
+    row = dict(base)
+    A = m.pop("A")
+    row["dA_rel"] = float(np.linalg.norm(A - A0, 2) / np.linalg.norm(A0, 2))
+    row.update(m)
+    return row
+
+
+def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
+    rows = []
+    names = checkpoint_names(task="memorization")
+    fracs = (1.0, 0.5, 0.25) if quick else (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
+    alphas = (0.03,) if quick else (0.01, 0.03, 0.1)
+    draws = 1 if quick else 3
+    for name in names:
+        cell, meta = load(name)
+        K_, L, D = int(meta["K"]), int(meta["L"]), int(meta["D"])
+        task = rp.tasks.memorization_all(K_, L, D)
+        m0 = _measure(cell, task, L, D, EPS_GRID)
+        A0 = m0["A"]
+        base = {"checkpoint": name, "cell": cell.kind, "D": D, "n": cell.n}
+        rows.append(_row({**base, "perturbation": "none", "rank": cell.n, "alpha": 0.0}, m0, A0))
+        for f in fracs[1:]:
+            r = int(round(f * cell.n))
+            small = truncate_svd(cell, rank=r)
+            m = _measure(small, task, L, D, (EPS,))
+            rows.append(_row({**base, "perturbation": "svd", "rank": r, "alpha": 0.0}, m, A0))
+            if not quiet:
+                print(f"[memory] {name} rank {r}: acc {m['recall_accuracy']:.3f} "
+                      f"MC_task {m['MC_task']:.3f} J_task {m['J_task']:.3g}")
+        for a in alphas:
+            rng = np.random.default_rng([seed, D, 0 if cell.kind == "elman" else 1,
+                                         int(round(a * 1e4))])
+            ms = []
+            for _ in range(draws):
+                new = {k: W + a * np.linalg.norm(W, 2) / np.sqrt(cell.n)
+                       * rng.standard_normal(W.shape) for k, W in cell.recurrent.items()}
+                ms.append(_measure(cell.replace(**new), task, L, D, (EPS,)))
+            mean = {k: float(np.mean([m[k] for m in ms])) for k in ms[0] if k != "A"}
+            mean["A"] = np.mean([m["A"] for m in ms], axis=0)
+            rows.append(_row({**base, "perturbation": "noise", "rank": cell.n, "alpha": a,
+                              "draws": draws}, mean, A0))
+        if not quiet:
+            print(f"[memory] {name}: gate {m0['gate_mean_delay']:.3f} MC {m0['MC']:.3f} "
+                  f"J_tot {m0['J_tot']:.3g}")
+    return {"name": NAME, "rows": rows,
+            "meta": {"quick": quick, "seed": seed, "eps": EPS, "eps_grid": list(EPS_GRID),
+                     "direction": "(e_1 - e_0)/sqrt(2): symbol-difference input direction",
+                     "A": "mean step Jacobian over the blank delay steps L+1..L+D, all sequences",
+                     "horizon": "L + D + 1", "task_window": "delays D+1..D+L"}}
+
+
+def headline(result) -> dict:
+    rows = result["rows"]
+    head = {}
+    for kind in ("elman", "mgru"):
+        rs = [r for r in rows if r["cell"] == kind]
+        if not rs:
+            continue
+        for D in sorted({r["D"] for r in rs}):
+            rd = [r for r in rs if r["D"] == D]
+            nom = next(r for r in rd if r["perturbation"] == "none")
+            key = f"{kind}_D{D}"
+            head[key] = {
+                "gate_mean_delay": nom["gate_mean_delay"],
+                "gate_frac_closed": nom.get("gate_frac_closed"),
+                "gate_frac_open": nom.get("gate_frac_open"),
+                "row_gain_closed_vs_other": {
+                    k: (round(nom[f"row_gain_closed_{k}"], 4), round(nom[f"row_gain_other_{k}"], 4))
+                    for k in ("Wf", "Wh") if f"row_gain_closed_{k}" in nom},
+                "n_slow_modes": nom["n_slow_modes"],
+                "MC_task_vdata": round(nom["MC_task_vdata"], 4),
+                "J_task_vdata": round(nom["J_task_vdata"], 4),
+                "forcing_gains_delay": {k[len("forcing_gain_"):]: round(v, 4)
+                                        for k, v in nom.items() if k.startswith("forcing_gain_")},
+                "rho_A": round(nom["rho_A"], 4), "MC": round(nom["MC"], 3),
+                "MC_task": round(nom["MC_task"], 3), "J_tot": round(nom["J_tot"], 3),
+                "J_task": round(nom["J_task"], 3),
+                "svd": {r["rank"]: {"acc": round(r["recall_accuracy"], 3),
+                                    "MC_task": round(r["MC_task"], 3),
+                                    "J_task_rel": round(r["J_task"] / nom["J_task"], 3)
+                                    if nom["J_task"] > 0 else None,
+                                    "J_task_vdata_rel": round(r["J_task_vdata"]
+                                                              / nom["J_task_vdata"], 3)
+                                    if nom["J_task_vdata"] > 0 else None,
+                                    "n_slow_modes": r["n_slow_modes"],
+                                    "dA_rel": round(r["dA_rel"], 4)}
+                        for r in rd if r["perturbation"] == "svd"},
+                "noise": {r["alpha"]: {"acc": round(r["recall_accuracy"], 3),
+                                       "MC_task": round(r["MC_task"], 3),
+                                       "dA_rel": round(r["dA_rel"], 4)}
+                          for r in rd if r["perturbation"] == "noise"},
+            }
+    return head
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(cli(sys.modules[__name__]))
