@@ -108,7 +108,7 @@ from .remainder import (SIGMOID_KAPPA, TANH_KAPPA, _dsigmoid, _dtanh, act_error,
 
 __all__ = ["certified_bound", "trivial_cap"]
 
-_TINY = 1e-300
+_TINY = 1e-120
 TIERS = ("fast", "tight")
 #: Limit of n*n*T*B for rigorous=True (mpmath interval arithmetic is slow).
 RIGOROUS_BUDGET = 4_000_000
@@ -195,7 +195,10 @@ class _ElmanTraj:
             dd = 3 * self.eps * d + _TINY
             q = taylor_remainder_max("tanh", a, -rad, rad)
             gam = up(dd * prop_a + (d + dd) * loc_a + q + self.eps * np.abs(hn), 4) + _TINY
-            N_n = np.minimum(N_n, self.lyap.update_elman(d, W, gam))
+            N_n = np.minimum(N_n, self.lyap.step(
+                None, N_n, None,
+                lambda idx, C: _Lyapunov.elman_piece(d[idx], W, gam[idx], C)))
+            self.lyap.maybe_activate(N_n, _nrm(loc_h))
         rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
         self.h, self.rho, self.N = hn, rho_n, N_n
         return hn
@@ -266,12 +269,13 @@ class _MGRUTraj:
         N_n = np.minimum(N_n, _nrm(rho_n))
         if self.lyap is not None:
             N_n = np.minimum(N_n, self._tight(h, rho, f, c, af, ac, rad_f, rad_c, rf, rc,
-                                              fm, loc_h))
+                                              fm, loc_h, N_n))
+            self.lyap.maybe_activate(N_n, _nrm(loc_h))
         rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
         self.h, self.rho, self.N = hn, rho_n, N_n
         return hn
 
-    def _tight(self, h, rho, f, c, af, ac, rad_f, rad_c, rf, rc, fm, loc_h):
+    def _tight(self, h, rho, f, c, af, ac, rad_f, rad_c, rf, rc, fm, loc_h, N_n):
         r"""Linearisation about the computed state for the tight tier.
 
         :math:`r_t = \tilde J_t r_{t-1} + g_t` with :math:`\tilde J_t` the
@@ -316,11 +320,15 @@ class _MGRUTraj:
                 + np.abs(u3) * Wh.absmv(f * v, _nrm(f * v), True)
                 + np.abs(u3) * Wh.absmv(a4, _nrm(a4), True))
         gam = up(dJv + gamma(n + 8) * Jmaj + loc_h, 12) + _TINY
-        J = (u2[:, :, None] * Wf.A[None] + u3[:, :, None] * (Wh.A[None] * f[:, None, :])
-             + u3[:, :, None] * ((Wh.A[None] * u4[:, None, :]) @ Wf.A))
-        idx = np.arange(n)
-        J[:, idx, idx] += 1 - f
-        return self.lyap.update_full(J, gam)
+
+        def piece(idx, C):
+            J = (u2[idx, :, None] * Wf.A[None]
+                 + u3[idx, :, None] * (Wh.A[None] * f[idx, None, :])
+                 + u3[idx, :, None] * ((Wh.A[None] * u4[idx, None, :]) @ Wf.A))
+            ii = np.arange(n)
+            J[:, ii, ii] += 1 - f[idx]
+            return _Lyapunov.full_piece(J, gam[idx], C)
+        return self.lyap.step(None, N_n, None, piece)
 
 
 
@@ -450,19 +458,21 @@ def _bound_float(cell, other, dW, X3, h0a, tier, componentwise):
 class _Lyapunov:
     r"""Gram matrices of the rounding zonotope, one per batch element.
 
-    Claim: if :math:`r_t = \tilde J_t r_{t-1} + g_t` with known matrices
-    :math:`\tilde J_t`, :math:`r_0 = 0` and :math:`|g_k| \le \gamma_k`
-    componentwise, then
+    Claim: if :math:`r_t = \tilde J_t r_{t-1} + g_t` for :math:`t > s` with
+    known matrices :math:`\tilde J_t`, :math:`\|r_s\|_2 \le N_s` and
+    :math:`|g_k| \le \gamma_k` componentwise, then
 
     .. math::
-        \|r_t\|_2 \le \sqrt{n\,t\,\lambda_{\max}(C_t)},\qquad
-        C_t = \tilde J_t C_{t-1}\tilde J_t^T + \operatorname{diag}(\gamma_t^2),\ C_0 = 0.
+        \|r_t\|_2 \le \sqrt{(1 + n(t-s))\,\lambda_{\max}(C_t)},\qquad
+        C_t = \tilde J_t C_{t-1}\tilde J_t^T + \operatorname{diag}(\gamma_t^2),\quad
+        C_s = N_s^2 I .
 
-    Proof: :math:`r_t = \sum_{k\le t}\tilde\Phi(t,k)\operatorname{diag}(\gamma_k)\xi_k
-    = Z_t\xi` with :math:`|\xi_k|\le1`, so :math:`\|\xi\|_2^2\le nt`,
-    :math:`\|r_t\|_2\le\|Z_t\|_2\|\xi\|_2`, :math:`\|Z_t\|_2^2 = \lambda_{\max}(Z_tZ_t^T)`
-    and :math:`Z_tZ_t^T = C_t`. In floating point we keep a computed
-    :math:`\tilde C_t \succeq C_t` (Loewner order): if
+    Proof: :math:`r_t = \tilde\Phi(t,s)N_s\eta + \sum_{s<k\le t}\tilde\Phi(t,k)
+    \operatorname{diag}(\gamma_k)\xi_k = Z_t\zeta` with :math:`\|\eta\|_2\le1`,
+    :math:`|\xi_k|\le1`, so :math:`\|\zeta\|_2^2\le 1 + n(t-s)`;
+    :math:`\|r_t\|_2\le\|Z_t\|_2\|\zeta\|_2`, :math:`\|Z_t\|_2^2 =
+    \lambda_{\max}(Z_tZ_t^T)` and :math:`Z_tZ_t^T = C_t`. In floating point we
+    keep a computed :math:`\tilde C_t \succeq C_t` (Loewner order): if
     :math:`C_{t-1}\preceq\tilde C_{t-1}` then (congruence keeps the order)
     :math:`C_t \preceq \tilde J_t\tilde C_{t-1}\tilde J_t^T + \operatorname{diag}(\gamma_t^2)
     = S + \Delta`, where :math:`S` is the symmetrised computed product and
@@ -475,12 +485,22 @@ class _Lyapunov:
     The growth of :math:`C_t` is that of the multi-step propagators
     :math:`\tilde\Phi(t,k) = \tilde J_t\cdots\tilde J_{k+1}`, not of products of
     per-step norms.
+
+    The recursion costs O(n^3) per step, so it is switched on per batch
+    element only once the per-step bound has amplified the accumulated local
+    rounding by more than :data:`ACTIVATE` (it starts from :math:`C_s = N_s^2 I`
+    with the per-step bound :math:`N_s`); on contracting trajectories it never
+    runs.
     """
 
+    ACTIVATE = 2.0
+
     def __init__(self, B, n):
-        self.C = np.zeros((B, n, n))
-        self.t = 0
         self.n = n
+        self.C = np.zeros((B, n, n))
+        self.steps = np.zeros(B, dtype=np.int64)
+        self.active = np.zeros(B, dtype=bool)
+        self.acc = np.zeros(B)       # accumulated norms of the local rounding
 
     def _finish(self, S, E1, gam):
         n = self.n
@@ -489,16 +509,43 @@ class _Lyapunov:
         idx = np.arange(n)
         S[:, idx, idx] += up(E1 + gam * gam, 2)
         S[:, idx, idx] *= (1 + 4 * U64)
-        self.C = S
-        self.t += 1
         lam = np.minimum(up(np.abs(S).sum(axis=2), n).max(axis=1),
                          up(np.trace(S, axis1=1, axis2=2), n))
-        return np.sqrt(up(np.maximum(lam, 0.0) * (n * self.t), 1)) * (1 + 4 * U64)
+        return S, np.maximum(lam, 0.0)
 
-    def update_elman(self, d, W, gam):
-        """C <- diag(d) W C W^T diag(d) + diag(gam^2), d and gam (B, n)."""
-        n = self.n
-        C = self.C
+    def step(self, N_prev, N_fast, loc_norm, prop):
+        """Advance one step. ``prop(idx)`` returns ``(S, E1, gam)`` pieces via
+        :meth:`elman_piece` / :meth:`full_piece` for the active indices.
+        Returns the bound to combine (min) with ``N_fast``."""
+        out = np.full(N_fast.shape, np.inf)
+        idx = np.flatnonzero(self.active)
+        if idx.size:
+            S, E1, gam = prop(idx, self.C[idx])
+            C, lam = self._finish(S, E1, gam)
+            self.C[idx] = C
+            self.steps[idx] += 1
+            k = 1 + self.n * self.steps[idx]
+            out[idx] = np.sqrt(up(lam * k, 1)) * (1 + 4 * U64)
+        return out
+
+    def maybe_activate(self, N_now, loc_norm):
+        """Switch on the elements whose per-step bound has amplified the
+        accumulated local rounding by more than ACTIVATE; start at C = N^2 I."""
+        self.acc = up(self.acc + loc_norm, 2)
+        new = (~self.active) & (N_now > self.ACTIVATE * self.acc)
+        if np.any(new):
+            idx = np.flatnonzero(new)
+            self.C[idx] = 0.0
+            d = up(N_now[idx] * N_now[idx], 1) * (1 + 4 * U64)
+            ar = np.arange(self.n)
+            self.C[idx[:, None], ar[None, :], ar[None, :]] = d[:, None]
+            self.steps[idx] = 0
+            self.active[idx] = True
+
+    @staticmethod
+    def elman_piece(d, W, gam, C):
+        """Pieces of C <- diag(d) W C W^T diag(d) + diag(gam^2), d and gam (k, n)."""
+        n = W.A.shape[0]
         Z = W.A @ (C @ W.AT)                       # W C W^T, batched
         S = d[:, :, None] * Z * d[:, None, :]
         g = gamma(n + 1)
@@ -506,15 +553,16 @@ class _Lyapunov:
         v = d @ absW                                # |W|^T d
         E1 = np.einsum("ij,bj->bi", absW, np.einsum("bij,bj->bi", np.abs(C), v))
         E1 = d * up((2 * g + g * g) * E1, 3 * n)
-        return self._finish(S, E1, gam)
+        return S, E1, gam
 
-    def update_full(self, J, gam):
-        """C <- J C J^T + diag(gam^2) for explicit J (B, n, n)."""
-        n = self.n
-        S = J @ self.C @ np.swapaxes(J, 1, 2)
+    @staticmethod
+    def full_piece(J, gam, C):
+        """Pieces of C <- J C J^T + diag(gam^2) for explicit J (k, n, n)."""
+        n = J.shape[1]
+        S = J @ C @ np.swapaxes(J, 1, 2)
         g = gamma(n + 1)
         aJ = np.abs(J)
         v = aJ.sum(axis=1)                          # |J|^T 1
-        w = np.einsum("bij,bj->bi", np.abs(self.C), v)
+        w = np.einsum("bij,bj->bi", np.abs(C), v)
         E1 = up((2 * g + g * g) * np.einsum("bij,bj->bi", aJ, w), 3 * n)
-        return self._finish(S, E1, gam)
+        return S, E1, gam

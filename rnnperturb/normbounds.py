@@ -37,7 +37,7 @@ __all__ = ["U64", "gamma", "up", "spectral_norm_upper", "frobenius_upper",
            "row_norms_upper", "one_inf_upper"]
 
 U64 = 2.0 ** -53
-_TINY = 1e-300
+_TINY = 1e-120
 
 
 def gamma(k: int) -> float:

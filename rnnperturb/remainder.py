@@ -50,7 +50,7 @@ SIGMOID_KAPPA = 1.0 / (6.0 * np.sqrt(3.0)) * (1 + 1e-15)
 LIBM_ULPS = 16
 #: Unit roundoff of float64.
 U64 = 2.0 ** -53
-_TINY = 1e-300
+_TINY = 1e-120
 
 
 def _sigmoid(a):
@@ -84,7 +84,7 @@ def activation(kind: str):
 def act_error(kind: str) -> float:
     """Relative error bound of the computed activation (``np.tanh`` or the
     stable sigmoid of :mod:`rnnperturb.cells`): ``|fl(φ(x)) − φ(x)| ≤
-    act_error·|fl(φ(x))| + 1e-300``."""
+    act_error·|fl(φ(x))| + 1e-120``."""
     if kind == "tanh":
         return 2 * LIBM_ULPS * U64 + 4 * U64
     if kind == "sigmoid":  # exp, one add, one division (and one product)
