@@ -31,6 +31,9 @@ from .sweep import rank_sweep, RankSweep  # noqa: F401
 from .propagation import delta_recurrent  # noqa: F401
 
 # --- certified and global bounds, certified recall (issue 4)
+from .bounds import certified_bound  # noqa: F401
+from .normbounds import spectral_norm_upper  # noqa: F401
+from .remainder import taylor_remainder_max  # noqa: F401
 from .global_bound import global_bound, simple_contraction_bound, GlobalBound  # noqa: F401
 from .certify import certified_recall, certified_safe_rank, CertifiedRecall, SafeRank  # noqa: F401
 
