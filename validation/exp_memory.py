@@ -81,6 +81,28 @@ def _delay_stats(cell, X, steps):
     return out
 
 
+def _per_sequence(cell, X, steps):
+    """Per sequence: spectral radius of its own mean delay Jacobian, and the
+    spectral norm of the exact delay propagator Phi(L+D, L) (product of the
+    step Jacobians over the delay); medians over the sequences."""
+    B = X.shape[1]
+    h = np.zeros((B, cell.n))
+    Phi = np.broadcast_to(np.eye(cell.n), (B, cell.n, cell.n)).copy()
+    Jsum = np.zeros((B, cell.n, cell.n))
+    want = set(int(s) for s in steps)
+    for t in range(1, max(want) + 1):
+        hn, J, _ = _linearise(cell, h, X[t - 1])
+        if t in want:
+            Phi = J @ Phi
+            Jsum += J
+        h = hn
+    rho = [float(np.max(np.abs(np.linalg.eigvals(Jb / len(want))))) for Jb in Jsum]
+    nrm = np.linalg.norm(Phi, 2, axis=(1, 2))
+    return {"rho_A_per_seq_median": float(np.median(rho)),
+            "phi_delay_norm_median": float(np.median(nrm)),
+            "phi_delay_norm_min": float(np.min(nrm))}
+
+
 def _recall_accuracy(cell, task):
     Y = cell.readout(cell.run(task.X))
     ok = np.argmax(Y, -1) == task.targets
@@ -104,6 +126,7 @@ def _measure(cell, task, L, D, eps_grid):
            "gate_mean_delay": np.nan if dl.gate_mean is None else dl.gate_mean,
            "recall_accuracy": _recall_accuracy(cell, task)}
     out.update(_delay_stats(cell, task.X, delay))
+    out.update(_per_sequence(cell, task.X, delay))
     for eps in eps_grid:
         tag = "" if eps == EPS else f"_eps{eps:g}"
         for vname, v in (("", dl.v), ("_vdata", v_data)):
@@ -187,6 +210,8 @@ def headline(result) -> dict:
                     k: (round(nom[f"row_gain_closed_{k}"], 4), round(nom[f"row_gain_other_{k}"], 4))
                     for k in ("Wf", "Wh") if f"row_gain_closed_{k}" in nom},
                 "n_slow_modes": nom["n_slow_modes"],
+                "rho_A_per_seq_median": round(nom["rho_A_per_seq_median"], 4),
+                "phi_delay_norm_median": round(nom["phi_delay_norm_median"], 4),
                 "MC_task_vdata": round(nom["MC_task_vdata"], 4),
                 "J_task_vdata": round(nom["J_task_vdata"], 4),
                 "forcing_gains_delay": {k[len("forcing_gain_"):]: round(v, 4)
@@ -202,6 +227,7 @@ def headline(result) -> dict:
                                                               / nom["J_task_vdata"], 3)
                                     if nom["J_task_vdata"] > 0 else None,
                                     "n_slow_modes": r["n_slow_modes"],
+                                    "phi_delay_norm_median": round(r["phi_delay_norm_median"], 4),
                                     "dA_rel": round(r["dA_rel"], 4)}
                         for r in rd if r["perturbation"] == "svd"},
                 "noise": {r["alpha"]: {"acc": round(r["recall_accuracy"], 3),
