@@ -67,7 +67,9 @@ def plot(result: dict, out_dir: str) -> list[str]:
            f"matrices (both MGRU matrices at the same rank), on all 32 sequences of 5-bit "
            f"memorization with delay D = {D}; log scale. Thick/thin solid: max/median over "
            f"sequences of the exact deviation; dashed: first-order (tangent-linear) prediction; "
-           + ("dotted: certified upper bound (max over sequences); " if have_bound else
+           + ("dotted red: certified upper bound, tight tier (max over sequences; where it "
+              "is hidden under the thick line it coincides with the exact maximum to within "
+              "the line width); " if have_bound else
               "(certified bound not available in this build); ")
            + "grey band: recall steps; dash-dotted: the trivial cap 2 sqrt(n). "
            "The data for the other delays are in data/deviation_time.csv.")
