@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     if root not in sys.path:
         sys.path.insert(0, root)
     from paper_figs._common import style
-    from validation.experiments import rounded, write_json
+    from validation.experiments import rounded, write_json, write_result
 
     names = FIGURES if not a.only else tuple(a.only)
     unknown = sorted(set(names) - set(FIGURES))
@@ -83,7 +83,10 @@ def main(argv=None) -> int:
             if exp_name not in results:
                 exp = importlib.import_module(f"validation.{exp_name}")
                 res = exp.run(quick=a.quick, seed=a.seed, quiet=a.quiet)
-                exp.write(res, data_dir)
+                if hasattr(exp, "write"):
+                    exp.write(res, data_dir)
+                else:
+                    write_result(res, data_dir, exp.headline(res))
                 results[exp_name] = res
             fig.plot(results[exp_name], a.out)
             summary[fname] = rounded(fig.summary(results[exp_name]), 4)
