@@ -164,8 +164,10 @@ class _Plan:
             for j in range(K):
                 ind[j, bounds[j]:bounds[j + 1]] = 1.0
             pos = {r: j for j, r in enumerate(bounds)}      # tail index; r = n -> K (zero)
+            single = (np.array(bounds[:-1]) if all(bounds[j + 1] - bounds[j] == 1
+                                                   for j in range(K)) else None)
             self.groups.append({"names": names, "grid": grid, "ind": ind, "pos": pos,
-                                "offset": offset, "K": K})
+                                "offset": offset, "K": K, "single": single})
             offset += K
         self.K = offset
 
@@ -176,7 +178,11 @@ class _Plan:
             for k in g["names"]:
                 U, s, Vt = self.svd[k]
                 p = (A[k] @ Vt.T) * s                         # (B, n): σ_i v_iᵀ a
-                F = -(p[None, :, :] * g["ind"][:, None, :]) @ U.T   # (K_g, B, n)
+                if g["single"] is not None:                   # one piece per block
+                    i = g["single"]
+                    F = -(p[:, i].T[:, :, None] * U[:, i].T[:, None, :])
+                else:
+                    F = -_mm(p[None, :, :] * g["ind"][:, None, :], U)   # (K_g, B, n)
                 if k not in out:
                     out[k] = np.zeros((self.K, B, U.shape[0]))
                 out[k][g["offset"]:g["offset"] + g["K"]] = F
@@ -194,9 +200,17 @@ class _Plan:
             out.append(np.concatenate([tail, np.zeros((tail.shape[0], 1))], axis=1).T)
         return out
 
-    def truncated(self, k, r):
-        U, s, Vt = self.svd[k]
-        return (U[:, :r] * s[:r]) @ Vt[:r]
+
+
+def _tail_sums(Lg):
+    """cum[j] = Σ_{j' >= j} Lg[j'] for j = 0..K, cum[K] = 0 (a loop of vector adds is
+    much faster than ``np.cumsum`` along the leading axis of a 3-D array)."""
+    K = Lg.shape[0]
+    cum = np.empty((K + 1,) + Lg.shape[1:])
+    cum[K] = 0.0
+    for j in range(K - 1, -1, -1):
+        np.add(Lg[j], cum[j + 1], out=cum[j])
+    return cum
 
 
 def _nominal(cell, h, x):
@@ -211,29 +225,45 @@ def _nominal(cell, h, x):
         {"Wf": h, "Wh": f * h}
 
 
+def _mm(A, W):
+    """``A @ W.T`` for a stack A (K, B, n) as one 2-D GEMM."""
+    return (A.reshape(-1, A.shape[-1]) @ W.T).reshape(A.shape[:-1] + (W.shape[0],))
+
+
 def _tangent(cell, nom, L, F):
     """One tangent-linear step for a batch of tangents L (K, B, n) with forcing F."""
     if cell.kind == "elman":
-        a = L @ cell.W.T
+        a = _mm(L, cell.W)
         if "W" in F:
             a += F["W"]
         return nom["d"] * a
-    daf = L @ cell.Wf.T
+    daf = _mm(L, cell.Wf)
     if "Wf" in F:
         daf += F["Wf"]
     df = nom["sp"] * daf
-    dac = (df * nom["h"] + nom["f"] * L) @ cell.Wh.T
+    dac = _mm(df * nom["h"] + nom["f"] * L, cell.Wh)
     if "Wh" in F:
         dac += F["Wh"]
     return (1.0 - nom["f"]) * L + df * (nom["c"] - nom["h"]) + nom["g"] * dac
 
 
-def _stacked_step(cell, Hs, x, Ws):
-    """Exact step for stacked states Hs (P, B, n) with per-point matrices Ws[k] (P, n, n)."""
+def _apply(Hs, spec):
+    """Per-point matrix times stacked states Hs (P, B, n): either one matrix for
+    all points (``("full", W)``), or truncated SVDs ``("factored", U, Vt, smask)``
+    with smask (P, n) the kept singular values of each point (0 beyond its
+    rank), computed as two 2-D GEMMs, U (smask ⊙ (Vᵀ h))."""
+    if spec[0] == "full":
+        return _mm(Hs, spec[1])
+    _, U, Vt, smask = spec
+    return _mm(_mm(Hs, Vt) * smask[:, None, :], U)
+
+
+def _stacked_step(cell, Hs, x, specs):
+    """Exact step for stacked states Hs (P, B, n) with per-point truncated matrices."""
     if cell.kind == "elman":
-        return np.tanh(Hs @ np.swapaxes(Ws["W"], 1, 2) + (x @ cell.U.T + cell.b))
-    f = sigmoid(Hs @ np.swapaxes(Ws["Wf"], 1, 2) + (x @ cell.Uf.T + cell.bf))
-    c = np.tanh((f * Hs) @ np.swapaxes(Ws["Wh"], 1, 2) + (x @ cell.Uh.T + cell.bh))
+        return np.tanh(_apply(Hs, specs["W"]) + (x @ cell.U.T + cell.b))
+    f = sigmoid(_apply(Hs, specs["Wf"]) + (x @ cell.Uf.T + cell.bf))
+    c = np.tanh(_apply(f * Hs, specs["Wh"]) + (x @ cell.Uh.T + cell.bh))
     return (1.0 - f) * Hs + f * c
 
 
@@ -283,15 +313,15 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
     step = max(1, _CHUNK // max(1, B * n))
     chunks = [np.arange(i, min(R, i + step)) for i in range(0, R, step)]
     for ch in progress(chunks, desc="rank sweep", quiet=quiet or len(chunks) == 1):
-        Ws = {}
-        for k in names:
-            j = names.index(k)
-            mats = []
-            for p in ch:
-                r = int(rank_arr[p, j])
-                mats.append(np.asarray(cell.recurrent[k], dtype=np.float64) if r == n
-                            else plan.truncated(k, r))
-            Ws[k] = np.stack(mats).astype(cell.dtype)
+        specs = {}
+        for j, k in enumerate(names):
+            rk = rank_arr[ch, j]
+            if np.all(rk == n):
+                specs[k] = ("full", cell.recurrent[k])
+            else:
+                U, sv, Vt = plan.svd[k]
+                smask = sv[None, :] * (np.arange(n)[None, :] < rk[:, None])
+                specs[k] = ("factored", U, Vt, smask)
         h = h_init.copy()
         Hs = np.repeat(h[None], len(ch), axis=0)
         L = np.zeros((plan.K, B, n))
@@ -300,16 +330,17 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
             hn, nom, A = _nominal(cell, h, x)
             F = plan.block_forcing(A, B)
             L = _tangent(cell, nom, L, F)
-            Hs = _stacked_step(cell, Hs, x, Ws)
+            Hs = _stacked_step(cell, Hs, x, specs)
             E = Hs - hn[None]
-            ell = np.zeros((len(ch), B, n))
             energy = np.zeros((len(ch), B))
             tails = plan.energy_tails(A)
             for gi, g in enumerate(plan.groups):
                 Lg = L[g["offset"]:g["offset"] + g["K"]]
-                cum = np.concatenate([np.cumsum(Lg[::-1], axis=0)[::-1],
-                                      np.zeros((1, B, n))], axis=0)   # (K_g + 1, B, n)
-                ell += cum[tailpos[gi][ch]]
+                cum = _tail_sums(Lg)                          # (K_g + 1, B, n)
+                if gi == 0:
+                    ell = cum[tailpos[gi][ch]]
+                else:
+                    ell += cum[tailpos[gi][ch]]
                 rr = np.array([points[p][gi] for p in ch])
                 energy += tails[gi][rr]
             out["exact"][ch, t] = np.linalg.norm(E, axis=-1)
