@@ -135,17 +135,41 @@ def slope_min(kind: str, lo, hi):
 
 
 def _g_upper(kind, a, d, phi_a, dphi_a):
-    """Upper bound on |g(d)| by the direct formula plus its rounding margin."""
+    """Upper bound on |g(d)| = |φ(a+d) − φ(a) − φ'(a)d|, with rounding margins.
+
+    Two evaluations, both sound, the smaller is kept:
+
+    * the difference of activation values (absolute error ~ eps, fine when
+      g is not tiny);
+    * the relatively accurate difference quotient
+      :math:`\tanh(x) - \tanh(y) = \sinh(x-y)/(\cosh x\cosh y)` (and
+      :math:`\sigma(x) - \sigma(y) = \sinh((x-y)/2) / (2\cosh(x/2)\cosh(y/2))`),
+      whose relative error is a few eps plus :math:`u|a+d|` from rounding
+      the argument :math:`a + d` of cosh (:math:`(\log\cosh)' = \tanh`).
+    """
     phi = activation(kind)[0]
-    pa_d = phi(a + d)
-    # a + d is rounded: |fl(a+d) - (a+d)| <= u|a+d|; φ' <= 1 turns it into a
-    # value error of at most u|a+d|.
-    val = np.abs(pa_d - phi_a - dphi_a * d)
     eps = act_error(kind)
-    margin = (eps * (np.abs(pa_d) + np.abs(phi_a)) * 2 + U64 * np.abs(a + d)
-              + 4 * U64 * (np.abs(pa_d) + np.abs(phi_a) + np.abs(dphi_a * d))
-              + 8 * eps * np.abs(dphi_a * d))
-    return val * (1 + 4 * U64) + margin + _TINY
+    ad = a + d
+    pa_d = phi(ad)
+    lin = dphi_a * d
+    lin_err = 8 * eps * np.abs(lin)           # φ'(a) is relatively accurate
+    # (1) difference of values: argument rounding u|a+d| (φ' <= 1)
+    val = np.abs(pa_d - phi_a - lin)
+    m1 = (eps * (np.abs(pa_d) + np.abs(phi_a)) * 2 + U64 * np.abs(ad)
+          + 4 * U64 * (np.abs(pa_d) + np.abs(phi_a) + np.abs(lin)) + lin_err)
+    g1 = val * (1 + 4 * U64) + m1 + _TINY
+    # (2) sinh/cosh form
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if kind == "tanh":
+            diff = np.sinh(d) / (np.cosh(ad) * np.cosh(a))
+            rel = 4 * eps + 6 * U64 + 2 * U64 * np.abs(ad)
+        else:
+            diff = np.sinh(0.5 * d) / (2.0 * np.cosh(0.5 * ad) * np.cosh(0.5 * a))
+            rel = 4 * eps + 6 * U64 + 2 * U64 * np.abs(ad)
+        g2 = (np.abs(diff - lin) * (1 + 4 * U64) + rel * np.abs(diff)
+              + 4 * U64 * (np.abs(diff) + np.abs(lin)) + lin_err + _TINY)
+    g2 = np.where(np.isfinite(g2), g2, np.inf)
+    return np.minimum(g1, g2)
 
 
 def taylor_remainder_max(kind: str, a, lo, hi):

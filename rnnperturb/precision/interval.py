@@ -75,17 +75,45 @@ def _make(lo_iv, hi_iv):
     return iv.mpf([lo_iv.a, hi_iv.b])
 
 
+def _exp_raw(raw):
+    """Rigorous enclosure of exp at one point (raw mpf tuple) as an interval.
+
+    mpmath's own directed rounding is not reliable for tiny arguments
+    (``mpf_exp(-2**-51, 80, 'c')`` returns ``1 - 2**-51``, below the true
+    value; so does ``iv.exp``). We evaluate with 20 guard bits, round to
+    nearest, and widen by a relative ``2**-(prec+10)`` (1024 guard ulps) on
+    both sides before rounding outward to the working precision."""
+    prec = iv.prec
+    wp = prec + 20
+    e = libmp.mpf_exp(raw, wp, "n")
+    tol = libmp.mpf_shift(e, -(prec + 10))
+    lo = libmp.mpf_sub(e, tol, prec, "f")
+    hi = libmp.mpf_add(e, tol, prec, "c")
+    if libmp.mpf_lt(lo, libmp.fzero):
+        lo = libmp.fzero
+    return _from_raw(lo, hi)
+
+
+def _from_raw(lo, hi):
+    out = iv.mpf(0)
+    out._mpi_ = (lo, hi)
+    return out
+
+
 def iv_exp(x):
-    """Enclosure of exp on an interval (mpmath's own)."""
-    return iv.exp(x)
+    """Rigorous enclosure of exp on an interval (monotone; end points by
+    :func:`_exp_raw`)."""
+    x = iv.mpf(x)
+    a, b = x._mpi_
+    return _from_raw(_exp_raw(a)._mpi_[0], _exp_raw(b)._mpi_[1])
 
 
 def _tanh_point(p):
-    return 1 - 2 / (1 + iv.exp(2 * p))
+    return 1 - 2 / (1 + iv_exp(2 * p))
 
 
 def _sigmoid_point(p):
-    return 1 / (1 + iv.exp(-p))
+    return 1 / (1 + iv_exp(-p))
 
 
 def iv_tanh(x):
@@ -129,6 +157,22 @@ def iv_upper(x) -> np.ndarray:
 def iv_width(x) -> np.ndarray:
     """Widths (rounded up) of intervals, as float64."""
     return iv_upper(np.asarray(x, dtype=object)) - iv_lower(np.asarray(x, dtype=object))
+
+
+def _iv_sqrt_nonneg(v):
+    """Enclosure of sqrt on [max(a, 0), b], verified by exact squaring (no
+    trust in mpmath's directed rounding of sqrt)."""
+    a, b = iv.mpf(v)._mpi_
+    if libmp.mpf_lt(a, libmp.fzero):
+        a = libmp.fzero
+    prec = iv.prec
+    lo = libmp.mpf_sqrt(a, prec, "f")
+    hi = libmp.mpf_sqrt(b, prec, "c")
+    while libmp.mpf_gt(libmp.mpf_mul(lo, lo), a):          # exact products
+        lo = libmp.mpf_sub(lo, libmp.mpf_shift(lo, -prec), prec, "f")
+    while libmp.mpf_lt(libmp.mpf_mul(hi, hi), b):
+        hi = libmp.mpf_add(hi, libmp.mpf_shift(hi, -prec), prec, "c")
+    return _from_raw(lo, hi)
 
 
 def _intersect(x, y):
@@ -230,7 +274,8 @@ def interval_deviation_norm(cell, other, X, h0=None, *, prec: int = 113,
     enclosed componentwise by :math:`[h'_t] - [h_t]` and its norm by
     :math:`\sqrt{\sum_i [e_{t,i}]^2}`. If ``max_prec`` is given, the precision is
     doubled (up to ``max_prec``) until every upper end is within ``rel_width``
-    (relative) of its lower end, or until the bound is at the trivial cap.
+    (relative, plus 1e-200 absolute) of its lower end, or until the bound is at
+    the trivial cap.
 
     Parameters
     ----------
@@ -260,10 +305,10 @@ def interval_deviation_norm(cell, other, X, h0=None, *, prec: int = 113,
             H2 = _run_iv(other, X3, h0a)
             E = H2 - H
             sq = np.sum(E * E, axis=-1)
-            nrm = _vec(lambda v: iv.sqrt(iv.mpf([max(v.a, iv.mpf(0)).a, v.b])), sq)
+            nrm = _vec(_iv_sqrt_nonneg, sq)
             lo, hi = iv_lower(nrm), iv_upper(nrm)
         lo = np.maximum(lo, 0.0)
-        ok = np.all((hi - lo) <= rel_width * np.maximum(lo, 1e-300)) or np.all(
+        ok = np.all((hi - lo) <= rel_width * lo + 1e-200) or np.all(
             hi >= 2 * np.sqrt(cell.n))
         if ok or p * 2 > max_prec:
             break
