@@ -23,8 +23,8 @@ from . import metrics  # noqa: F401
 from .nets import random_cell  # noqa: F401
 
 # --- perturbations, cost and rank sweeps (issue 3)
-from .truncation import (truncate_svd, weighted_low_rank, forcing_moments,  # noqa: F401
-                         propagation_weights)
+from .truncation import (truncate_svd, truncation_weights, weighted_low_rank,  # noqa: F401
+                         forcing_moments, propagation_weights)
 from .perturbations import quantize, prune, weight_noise  # noqa: F401
 from .cost import compression_cost, factors, CompressionCost, MatrixCost  # noqa: F401
 from .sweep import rank_sweep, RankSweep  # noqa: F401

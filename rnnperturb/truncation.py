@@ -85,8 +85,8 @@ import numpy as np
 
 from ._checks import as_h0, as_inputs, as_param, check_int, check_positive
 
-__all__ = ["truncate_svd", "weighted_low_rank", "forcing_moments", "propagation_weights",
-           "resolve_ranks", "target_mask"]
+__all__ = ["truncate_svd", "truncation_weights", "weighted_low_rank", "forcing_moments",
+           "propagation_weights", "resolve_ranks", "target_mask"]
 
 
 def resolve_ranks(cell, rank, *, name: str = "rank") -> dict[str, int]:
@@ -325,8 +325,43 @@ def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
     return out
 
 
+def truncation_weights(cell, X, *, weighting: str = "forcing", target=None,
+                       ridge: float = 0.01, h0=None) -> dict[str, tuple]:
+    r"""The weights of data-aware or propagation-weighted truncation, for reuse
+    over many ranks (``truncate_svd(cell, rank=r, weights=w)``).
+
+    Parameters
+    ----------
+    cell : ElmanRNN or MGRU
+    X : array_like, shape (T, B, m) or (T, m)
+    weighting : {'forcing', 'propagation'}
+    target, ridge, h0 :
+        As in :func:`truncate_svd`.
+
+    Returns
+    -------
+    dict of str to (moment, left)
+        Per recurrent matrix, the right weight M (n, n) and the left weight
+        (n, n), or None for 'forcing'; the truncation minimises
+        :math:`\|\text{left}^{1/2}(W-A)M^{1/2}\|_F^2`.
+    """
+    if weighting not in ("forcing", "propagation"):
+        raise ValueError(f"weighting: expected 'forcing' or 'propagation', found {weighting!r}")
+    if weighting == "forcing":
+        return {k: (v, None) for k, v in forcing_moments(cell, X, h0=h0).items()}
+    lam = check_positive("ridge", ridge)
+    if lam > 1:
+        raise ValueError(f"ridge: expected a number in (0, 1], found {ridge!r}")
+    n = cell.n
+    out = {}
+    for k, (Mw, Q) in propagation_weights(cell, X, target=target, h0=h0).items():
+        qbar = np.trace(Q) / n
+        out[k] = (Mw, (1 - lam) * (Q / qbar if qbar > 0 else Q) + lam * np.eye(n))
+    return out
+
+
 def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=None,
-                 ridge: float = 0.01, h0=None):
+                 ridge: float = 0.01, h0=None, weights=None):
     r"""Truncate recurrent matrices to low rank.
 
     Parameters
@@ -344,11 +379,15 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
         None means ``'forcing'`` when ``data`` is given, else ``'svd'``.
     target : None, int or array_like of bool
         Target steps of the propagation weighting (see
-        :func:`propagation_weights`); default the last step.
+        :func:`propagation_weights`): None = the last step, an int k = the
+        last k steps, or a mask such as ``task.recall``.
     ridge : float in (0, 1]
         Ridge λ of the propagation weighting's left weight.
     h0 : array_like, optional
         Initial state for the ``data`` trajectory.
+    weights : dict, optional
+        Precomputed :func:`truncation_weights` (then ``data`` and
+        ``weighting`` must be None).
 
     Returns
     -------
@@ -362,12 +401,20 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
         ``data`` without it, or an unknown weighting.
     """
     ranks = resolve_ranks(cell, rank)
+    if weights is not None:
+        if data is not None or weighting is not None:
+            raise ValueError("weights: expected data=None and weighting=None with precomputed "
+                             "weights, found both")
+        if not isinstance(weights, dict) or set(weights) != set(cell.recurrent_names):
+            raise ValueError(f"weights: expected a dict over {list(cell.recurrent_names)} from "
+                             f"truncation_weights, found {type(weights).__name__}")
+        weighting = "given"
     if weighting is None:
         weighting = "svd" if data is None else "forcing"
-    if weighting not in ("svd", "forcing", "propagation"):
+    if weighting not in ("svd", "forcing", "propagation", "given"):
         raise ValueError(f"weighting: expected None, 'svd', 'forcing' or 'propagation', "
                          f"found {weighting!r}")
-    if weighting != "svd" and data is None:
+    if weighting in ("forcing", "propagation") and data is None:
         raise ValueError(f"data: expected input sequences (T, B, m) for weighting="
                          f"{weighting!r}, found None")
     if weighting == "svd" and data is not None:
@@ -378,21 +425,13 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
     if weighting == "svd" or not todo:
         for k, r in todo.items():
             new[k] = weighted_low_rank(cell.recurrent[k], rank=r)
-    elif weighting == "forcing":
-        mom = forcing_moments(cell, data, h0=h0)
-        for k, r in todo.items():
-            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=mom[k])
     else:
-        lam = check_positive("ridge", ridge)
-        if lam > 1:
-            raise ValueError(f"ridge: expected a number in (0, 1], found {ridge!r}")
-        wts = propagation_weights(cell, data, target=target, h0=h0)
-        n = cell.n
+        if weighting != "given":
+            weights = truncation_weights(cell, data, weighting=weighting, target=target,
+                                         ridge=ridge, h0=h0)
         for k, r in todo.items():
-            Mw, Q = wts[k]
-            qbar = np.trace(Q) / n
-            Ql = (1 - lam) * (Q / qbar if qbar > 0 else Q) + lam * np.eye(n)
-            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=Mw, left=Ql)
+            M, left = weights[k]
+            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=M, left=left)
     if not new:
         return cell.replace()
     return cell.replace(**{k: v.astype(cell.dtype) for k, v in new.items()})

@@ -262,3 +262,20 @@ def test_bad_options():
         rp.weighted_low_rank(np.eye(3), rank=1, moment=-np.eye(3))
     with pytest.raises(ValueError, match="left: expected a symmetric positive definite"):
         rp.weighted_low_rank(np.eye(3), rank=1, left=np.zeros((3, 3)))
+
+
+def test_precomputed_weights_give_the_same_cell(kind):
+    cell = random_cell(kind, 6, 3, seed=11)
+    X = _inputs(T=9, B=2, seed=5)
+    for weighting in ("forcing", "propagation"):
+        w = rp.truncation_weights(cell, X, weighting=weighting, target=2)
+        a = rp.truncate_svd(cell, rank=3, weights=w)
+        b = rp.truncate_svd(cell, rank=3, data=X, weighting=weighting, target=2)
+        for k in cell.recurrent_names:
+            np.testing.assert_array_equal(a.recurrent[k], b.recurrent[k])
+    with pytest.raises(ValueError, match="weights: expected data=None"):
+        rp.truncate_svd(cell, rank=3, data=X, weights=w)
+    with pytest.raises(ValueError, match="weights: expected a dict over"):
+        rp.truncate_svd(cell, rank=3, weights={"Q": 1})
+    with pytest.raises(ValueError, match="weighting: expected 'forcing' or 'propagation'"):
+        rp.truncation_weights(cell, X, weighting="svd")
