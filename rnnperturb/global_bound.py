@@ -594,6 +594,9 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
     bound = np.minimum(np.minimum(np.minimum(ref, cap_t), simple), cap2)
     if rho0 == 0:
         bound[0] = 0.0          # h_0 = 0 gives e_1 = 0 exactly (Delta W h_0 = 0)
+    if all(np.array_equal(P[k], Q[k]) for k in cell.recurrent_names):
+        bound[:] = 0.0          # Delta W = 0: e_t = 0 exactly (the recursions' tiny
+        # absolute rounding terms would otherwise be amplified by factors >= 1)
     rate, asym = min(rate, simple_rate), min(asym, simple_asym)
     vacuous = not (rate < 1 and asym < cap)
     if vacuous:

@@ -307,3 +307,12 @@ def test_sound_sweep_slow(p):
     X = on_sphere(rng, (T, 16, p["m"]), r)
     X = np.concatenate([X, ascend(cell, other, X[:, :4], r, steps=8)], axis=1)
     assert holds(G.bound, mp_dev_norms(cell, other, X, dps=40))
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_zero_perturbation_gives_zero(kind):
+    cell = random_cell(kind, 6, 2, spectral_norm=3.0, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        G = global_bound(cell, cell, horizon=200, input_norm=1.0)
+    assert np.all(G == 0.0)
