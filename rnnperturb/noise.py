@@ -177,7 +177,9 @@ def _basis(A, uniform, rtol):
     return U
 
 
-def _frozen(cell, X3, h, V, rtol):
+def _frozen(cell, X3, h, V, rtol, quiet=True):
+    from .progress import progress
+
     T, B = X3.shape[:2]
     n = cell.n
     A = _trajectory(cell, X3, h.copy())
@@ -191,7 +193,8 @@ def _frozen(cell, X3, h, V, rtol):
         hb = h[sl].copy()
         nb = hb.shape[0]
         M = {k: np.zeros((nb, n, U.shape[2], n)) for k, U in bases.items()}
-        for t in range(T):
+        for t in progress(range(T), desc=f"noise_response (frozen) {b0 + 1}/{B}",
+                          quiet=quiet):
             hn, J, forc = _linearise(cell, hb, X3[t, sl])
             for k, Mk in M.items():
                 r = Mk.shape[2]
@@ -279,7 +282,7 @@ def _frozen_at(cell, X3, h, V, times):
 
 
 def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
-                   times=None, rtol: float = 1e-13) -> np.ndarray:
+                   times=None, rtol: float = 1e-13, quiet: bool = True) -> np.ndarray:
     r"""First-order mean squared deviation :math:`\mathbb E\|e_t\|_2^2` under
     random recurrent-weight noise.
 
@@ -316,8 +319,13 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         the whole curve): much cheaper for a few steps.
     rtol : float
         Frozen mode with scalar variance: principal axes of the forcing
-        trajectory whose weight is below ``rtol`` times the largest are
-        dropped (their contribution is at most that relative size).
+        trajectory whose weight (eigenvalue of :math:`\sum_t a_ta_t^\top`) is
+        below ``rtol`` times the largest are dropped. Each axis contributes a
+        separate non-negative term, so dropping only lowers the result; the
+        default keeps every axis that is not numerically zero.
+    quiet : bool
+        No progress bar when True (the frozen whole-curve recursion can take
+        seconds for n >= 64).
 
     Returns
     -------
@@ -348,7 +356,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     elif frozen and times is not None:
         out = _frozen_at(cell, X3, h, V, times)
     elif frozen:
-        out = _frozen(cell, X3, h, V, rtol)
+        out = _frozen(cell, X3, h, V, rtol, quiet)
     else:
         out = _fresh(cell, X3[:max(times)] if times else X3, h, V)
         if times is not None:
