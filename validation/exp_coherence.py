@@ -200,6 +200,14 @@ def headline(result) -> dict:
             if len(Ds) >= 2:
                 head[f"{kind}_same_net_loglog_slope_C_vs_D"] = round(
                     float(np.polyfit(np.log(Ds), np.log(Cs), 1)[0]), 3)
+                # scaling law on the net: RMS deviation ~ D^p (p = 1 coherent & slow,
+                # 1/2 incoherent & slow, 0 saturated by a contractive propagator)
+                for mode in ("frozen", "fresh"):
+                    rms = np.array([r[f"rms_{mode}_per_std"] for r in same], float)
+                    head[f"{kind}_same_net_rms_{mode}_vs_D"] = {int(D): round(float(x), 3)
+                                                              for D, x in zip(Ds, rms)}
+                    head[f"{kind}_same_net_loglog_slope_rms_{mode}_vs_D"] = round(
+                        float(np.polyfit(np.log(Ds), np.log(rms), 1)[0]), 3)
         low = [r for r in rows if r["part"] == "low_coherence" and r["cell"] == kind]
         for r in low:
             head[f"{r['checkpoint']}_C"] = round(r["C"], 3)
