@@ -50,7 +50,11 @@ minimum, so it is never above the simple bound):
    NP-hard in general) is bounded by the least of
    :math:`\sum_j u_j\|A_{:,j}\|_2`, :math:`\|A\|_2\|u\|_2` and the weighted
    bound :math:`\|A\,\mathrm{diag}(u)\,\Omega^{-1/2}\|_2 (\sum_j\omega_j)^{1/2}`
-   for a few positive weights :math:`\omega` (the dual of the SDP relaxation).
+   for positive weights :math:`\omega` (ones, column norms; the dual of the SDP
+   relaxation). Elman, per step also :math:`\|A\tilde c_{t-1}\| + \|A\|_2\rho_{t-1}`
+   around the input-free centre trajectory :math:`\tilde c_t = \tanh(W\tilde c_{t-1}+b)`,
+   :math:`\|h_t - \tilde c_t\| \le \rho_t = \|W\|_2\rho_{t-1} + \|U\|_2 r`
+   (tanh is 1-Lipschitz): the better one when :math:`\|U\|_2 r` is small.
 4. *Diagonal scaling.* For any positive diagonal :math:`S` (normalised to
    :math:`\min_i s_i = 1`),
    :math:`\|S e_t\| \le \|S G W' S^{-1}\|_2 \|S e_{t-1}\| + \max\|S G\Delta W h\|`
@@ -83,7 +87,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_compatible, check_int, check_positive
-from .normbounds import U64, frobenius_upper, row_norms_upper, spectral_norm_upper, up
+from .normbounds import U64, frobenius_upper, gamma, row_norms_upper, spectral_norm_upper, up
 
 __all__ = ["GlobalBound", "global_bound", "simple_contraction_bound"]
 
@@ -291,6 +295,42 @@ def _boxes(phi, n, T, rho0, start):
     return u, v
 
 
+def _centers(Wm, b, U, r, T, rho0, box):
+    r"""Input-free centre trajectory and a radius around it (Elman).
+
+    :math:`\tilde c_t = fl(\tanh(W\tilde c_{t-1} + b))`, :math:`\tilde c_0 = 0`, and
+    :math:`\rho_t \ge \|h_t - \tilde c_t\|_2` for every input with
+    :math:`\|x\| \le r`: tanh is 1-Lipschitz elementwise, so
+    :math:`\rho_t = \|W\|_2\rho_{t-1} + \|U\|_2 r + \|\delta_t\|_2` with
+    :math:`\delta_t` the rounding error of the step that computed
+    :math:`\tilde c_t`; also :math:`\rho_t \le \|u_t + |\tilde c_t|\|_2`.
+
+    Returns ``c`` (T+1, n) and ``rho`` (T+1,).
+    """
+    n = Wm.shape[0]
+    nW, nU = _norm_up(Wm), _norm_up(U)
+    Wa, ba = np.abs(Wm), np.abs(b)
+    c = np.zeros((T + 1, n))
+    rho = np.empty(T + 1)
+    rho[0] = rho0
+    for t in range(1, T + 1):
+        c[t] = np.tanh(Wm @ c[t - 1] + b)
+        delta = up(gamma(n + 2) * (Wa @ np.abs(c[t - 1]) + ba), n + 1) + 8 * U64 * np.abs(c[t])
+        nd = float(np.sqrt(up(delta @ delta, n)) * (1 + 2 * U64))
+        lip = float(up(nW * rho[t - 1] + nU * r + nd, 3))
+        boxr = float(np.sqrt(up(np.sum((box[t] + np.abs(c[t])) ** 2), 2 * n)) * (1 + 4 * U64))
+        rho[t] = min(lip, boxr)
+    return c, rho
+
+
+def _centre_forcing(w, dW, dWa, c, rho_c, nA):
+    r"""Upper bound of :math:`\|\mathrm{diag}(w)\Delta W h\|_2` over
+    :math:`\|h - c\|_2 \le \rho_c`, with :math:`nA \ge \|\mathrm{diag}(w)\Delta W\|_2`."""
+    n = len(c)
+    z = np.abs(w * (dW @ c)) + w * up(gamma(n + 3) * (dWa @ np.abs(c)), n + 1)
+    return float(up(np.sqrt(up(z @ z, n)) * (1 + 4 * U64) + nA * rho_c, 2))
+
+
 def _colnorm_weights(A_abs2, w):
     """Upper bounds of the column norms of diag(w) A: sqrt(sum_i w_i^2 A_ij^2)."""
     return np.sqrt(up((w * w) @ A_abs2, A_abs2.shape[0])) * (1 + 2 * U64)
@@ -381,6 +421,7 @@ def _elman(cell, P, Q, T, r, rho0):
         R = np.maximum(up(_mv(Wa, v) + reach, 2), up(_mv(Wpa, vp) + reach, 2))
         return _tanh_slope_up(_dn(babs - R, 2) * (babs > R))
 
+    centres = [_centers(W, b, U, r, T, rho0, u), _centers(Wp, b, U, r, T, rho0, up_)]
     g_sup = slopes(hsup, hsupp)
     G = np.array([slopes(u[t - 1], up_[t - 1]) for t in range(1, T + 1)])   # (T, n)
     G = np.minimum(G, g_sup[None, :])
@@ -414,7 +455,9 @@ def _elman(cell, P, Q, T, r, rho0):
             for k, box in enumerate((u[t], up_[t])):
                 c1 = float(up(col @ box, n))
                 c2 = float(up(nA * np.sqrt(up(box @ box, n)), 2))
-                Fs.append(min(c1, c2, F_sup[k]))
+                cc, rc = centres[k][0][t], centres[k][1][t]
+                c3 = _centre_forcing(s * G[t], dW, dWa, cc, rc, nA)
+                Fs.append(min(c1, c2, c3, F_sup[k]))
             capS = float(np.sqrt(up(np.sum((s * ecap[t]) ** 2), 2 * n)) * (1 + 4 * U64))
             E = min(capS, float(up(rates[0] * E + Fs[0], 2)), float(up(rates[1] * E + Fs[1], 2)))
             Et[t] = E / smin * (1 + 2 * U64)
