@@ -241,11 +241,12 @@ def main(argv=None) -> int:
     env = environment()
     records = []
     present = [_source(b[1]) is not None for b in todo]
+    caps = [(b[4] if mode == "full" else b[5]) * p for b, p in zip(todo, present)]
     for i, entry in enumerate(todo):
         left = budget - (time.perf_counter() - t_start)
-        reserve = 15.0 * sum(present[i + 1:])      # keep a little for the ones still to run
-        cap = entry[4] if mode == "full" else entry[5]
-        timeout = max(10.0, min(cap, left - reserve))
+        # the time left is shared among the scripts still to run, in proportion to their caps
+        share = left * caps[i] / max(sum(caps[i:]), 1e-9)
+        timeout = max(10.0, min(caps[i] or 10.0, share))
         records.append(run_one(entry, mode, out, timeout, quiet=a.quiet))
     seconds = time.perf_counter() - t_start
     text = render(records, mode=mode, env=env, load_before=load_before, load_after=loadavg(),
