@@ -65,6 +65,21 @@ minimum, so it is never above the simple bound):
    (and the same with the roles of the cells swapped). For the MGRU this is
    the main bound; there the gate term is a convex combination,
    :math:`(1-f')|e| + f'|c'-c| \le \max_{f'\in[f'_{lo}, f'_{hi}]}`, taken at an end.
+6. *MGRU signed norm recursion.* From
+   :math:`|e_t| \le (1-f'_{lo})|e_{t-1}| + (c_{max}+u)|f'-f| + f'_{hi}|c'-c|`,
+   :math:`|f'-f| \le s_f|\delta f|`, :math:`|c'-c| \le s_c|\delta c|`,
+   :math:`\delta f = W_f' e + \Delta W_f h`,
+   :math:`\delta c = W_h'(f'\odot e) + W_h'((f'-f)\odot h) + \Delta W_h(f\odot h)`
+   and :math:`\|X D\| \le \|X \operatorname{diag}(d)\|` for diagonal
+   :math:`0 \le D \le \operatorname{diag}(d)`:
+
+   .. math::
+       \|e_t\| \le \bigl(\max(1-f'_{lo}) + \|P W_f'\| + \|Q W_h' F'_{hi}\|
+       + \|Q W_h' \operatorname{diag}(u)\|\,\|S_f W_f'\|\bigr)\|e_{t-1}\| + \text{forcing},
+
+   :math:`P = \operatorname{diag}((c_{max}+u)s_f)`, :math:`Q = \operatorname{diag}(f'_{hi}s_c)`.
+   Below 1 only when every gate is bounded away from 0 (a gate that can
+   close keeps the error: memory nets are vacuous for long horizons).
 
 Every spectral norm is a verified upper bound
 (:func:`rnnperturb.normbounds.spectral_norm_upper`) and every sum, ``tanh`` and
@@ -585,6 +600,47 @@ def _mgru(cell, P, Q, T, r, rho0):
     sq = float(np.sqrt(n)) * (1 + 2 * U64)
     cap = min(2.0 * sq, float(np.sqrt(up(ecap_sup @ ecap_sup, n)) * (1 + 2 * U64)))
     cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
+
+    # ---- signed norm recursion (module docstring, MGRU), both role orders
+    dWf_s, dWh_s = Wfp - Wf, Whp - Wh
+    roles = []
+    for role in (0, 1):
+        if role == 0:
+            Wfo, Who, vs, vt = Wfp, Whp, hsup, u
+            flo_o, fhi_o, fhi_s, cm = qs["flop"], qs["fhip"], qs["fhi"], qs["cmax"]
+        else:
+            Wfo, Who, vs, vt = Wf, Wh, hsupp, up_
+            flo_o, fhi_o, fhi_s, cm = qs["flo"], qs["fhi"], qs["fhip"], qs["cmaxp"]
+        a = float(np.max(up(1.0 - flo_o, 1)))
+        Pd, Qd, Sd = up((cm + vs) * qs["sf"], 2), up(fhi_o * qs["sc"], 1), qs["sf"]
+        nQWu = _norm_up(Qd[:, None] * Who * vs[None, :])
+        rate_r = float(up(a + _norm_up(Pd[:, None] * Wfo)
+                          + _norm_up(Qd[:, None] * Who * fhi_o[None, :])
+                          + nQWu * _norm_up(Sd[:, None] * Wfo), 4))
+        # forcings: (matrix, boxes of its input at steps 0..T-1, box valid at every step)
+        parts, sups = [], []
+        for A, boxes, bsup in ((Pd[:, None] * dWf_s, vt[:-1], vs),
+                               (Sd[:, None] * dWf_s, vt[:-1], vs),
+                               (Qd[:, None] * dWh_s, fhi_s[None, :] * vt[:-1], fhi_s * vs)):
+            col = np.sqrt(up(np.sum(A * A, axis=0), n)) * (1 + 16 * U64)
+            nA = _norm_up(A)
+            sup = _forcing_sup(A, bsup)
+            per_t = np.minimum(up(boxes @ col, n),
+                               up(nA * np.sqrt(up(np.sum(boxes ** 2, axis=1), n)), 2))
+            parts.append(np.minimum(per_t, sup))
+            sups.append(sup)
+        F_t = up(parts[0] + nQWu * parts[1] + parts[2], 3)                  # (T,)
+        roles.append((rate_r, F_t))
+        if rate_r < 1:   # ||e_t|| <= X = F_sup / (1 - rate) for every t, by induction
+            Fs = float(up(sups[0] + nQWu * sups[1] + sups[2], 3))
+            asym = min(asym, cap, float(up(Fs / _dn(1.0 - rate_r, 1), 2)))
+        rate = min(rate, rate_r)
+    En = 0.0
+    normrec = np.empty(T)
+    for t in range(T):
+        En = min(float(cap_t[t]), *(float(up(rr * En + Ft[t], 2)) for rr, Ft in roles))
+        normrec[t] = En
+    vec = np.minimum(vec, normrec)
     return np.minimum(vec, cap_t), rate, asym, cap, cap_t, hsup, qs["sc"], np.ones(n)
 
 

@@ -316,3 +316,21 @@ def test_zero_perturbation_gives_zero(kind):
         warnings.simplefilter("ignore", RuntimeWarning)
         G = global_bound(cell, cell, horizon=200, input_norm=1.0)
     assert np.all(G == 0.0)
+
+
+def test_mgru_overwrite_gates_not_vacuous():
+    """With gates bounded away from 0 (large b_f: always overwrite) the signed norm
+    recursion contracts: a finite asymptote below the cap, sound on simulations."""
+    rng = np.random.default_rng(8)
+    cell = random_cell("mgru", 8, 2, spectral_norm=0.5, bias_scale=0.3, seed=rng)
+    cell = cell.replace(bf=np.full(8, 6.0))
+    other = perturbed(cell, 0.05, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        G = global_bound(cell, other, horizon=40, input_norm=0.5, full_output=True)
+    assert not G.vacuous and G.rate < 1 and G.asymptote < G.cap
+    assert np.all(G.bound[1:] < G.simple[1:])
+    X = on_sphere(rng, (40, 6, 2), 0.5)
+    X = np.concatenate([X, ascend(cell, other, X[:, :2], 0.5, steps=3)], axis=1)
+    E = mp_dev_norms(cell, other, X, dps=30)
+    assert holds(G.bound, E) and holds(np.full(40, G.asymptote), E)
