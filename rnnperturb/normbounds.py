@@ -82,6 +82,17 @@ def _verified_single(A):
         return 0.0
     if not np.any(A):
         return 0.0
+    # scale by a power of two (exact) so that the absolute slacks are negligible
+    _, k = np.frexp(np.max(np.abs(A)))
+    if k != 0 and np.all(np.isfinite(np.ldexp(A, -int(k)))):
+        As = np.ldexp(A, -int(k))
+        if np.array_equal(np.ldexp(As, int(k)), A):       # no underflow lost bits
+            return float(np.ldexp(_verified_single_scaled(As), int(k)) * (1 + 2 * U64))
+    return _verified_single_scaled(A)
+
+
+def _verified_single_scaled(A):
+    r, c = A.shape
     try:
         _, _, Vt = np.linalg.svd(A)
     except np.linalg.LinAlgError:  # pragma: no cover - extremely rare

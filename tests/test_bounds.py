@@ -1,0 +1,264 @@
+"""certified_bound: soundness against a rigorous mpmath interval reference
+(never below the truth), agreement with the rigorous mode, tightness where
+it is claimed, the trivial caps, shapes, and the error messages. Also the
+verified spectral norm bounds."""
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import rnnperturb as rp
+from rnnperturb.bounds import certified_bound, trivial_cap
+from rnnperturb.nets import random_cell
+from rnnperturb.normbounds import frobenius_upper, one_inf_upper, spectral_norm_upper
+from rnnperturb.precision.interval import (interval_deviation_norm, interval_run, iv_lower,
+                                           iv_precision)
+
+
+def perturbed(cell, rel, rng, *, which=None, rank=None):
+    """A copy of ``cell`` with ‖ΔW_k‖₂ = rel·‖W_k‖₂ (random or low rank)."""
+    new = {}
+    for k, W in cell.recurrent.items():
+        if which is not None and k != which:
+            continue
+        if rank is not None:
+            dW = rng.standard_normal((W.shape[0], rank)) @ rng.standard_normal((rank, W.shape[0]))
+        else:
+            dW = rng.standard_normal(W.shape)
+        s = np.linalg.norm(dW, 2)
+        new[k] = W + dW * (rel * np.linalg.norm(W, 2) / s if s > 0 else 0.0)
+    return cell.replace(**new)
+
+
+def truth_lower(cell, other, X, h0=None, prec=150):
+    """Rigorous lower end of ‖e_t‖₂ (mpmath interval simulation, escalating
+    the precision until the enclosure is narrow)."""
+    lo, hi, _ = interval_deviation_norm(cell, other, X, h0, prec=prec, max_prec=2400,
+                                        rel_width=1e-6)
+    return lo, hi
+
+
+@st.composite
+def cases(draw, max_n=6, max_T=30):
+    kind = draw(st.sampled_from(["elman", "mgru"]))
+    n = draw(st.integers(1, max_n))
+    m = draw(st.integers(1, 3))
+    sn = draw(st.sampled_from([0.3, 0.9, 1.5, 3.0, 8.0]))
+    bias = draw(st.sampled_from([0.0, 0.5, 5.0]))        # 5: saturated pre-activations
+    inp = draw(st.sampled_from([0.5, 2.0, 20.0]))
+    rel = 10.0 ** draw(st.floats(-8, 0))
+    T = draw(st.integers(1, max_T))
+    B = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2 ** 31))
+    h0_kind = draw(st.sampled_from(["zero", "inside", "outside"]))
+    rng = np.random.default_rng(seed)
+    cell = random_cell(kind, n, m, spectral_norm=sn, bias_scale=bias, input_scale=inp, seed=rng)
+    style = draw(st.sampled_from(["dense", "lowrank", "one"]))
+    if style == "dense":
+        other = perturbed(cell, rel, rng)
+    elif style == "lowrank":
+        other = perturbed(cell, rel, rng, rank=1)
+    else:
+        other = perturbed(cell, rel, rng, which=cell.recurrent_names[-1])
+    X = rng.standard_normal((T, B, m))
+    h0 = None if h0_kind == "zero" else (
+        rng.uniform(-1, 1, (B, n)) if h0_kind == "inside" else rng.uniform(-3, 3, (B, n)))
+    return cell, other, X, h0
+
+
+@settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_sound_against_rigorous_reference(case):
+    cell, other, X, h0 = case
+    lo, hi = truth_lower(cell, other, X, h0)
+    for tier in ("fast", "tight"):
+        bd = certified_bound(cell, other, X, h0, tier=tier)
+        assert bd.shape == lo.shape
+        assert np.all(bd >= lo), (tier, np.min(bd - lo))
+        cap = np.sqrt(np.sum(trivial_cap(cell, np.zeros(cell.n) if h0 is None else h0,
+                                         X.shape[1]) ** 2, axis=1))
+        assert np.all(bd <= cap * (1 + 1e-12))
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+@pytest.mark.parametrize("sn,rel", [(0.9, 1e-8), (0.9, 0.3), (3.0, 1e-3), (8.0, 1.0)])
+def test_sound_medium_size(kind, sn, rel):
+    """n = 10, T = 25, saturated biases on half the cases."""
+    rng = np.random.default_rng(7)
+    cell = random_cell(kind, 10, 3, spectral_norm=sn, bias_scale=3.0 if sn > 1 else 0.1,
+                       seed=rng)
+    other = perturbed(cell, rel, rng)
+    X = rng.standard_normal((25, 1, 3))
+    lo, _ = truth_lower(cell, other, X)
+    for tier in ("fast", "tight"):
+        assert np.all(certified_bound(cell, other, X, tier=tier) >= lo)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_rigorous_mode_agrees(kind):
+    """rigorous >= truth, fast >= truth, and fast is close to rigorous on a
+    contractive net (both are essentially the truth)."""
+    rng = np.random.default_rng(3)
+    cell = random_cell(kind, 5, 2, spectral_norm=0.8, seed=rng)
+    other = perturbed(cell, 0.05, rng)
+    X = rng.standard_normal((20, 2, 2))
+    lo, hi = truth_lower(cell, other, X)
+    rig = certified_bound(cell, other, X, rigorous=True)
+    fast = certified_bound(cell, other, X)
+    tight = certified_bound(cell, other, X, tier="tight")
+    assert np.all(rig >= lo) and np.all(fast >= lo) and np.all(tight >= lo)
+    assert np.all(rig <= hi * (1 + 1e-9) + 1e-200)   # (rig uses another precision)
+    # equal up to the float path's absolute rounding floor (~1e-14; at t = 1
+    # the exact deviation is 0 and the rigorous bound ~1e-270)
+    assert np.all(np.abs(fast - rig) <= 1e-9 * rig + 1e-12)
+    assert np.all(np.abs(tight - rig) <= 1e-9 * rig + 1e-12)
+    # single sequence
+    r1 = certified_bound(cell, other, X[:, 0], rigorous=True)
+    assert r1.shape == (20,) and np.allclose(r1, rig[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_tight_on_contractive_and_expanding(kind):
+    """Median bound/exact within 1e-6 of 1 on a contractive net at relative
+    perturbation 0.05 (both tiers), and for the tight tier also on an
+    expanding net (‖W‖₂ = 3) at T = 100, where per-step products diverge.
+    The fast tier of the MGRU is held to T = 30 only: its per-step Jacobian
+    bound exceeds 1 even for ‖W‖₂ < 1 (1 − f plus gate terms), so it loosens
+    over long horizons (measured: up to 2x at T = 100)."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((100, 4, 3))
+    for sn, tiers in [(0.9, ("fast", "tight")), (3.0, ("tight",))]:
+        cell = random_cell(kind, 16, 3, spectral_norm=sn, seed=rng)
+        other = perturbed(cell, 0.05, rng)
+        E = np.linalg.norm(rp.deviation(cell, other, X), axis=-1)[1:]
+        for tier in tiers:
+            r = certified_bound(cell, other, X, tier=tier)[1:] / E
+            if kind == "mgru" and tier == "fast":
+                r = r[:29]
+            assert np.median(r) <= 1 + 1e-6, (sn, tier, np.median(r))
+            assert np.max(r) <= 1 + 1e-3, (sn, tier, np.max(r))
+
+
+def test_caps_and_h0_outside():
+    rng = np.random.default_rng(5)
+    # Elman: 2 sqrt(n) whatever h0 (outputs start at t = 1)
+    cell = random_cell("elman", 4, 2, spectral_norm=8.0, seed=rng)
+    other = perturbed(cell, 1.0, rng)
+    X = rng.standard_normal((30, 2)) * 5
+    h0 = np.array([3.0, -5.0, 0.0, 1.0])
+    bd = certified_bound(cell, other, X, h0)
+    lo, _ = truth_lower(cell, other, X, h0)
+    assert np.all(bd >= lo) and np.all(bd <= 2 * np.sqrt(4) * (1 + 1e-12))
+    # MGRU: per-component width max(h0,1) - min(h0,-1)
+    cell = random_cell("mgru", 4, 2, spectral_norm=8.0, bias_scale=0.0, seed=rng)
+    other = perturbed(cell, 1.0, rng)
+    bd = certified_bound(cell, other, X, h0)
+    lo, _ = truth_lower(cell, other, X, h0)
+    cap = np.sqrt(np.sum((np.maximum(h0, 1) - np.minimum(h0, -1)) ** 2))
+    assert np.all(bd >= lo) and np.all(bd <= cap * (1 + 1e-12))
+    assert cap > 2 * np.sqrt(4)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_componentwise(kind):
+    rng = np.random.default_rng(8)
+    cell = random_cell(kind, 5, 2, spectral_norm=2.0, seed=rng)
+    other = perturbed(cell, 0.1, rng)
+    X = rng.standard_normal((15, 2, 2))
+    comp = certified_bound(cell, other, X, componentwise=True)
+    assert comp.shape == (15, 2, 5)
+    with iv_precision(150):
+        H = interval_run(cell, X, prec=150)
+        H2 = interval_run(other, X, prec=150)
+        E = H2 - H
+        lo_abs = np.maximum(iv_lower(E), -iv_lower(-E))  # lower end of |e| when sign is known
+    assert np.all(comp >= lo_abs)
+    lo, _ = truth_lower(cell, other, X)
+    assert np.all(np.sqrt(np.sum(comp ** 2, axis=-1)) >= lo)
+    assert comp[0].max() <= 2.0
+
+
+def test_float32_cell_is_analysed_exactly():
+    rng = np.random.default_rng(9)
+    c64 = random_cell("mgru", 5, 2, spectral_norm=1.5, seed=rng)
+    c32 = rp.MGRU(**{k: v.astype(np.float32) for k, v in c64.params.items()})
+    o32 = rp.MGRU(**{k: (v + 1e-3 * rng.standard_normal(v.shape)).astype(np.float32)
+                     if k in ("Wf", "Wh") else v.astype(np.float32)
+                     for k, v in c64.params.items()})
+    X = rng.standard_normal((20, 2)).astype(np.float32)
+    bd = certified_bound(c32, o32, X)
+    lo, _ = truth_lower(c32, o32, X)
+    assert bd.dtype == np.float64 and np.all(bd >= lo)
+    assert np.all(bd[1:] <= lo[1:] * (1 + 1e-6))
+
+
+def test_bad_inputs():
+    cell = random_cell("elman", 4, 2, seed=0)
+    other = perturbed(cell, 0.1, np.random.default_rng(0))
+    X = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="tier"):
+        certified_bound(cell, other, X, tier="medium")
+    with pytest.raises(ValueError, match="rigorous"):
+        certified_bound(cell, other, X, rigorous="yes")
+    with pytest.raises(ValueError, match="other"):
+        certified_bound(cell, random_cell("mgru", 4, 2, seed=0), X)
+    with pytest.raises(ValueError, match="other.U"):
+        certified_bound(cell, other.replace(U=other.U + 1), X)
+    with pytest.raises(ValueError, match="X"):
+        certified_bound(cell, other, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="h0"):
+        certified_bound(cell, other, X, h0=np.zeros(3))
+    with pytest.raises(ValueError, match="componentwise"):
+        certified_bound(cell, other, X, rigorous=True, componentwise=True)
+    big = random_cell("elman", 64, 2, seed=0)
+    with pytest.raises(ValueError, match="rigorous"):
+        certified_bound(big, big, np.zeros((2000, 2)), rigorous=True)
+    with pytest.raises(ValueError, match="A"):
+        spectral_norm_upper(np.zeros(3))
+
+
+# ------------------------------------------------------------- spectral norms
+def _mp_sigma_max(A):
+    with mpmath.workdps(50):
+        M = mpmath.matrix(A.tolist())
+        s = mpmath.svd_r(M, compute_uv=False)
+        return max(s[i] for i in range(len(s)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: r.standard_normal((7, 7)),
+    lambda r: r.standard_normal((5, 8)),
+    lambda r: np.diag([3.0, 3.0, 3.0, 1e-12]),                      # repeated sigma
+    lambda r: np.outer(r.standard_normal(6), r.standard_normal(6)),  # rank one
+    lambda r: r.standard_normal((6, 6)) * 1e-150,
+    lambda r: r.standard_normal((6, 6)) * 1e150,
+    lambda r: np.triu(np.ones((8, 8))) * 10,                         # non-normal
+    lambda r: np.zeros((4, 4)),
+])
+def test_spectral_norm_upper(make):
+    A = make(np.random.default_rng(1))
+    s = spectral_norm_upper(A)
+    ref = _mp_sigma_max(A)
+    with mpmath.workdps(50):
+        assert mpmath.mpf(s) >= ref
+        assert mpmath.mpf(s) <= ref * (1 + mpmath.mpf(1e-10)) + mpmath.mpf(1e-300)
+    assert frobenius_upper(A) >= s * (1 - 1e-10) - 1e-300
+    assert one_inf_upper(A) >= float(ref)
+    batch = spectral_norm_upper(np.stack([A, 2 * A]))
+    assert batch.shape == (2,) and batch[1] >= 2 * float(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+@pytest.mark.parametrize("sn", [0.9, 2.0, 4.0])
+def test_sound_long_horizon_slow(kind, sn):
+    """Horizon 500 against the escalating-precision interval reference."""
+    rng = np.random.default_rng(int(sn * 10))
+    cell = random_cell(kind, 6, 2, spectral_norm=sn, bias_scale=1.0, seed=rng)
+    for rel in (1e-8, 1e-3, 0.3):
+        other = perturbed(cell, rel, rng)
+        X = rng.standard_normal((500, 1, 2))
+        lo, hi, _ = interval_deviation_norm(cell, other, X, prec=200, max_prec=6400,
+                                            rel_width=1e-6)
+        for tier in ("fast", "tight"):
+            assert np.all(certified_bound(cell, other, X, tier=tier) >= lo)
