@@ -45,6 +45,7 @@ from .memory import linear_memory, memory_capacity, fisher_memory_curve, delay_l
 from . import noise, coherence, memory  # noqa: F401
 
 # --- symbolic and high precision (issue 5)
+from . import symbolic, precision  # noqa: F401
 
 # --- rank selection (issue 6)
 from .analysis import analyze_ranks, recommend_rank, default_inputs  # noqa: F401
