@@ -278,16 +278,16 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     dH = (dYf @ V).reshape(T, B, n)              # readout contribution to dL/dh_t
     Xf = Xc.reshape(T * B, m)
     Hprev = H[:-1].reshape(T * B, n)
+    # Step-local derivative factors are computed for all t at once (a few large
+    # vectorised operations) so that the sequential loop does as little as possible.
     if kind == "elman":
         W = params["W"]
-        dA = np.empty((T, B, n), dt)
+        dA = H[1:] * H[1:]
+        np.subtract(1.0, dA, out=dA)                # tanh'(a_t) = 1 - h_t^2, overwritten by dL/da_t
         dh = np.zeros((B, n), dt)
         for t in range(T - 1, -1, -1):
             dh += dH[t]
-            h = H[t + 1]
             da = dA[t]
-            np.multiply(h, h, out=da)
-            np.subtract(1.0, da, out=da)
             da *= dh
             np.matmul(da, W, out=dh)
         dAf = dA.reshape(T * B, n)
@@ -297,41 +297,38 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     else:
         Wf, Wh = params["Wf"], params["Wh"]
         F, C = cache.F, cache.C
-        dAF = np.empty((T, B, n), dt)
-        dAC = np.empty((T, B, n), dt)
+        Hp = H[:-1]
+        dAC = C * C                                  # becomes dL/da_c
+        np.subtract(1.0, dAC, out=dAC)
+        dAC *= F                                     # f (1 - c^2)
+        dAF = 1.0 - F                                # becomes dL/da_f
+        OMF = dAF.copy()                             # 1 - f
+        dAF *= F                                     # f (1 - f)
+        CmH = C - Hp                                 # c - h_{t-1}
         dh = np.zeros((B, n), dt)
         dg = np.empty((B, n), dt)
-        df = np.empty((B, n), dt)
         tmp = np.empty((B, n), dt)
+        tmp2 = np.empty((B, n), dt)
         for t in range(T - 1, -1, -1):
             dh += dH[t]
-            f, cc, h = F[t], C[t], H[t]
             dac = dAC[t]
-            # candidate: dL/da_c = dh * f * (1 - c^2)
-            np.multiply(cc, cc, out=dac)
-            np.subtract(1.0, dac, out=dac)
-            dac *= f
-            dac *= dh
-            np.matmul(dac, Wh, out=dg)             # dL/d(f*h_{t-1})
-            # gate: dL/df = dh * (c - h) + dg * h ; dL/da_f = dL/df * f (1 - f)
-            np.subtract(cc, h, out=df)
-            df *= dh
-            np.multiply(dg, h, out=tmp)
-            df += tmp
+            dac *= dh                                # dL/da_c = dh f (1 - c^2)
+            np.matmul(dac, Wh, out=dg)               # dL/d(f * h_{t-1})
+            # dL/df = dh (c - h) + dg h ;  dL/da_f = dL/df f (1 - f)
             daf = dAF[t]
-            np.subtract(1.0, f, out=daf)
-            daf *= f
-            daf *= df
-            # dL/dh_{t-1} = dh * (1 - f) + dg * f + da_f Wf
-            np.subtract(1.0, f, out=tmp)
-            dh *= tmp
-            np.multiply(dg, f, out=tmp)
+            np.multiply(dh, CmH[t], out=tmp)
+            np.multiply(dg, Hp[t], out=tmp2)
+            tmp += tmp2
+            daf *= tmp
+            # dL/dh_{t-1} = dh (1 - f) + dg f + da_f Wf
+            dh *= OMF[t]
+            np.multiply(dg, F[t], out=tmp)
             dh += tmp
             np.matmul(daf, Wf, out=tmp)
             dh += tmp
         dAFf = dAF.reshape(T * B, n)
         dACf = dAC.reshape(T * B, n)
-        G = (F * H[:-1]).reshape(T * B, n)
+        G = (F * Hp).reshape(T * B, n)
         grads["Wf"] = dAFf.T @ Hprev
         grads["Uf"] = dAFf.T @ Xf
         grads["bf"] = dAFf.sum(axis=0)
