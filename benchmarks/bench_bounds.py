@@ -1,0 +1,208 @@
+r"""Tightness and cost of :func:`rnnperturb.certified_bound` (issue 4, item 1).
+
+1. **Tightness vs relative perturbation** on random contractive nets
+   (‖W‖₂ = 0.9, n = 64, T = 200, B = 16, Gaussian ΔW scaled to
+   ‖ΔW‖₂/‖W‖₂ = rel): the median over time and batch of bound / exact, for
+   both tiers and both cells; exact = float64 :func:`rnnperturb.deviation`
+   (reliable on contractive nets; steps with exact deviation 0 are skipped).
+   Goal: ≤ 1.1 at rel ≤ 0.1.
+2. **Tightness vs rank** on every memorization checkpoint in
+   ``validation/checkpoints`` (all 32 sequences, SVD truncation at every
+   rank step), next to the measured recall accuracy of the truncated net
+   (fraction of correct recall steps). Goal: ≤ 2 wherever recall ≥ 99 %.
+3. **Cost** at n = 128, T = 200, B = 64 (``--quick``: n = 64, T = 100): fast
+   and tight tier against :func:`rnnperturb.deviation` in the same process,
+   interleaved repeats, one BLAS thread; medians of the per-repeat ratios.
+   On a contractive net (the tight tier's O(n³) propagator recursion never
+   switches on) and on an expanding net (‖W‖₂ = 3, where it does, for every
+   sequence; timed at T = 50, the ratio does not depend on T). Goals: fast
+   ≤ 5×, tight ≤ 50×. Memory: peak traced allocation at T and 4T (the bound
+   keeps O(B n) state, plus O(B n²) for active propagators).
+
+Run: ``python -m benchmarks.bench_bounds [--quick] [--out DIR]``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+import rnnperturb as rp
+from benchmarks._common import (environment, limit_threads, loadavg, paired_ratio,
+                                time_interleaved, write_json)
+from rnnperturb.bounds import certified_bound
+from rnnperturb.nets import random_cell
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def perturbed(cell, rel, rng):
+    new = {}
+    for k, W in cell.recurrent.items():
+        dW = rng.standard_normal(W.shape)
+        new[k] = W + dW * (rel * np.linalg.norm(W, 2) / np.linalg.norm(dW, 2))
+    return cell.replace(**new)
+
+
+def ratios(cell, other, X, tiers=("fast", "tight")):
+    E = np.linalg.norm(rp.deviation(cell, other, X), axis=-1)
+    mask = E > 0
+    out = {}
+    for tier in tiers:
+        bd = certified_bound(cell, other, X, tier=tier)
+        r = bd[mask] / E[mask]
+        out[tier] = {"median": float(np.median(r)), "p90": float(np.quantile(r, 0.9)),
+                     "max": float(np.max(r)), "min": float(np.min(r))}
+    return out
+
+
+def tightness_vs_rel(quick):
+    n, T, B = (32, 100, 8) if quick else (64, 200, 16)
+    rels = [1e-6, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
+    rows = []
+    for kind in ("elman", "mgru"):
+        rng = np.random.default_rng(1)
+        cell = random_cell(kind, n, 4, spectral_norm=0.9, seed=rng)
+        X = rng.standard_normal((T, B, 4))
+        for rel in rels:
+            r = ratios(cell, perturbed(cell, rel, rng), X)
+            rows.append({"kind": kind, "rel": rel, **{f"{t}_{k}": v for t in r
+                                                      for k, v in r[t].items()}})
+            print(f"  {kind:5s} rel {rel:7.0e}  fast median {r['fast']['median']:.6f} "
+                  f"max {r['fast']['max']:.4g}  tight median {r['tight']['median']:.6f} "
+                  f"max {r['tight']['max']:.4g}", flush=True)
+    return {"n": n, "T": T, "B": B, "spectral_norm": 0.9, "rows": rows}
+
+
+def recall_accuracy(other, task):
+    H = other.run(task.X)
+    pred = np.argmax(other.readout(H), axis=-1)
+    m = task.recall
+    return float(np.mean(pred[m] == task.targets[m]))
+
+
+def tightness_vs_rank(quick):
+    out = []
+    paths = sorted(glob.glob(str(ROOT / "validation/checkpoints/*memorization*.npz")))
+    for path in paths:
+        cell, meta = rp.load_with_metadata(path)
+        task = rp.tasks.memorization_all(K=int(meta.get("K", 2)), L=int(meta.get("L", 5)),
+                                         D=int(meta["D"]))
+        step = max(1, cell.n // (4 if quick else 16))
+        rows = []
+        for r in range(step, cell.n, step):
+            other = rp.truncate_svd(cell, rank=r)
+            rr = ratios(cell, other, task.X)
+            acc = recall_accuracy(other, task)
+            rows.append({"rank": r, "recall_accuracy": acc,
+                         **{f"{t}_{k}": v for t in rr for k, v in rr[t].items()}})
+        good = [row for row in rows if row["recall_accuracy"] >= 0.99]
+        worst = max((row["tight_median"] for row in good), default=None)
+        worst_fast = max((row["fast_median"] for row in good), default=None)
+        out.append({"checkpoint": Path(path).name, "kind": cell.kind, "n": cell.n,
+                    "T": task.X.shape[0], "rows": rows,
+                    "worst_tight_median_where_recall_ge_99": worst,
+                    "worst_fast_median_where_recall_ge_99": worst_fast})
+        print(f"  {Path(path).name:28s} worst median ratio where recall>=99%: tight "
+              f"{worst if worst is None else round(worst, 6)}  fast "
+              f"{worst_fast if worst_fast is None else round(worst_fast, 4)}", flush=True)
+    return out
+
+
+def cost(quick):
+    n, T, B = (64, 100, 32) if quick else (128, 200, 64)
+    res = {"n": n, "T": T, "B": B}
+    for kind in ("elman", "mgru"):
+        rng = np.random.default_rng(2)
+        cell = random_cell(kind, n, 8, spectral_norm=0.9, seed=rng)
+        other = perturbed(cell, 0.05, rng)
+        X = rng.standard_normal((T, B, 8))
+        tm = time_interleaved({
+            "deviation": lambda: rp.deviation(cell, other, X),
+            "fast": lambda: certified_bound(cell, other, X, tier="fast"),
+            "tight": lambda: certified_bound(cell, other, X, tier="tight")},
+            repeats=3 if quick else 5, warmup=1)
+        res[f"{kind}_contractive"] = {
+            "times": {k: v["median"] for k, v in tm.items()},
+            "fast_over_deviation": paired_ratio(tm["fast"], tm["deviation"]),
+            "tight_over_deviation": paired_ratio(tm["tight"], tm["deviation"])}
+        print(f"  {kind} contractive: deviation {tm['deviation']['median']:.3f} s, fast "
+              f"{paired_ratio(tm['fast'], tm['deviation'])['median']:.2f}x, tight "
+              f"{paired_ratio(tm['tight'], tm['deviation'])['median']:.2f}x", flush=True)
+        # expanding: the propagator recursion runs for every sequence
+        Te = 25 if quick else 50
+        cell_e = random_cell(kind, n, 8, spectral_norm=3.0, seed=rng)
+        other_e = perturbed(cell_e, 0.05, rng)
+        Xe = X[:Te]
+        tm = time_interleaved({
+            "deviation": lambda: rp.deviation(cell_e, other_e, Xe),
+            "fast": lambda: certified_bound(cell_e, other_e, Xe, tier="fast"),
+            "tight": lambda: certified_bound(cell_e, other_e, Xe, tier="tight")},
+            repeats=1 if quick else 2, warmup=0)
+        res[f"{kind}_expanding"] = {
+            "T": Te, "times": {k: v["median"] for k, v in tm.items()},
+            "fast_over_deviation": paired_ratio(tm["fast"], tm["deviation"]),
+            "tight_over_deviation": paired_ratio(tm["tight"], tm["deviation"])}
+        print(f"  {kind} expanding (T={Te}): fast "
+              f"{paired_ratio(tm['fast'], tm['deviation'])['median']:.2f}x, tight "
+              f"{paired_ratio(tm['tight'], tm['deviation'])['median']:.2f}x", flush=True)
+    # memory against T (fast tier, contractive Elman)
+    mem = {}
+    cell = random_cell("elman", n, 8, spectral_norm=0.9, seed=3)
+    other = perturbed(cell, 0.05, np.random.default_rng(3))
+    for TT in (T // 2, 2 * T):
+        X = np.random.default_rng(4).standard_normal((TT, B, 8))
+        for tier in ("fast", "tight"):
+            tracemalloc.start()
+            certified_bound(cell, other, X, tier=tier)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            mem[f"{tier}_T{TT}"] = peak - X.nbytes - TT * B * 8   # minus input copy and output
+    res["peak_bytes_minus_input_and_output"] = mem
+    print(f"  memory (peak minus input copy and output): {mem}", flush=True)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    load0 = loadavg()
+    t0 = time.perf_counter()
+    with limit_threads(1):
+        print("tightness vs relative perturbation (random contractive nets)", flush=True)
+        rel = tightness_vs_rel(args.quick)
+        print("tightness vs rank (memorization checkpoints)", flush=True)
+        rank = tightness_vs_rank(args.quick)
+        print("cost", flush=True)
+        cst = cost(args.quick)
+    goals = {
+        "tightness_rel_le_0.1_at_most_1.1": all(
+            row["tight_median"] <= 1.1 and row["fast_median"] <= 1.1
+            for row in rel["rows"] if row["rel"] <= 0.1),
+        "checkpoints_at_most_2_where_recall_ge_99": all(
+            c["worst_tight_median_where_recall_ge_99"] is None
+            or c["worst_tight_median_where_recall_ge_99"] <= 2 for c in rank),
+        "fast_at_most_5x_deviation": all(
+            cst[k]["fast_over_deviation"]["median"] <= 5 for k in cst if k.endswith("contractive")),
+        "tight_at_most_50x_deviation": all(
+            cst[k]["tight_over_deviation"]["median"] <= 50 for k in cst
+            if k.endswith(("contractive", "expanding"))),
+    }
+    doc = {"benchmark": "bounds", "quick": bool(args.quick), "environment": environment(),
+           "load_before": load0, "load_after": loadavg(),
+           "results": {"tightness_vs_rel": rel, "tightness_vs_rank": rank, "cost": cst},
+           "goals": goals, "seconds": time.perf_counter() - t0,
+           "command": "python -m benchmarks.bench_bounds" + (" --quick" if args.quick else "")}
+    path = write_json(Path(args.out) / "bounds.json", doc)
+    print("goals:", goals)
+    print(f"wrote {path} ({doc['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
