@@ -69,6 +69,19 @@ class _Cell:
     dtype: np.dtype = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ setup
+    def _sizes(self, wname: str, uname: str) -> tuple[int, int]:
+        """Read (n, m) from a recurrent and an input matrix, checking their shapes."""
+        W, U = getattr(self, wname), getattr(self, uname)
+        W = None if W is None else np.asarray(W)
+        U = None if U is None else np.asarray(U)
+        if W is None or W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
+            raise ValueError(f"{wname}: expected a square matrix (n, n), found "
+                             f"{'None' if W is None else 'shape ' + str(W.shape)}")
+        if U is None or U.ndim != 2:
+            raise ValueError(f"{uname}: expected shape ({W.shape[0]}, m), found "
+                             f"{'None' if U is None else 'shape ' + str(U.shape)}")
+        return W.shape[0], U.shape[1]
+
     def _validate(self, shapes: dict[str, tuple]):
         names = list(shapes)
         raw = {k: getattr(self, k) for k in names}
@@ -251,17 +264,8 @@ class ElmanRNN(_Cell):
     input_params: ClassVar[tuple[str, ...]] = ("U", "b")
 
     def __post_init__(self):
-        W = np.asarray(self.W) if self.W is not None else None
-        U = np.asarray(self.U) if self.U is not None else None
-        if W is None or W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
-            raise ValueError(
-                f"W: expected a square matrix (n, n), found "
-                f"{'None' if W is None else 'shape ' + str(W.shape)}")
-        n = W.shape[0]
-        if U is None or U.ndim != 2:
-            raise ValueError(f"U: expected shape ({n}, m), found "
-                             f"{'None' if U is None else 'shape ' + str(U.shape)}")
-        self._validate({"W": (n, n), "U": (n, U.shape[1]), "b": (n,)})
+        n, m = self._sizes("W", "U")
+        self._validate({"W": (n, n), "U": (n, m), "b": (n,)})
 
     @property
     def n(self) -> int:
@@ -330,17 +334,7 @@ class MGRU(_Cell):
     input_params: ClassVar[tuple[str, ...]] = ("Uf", "bf", "Uh", "bh")
 
     def __post_init__(self):
-        Wf = np.asarray(self.Wf) if self.Wf is not None else None
-        Uf = np.asarray(self.Uf) if self.Uf is not None else None
-        if Wf is None or Wf.ndim != 2 or Wf.shape[0] != Wf.shape[1] or Wf.shape[0] == 0:
-            raise ValueError(
-                f"Wf: expected a square matrix (n, n), found "
-                f"{'None' if Wf is None else 'shape ' + str(Wf.shape)}")
-        n = Wf.shape[0]
-        if Uf is None or Uf.ndim != 2:
-            raise ValueError(f"Uf: expected shape ({n}, m), found "
-                             f"{'None' if Uf is None else 'shape ' + str(Uf.shape)}")
-        m = Uf.shape[1]
+        n, m = self._sizes("Wf", "Uf")
         self._validate({"Wf": (n, n), "Uf": (n, m), "bf": (n,),
                         "Wh": (n, n), "Uh": (n, m), "bh": (n,)})
 
