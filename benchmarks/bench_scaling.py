@@ -221,7 +221,7 @@ def _sweep(spec, axis, values, fixed, point_limit, quiet, deadline=None, **kw):
                 stop = (f"time cap: {axis} = {v} predicted to take {pred:.0f} s "
                         f"> {point_limit:g} s per point")
         if stop is None and deadline is not None and time.perf_counter() > deadline:
-            stop = "time budget of the run exhausted"
+            stop = "time budget of the run (shared equally among functions) exhausted"
         if stop is not None:
             skipped.append({"value": v, "why": stop})
             continue
@@ -281,8 +281,8 @@ def run(*, quick: bool = False, only=None, n_values=None, T_values=None,
 
     ``threads`` BLAS threads (default 1: on a shared machine, small multi-threaded
     GEMMs are dominated by thread synchronisation and make the exponents noise).
-    ``budget`` seconds: no new point starts after it (those left are listed as
-    skipped). ``out_path``: the JSON is rewritten after every function, so that
+    ``budget`` seconds, shared equally among the functions (half to each sweep):
+    no new point starts after a function's share (those left are listed as skipped). ``out_path``: the JSON is rewritten after every function, so that
     an interrupted run leaves its results.
     """
     with limit_threads(threads):
@@ -320,9 +320,12 @@ def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw, bud
     point_limit = point_limit or (1.5 if quick else 8.0)
     load_before = loadavg()
     results = []
-    for spec in _specs(quick):
-        if only and not any(spec.name.startswith(o) for o in only):
-            continue
+    specs = [sp for sp in _specs(quick) if not only or any(sp.name.startswith(o) for o in only)]
+    for i, spec in enumerate(specs):
+        # each function still to run gets an equal share of the time left
+        left = sum(sp.available for sp in specs[i:])
+        fdeadline = None if deadline is None else \
+            time.perf_counter() + (deadline - time.perf_counter()) / max(left, 1)
         if not spec.available:
             results.append({"function": spec.name, "available": False, "missing": spec.missing})
             if not quiet:
@@ -331,9 +334,10 @@ def _run(*, quick, only, n_values, T_values, point_limit, quiet, measure_kw, bud
         T_fixed = min(spec.T_fixed, max(T_values)) if quick else spec.T_fixed
         n_fixed = min(spec.n_fixed, max(n_values))
         try:
-            rn, sn = _sweep(spec, "n", n_values, T_fixed, point_limit, quiet, deadline,
-                            **measure_kw)
-            rT, sT = _sweep(spec, "T", T_values, n_fixed, point_limit, quiet, deadline,
+            mid = None if fdeadline is None else \
+                time.perf_counter() + (fdeadline - time.perf_counter()) / 2
+            rn, sn = _sweep(spec, "n", n_values, T_fixed, point_limit, quiet, mid, **measure_kw)
+            rT, sT = _sweep(spec, "T", T_values, n_fixed, point_limit, quiet, fdeadline,
                             **measure_kw)
         except Exception as exc:  # report, do not abort the other functions
             results.append({"function": spec.name, "available": True,
