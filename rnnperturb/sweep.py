@@ -261,11 +261,14 @@ def _apply(Hs, spec):
     vectors its points need (about half the flops of full-width factors)."""
     if spec[0] == "full":
         return _mm(Hs, spec[1])
-    _, U, Vt, smask, groups = spec
+    _, U, Vt, smask, groups, W = spec
     out = np.empty(Hs.shape[:-1] + (U.shape[0],))
     for idx, rmax in groups:
         if rmax == 0:
             out[idx] = 0.0
+            continue
+        if rmax == -1:                      # untouched points: the matrix itself
+            out[idx] = _mm(Hs[idx], W)
             continue
         Z = _mm(Hs[idx], Vt[:rmax]) * smask[idx, None, :rmax]
         out[idx] = _mm(Z, U[:, :rmax])
@@ -273,16 +276,21 @@ def _apply(Hs, spec):
 
 
 def _rank_groups(rk, n, G=8):
-    """Split points (ranks rk) into at most G groups of consecutive sorted ranks:
-    [(index array or slice, max rank)]."""
+    """Split points (ranks rk) into at most G groups of consecutive sorted ranks,
+    [(index array or slice, max rank)], and one group (max rank -1) of the
+    points at rank n, which use the matrix itself."""
     order = np.argsort(rk, kind="stable")
     contiguous = np.array_equal(order, np.arange(rk.size))
+    full = order[rk[order] == n]
+    order = order[rk[order] < n]
     out = []
-    for part in np.array_split(np.arange(rk.size), min(G, rk.size)):
+    if full.size:
+        out.append((slice(int(full[0]), int(full[-1]) + 1) if contiguous else full, -1))
+    for part in np.array_split(np.arange(order.size), min(G, max(order.size, 1))):
         if part.size == 0:
             continue
         idx = order[part]
-        key = slice(int(part[0]), int(part[-1]) + 1) if contiguous else idx
+        key = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
         out.append((key, int(rk[idx].max())))
     return out
 
@@ -350,7 +358,8 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
             else:
                 U, sv, Vt = plan.svd[k]
                 smask = sv[None, :] * (np.arange(n)[None, :] < rk[:, None])
-                specs[k] = ("factored", U, Vt, smask, _rank_groups(rk, n))
+                specs[k] = ("factored", U, Vt, smask, _rank_groups(rk, n), cell.recurrent[k])
+        untouched = np.nonzero(np.all(rank_arr[ch] == n, axis=1))[0]
         h = h_init.copy()
         Hs = np.repeat(h[None], len(ch), axis=0)
         L = np.zeros((plan.K, B, n))
@@ -361,6 +370,8 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
             L = _tangent(cell, nom, L, F)
             Hs = _stacked_step(cell, Hs, x, specs)
             E = Hs - hn[None]
+            if untouched.size:              # the cell itself: no deviation at all
+                E[untouched] = 0.0
             energy = np.zeros((len(ch), B))
             tails = plan.energy_tails(A)
             for gi, g in enumerate(plan.groups):
