@@ -2,6 +2,8 @@
 singular moment matrices, the propagation weighting's Gramians, bad input."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 import rnnperturb as rp
@@ -279,3 +281,33 @@ def test_precomputed_weights_give_the_same_cell(kind):
         rp.truncate_svd(cell, rank=3, weights={"Q": 1})
     with pytest.raises(ValueError, match="weighting: expected 'forcing' or 'propagation'"):
         rp.truncation_weights(cell, X, weighting="svd")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(2, 7), data=st.data())
+def test_weighted_low_rank_attains_eckart_young_bound(seed, n, data):
+    """For any W, PSD M (possibly singular) and PD Q, the returned A has rank <= r
+    and its objective equals the Eckart–Young lower bound Σ_{i>r} σ_i(Q^½ W M^½)²,
+    so no rank-r matrix does better."""
+    r = data.draw(st.integers(0, n))
+    k = data.draw(st.integers(0, n + 2))          # rank of M (<= n)
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((n, n))
+    Hm = rng.standard_normal((n, k))
+    M = Hm @ Hm.T
+    G = rng.standard_normal((n, n))
+    Q = G @ G.T + 0.05 * np.eye(n) if data.draw(st.booleans()) else None
+    A = rp.weighted_low_rank(W, rank=r, moment=M, left=Q)
+    Qh = np.eye(n) if Q is None else _sqrtm(Q)
+    Mh = _sqrtm(M)
+    s = np.linalg.svd(Qh @ W @ Mh, compute_uv=False)
+    bound = float(np.sum(s[r:] ** 2))
+    obj = float(np.sum((Qh @ (W - A) @ Mh) ** 2))
+    scale = float(np.sum(s ** 2)) + 1e-300
+    assert obj <= bound + 1e-9 * scale
+    assert np.linalg.matrix_rank(A, tol=1e-9 * max(1.0, np.abs(A).max())) <= r
+
+
+def _sqrtm(S):
+    w, V = np.linalg.eigh(S)
+    return (V * np.sqrt(np.clip(w, 0, None))) @ V.T
