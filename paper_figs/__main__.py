@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     style()
     os.makedirs(a.out, exist_ok=True)
     data_dir = os.path.join(a.out, "data")
-    results, summary, timings, failed = {}, {}, {}, []
+    results, summary, headline, timings, failed = {}, {}, {}, {}, []
     t_all = time.perf_counter()
     for fname in names:
         t0 = time.perf_counter()
@@ -90,6 +90,8 @@ def main(argv=None) -> int:
                 results[exp_name] = res
             fig.plot(results[exp_name], a.out)
             summary[fname] = rounded(fig.summary(results[exp_name]), 4)
+            if hasattr(fig, "headline"):
+                headline[fname] = rounded(fig.headline(results[exp_name]), 4)
         except Exception:  # report and go on with the other figures
             failed.append(fname)
             traceback.print_exc()
@@ -97,10 +99,14 @@ def main(argv=None) -> int:
         if not a.quiet:
             print(f"[{fname}] {timings[fname]:.1f} s", file=sys.stderr)
     total = time.perf_counter() - t_all
-    write_json({"mode": "quick" if a.quick else "full", "seed": a.seed, "headline": summary},
-               os.path.join(a.out, "summary.json"))
+    write_json({"mode": "quick" if a.quick else "full", "seed": a.seed, "headline": headline,
+                "all": summary}, os.path.join(a.out, "summary.json"))
     with open(os.path.join(a.out, "timings.json"), "w") as fh:   # not part of the summary
         json.dump({"seconds": timings, "total": round(total, 1)}, fh, indent=1)
+    print(f"Headline numbers ({'quick' if a.quick else 'full'} mode, seed {a.seed}):")
+    for fname, d in headline.items():
+        for k, v in d.items():
+            print(f"  {k:<78} {_fmt(v)}")
     print(f"Summary ({'quick' if a.quick else 'full'} mode, seed {a.seed}):")
     for fname, d in summary.items():
         for k, v in d.items():

@@ -123,3 +123,10 @@ def summary(result: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def headline(result: dict) -> dict:
+    s = summary(result)
+    keep = ("_memorization_C_recall_vs_D", "_kback_C", "_knob_transition_C2_measured",
+            "_knob_transition_C2_scalar_law")
+    return {f"coherence {k}": v for k, v in s.items() if k.endswith(keep)}

@@ -60,3 +60,7 @@ def summary(result: dict) -> dict:
         a, b = list(d.values())
         out[f"{k} recall: truncated -> fine-tuned"] = f"{a:.3f} -> {b:.3f}"
     return out
+
+
+def headline(result: dict) -> dict:
+    return summary(result)

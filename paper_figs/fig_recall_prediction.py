@@ -13,7 +13,7 @@ EXPERIMENT = "exp_recall_prediction"
 def plot(result: dict, out_dir: str) -> list[str]:
     rows = result["rows"]
     have_cert = result["meta"]["certified_available"]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2))
     n = rows[0]["n"]
     for ax, cell in zip(axes[:2], ("elman", "mgru")):
         for D in sorted({r["D"] for r in rows if r["cell"] == cell}):
@@ -31,13 +31,13 @@ def plot(result: dict, out_dir: str) -> list[str]:
         ax.set_xlabel(f"retained rank r (of n = {n})")
         ax.set_ylabel("recall steps correct (%)")
         ax.set_ylim(-3, 103)
-        h, lab = ax.get_legend_handles_labels()
-        extra = [Line2D([], [], color="k", lw=2, alpha=0.6, label="measured"),
-                 Line2D([], [], color="k", ls="--", lw=1, label="first order")]
-        if have_cert:
-            extra.append(Line2D([], [], color="k", ls=":", marker="v", ms=3.5, lw=1.2,
-                                label="certified (lower bd.)"))
-        ax.legend(h + extra, lab + [e.get_label() for e in extra], loc="lower right", ncol=2)
+    Ds = sorted({r["D"] for r in rows})
+    handles = [Line2D([], [], color=delay_color(D), lw=2, label=f"D={D}") for D in Ds]
+    handles += [Line2D([], [], color="k", lw=2, alpha=0.6, label="measured"),
+                Line2D([], [], color="k", ls="--", lw=1, label="first order")]
+    if have_cert:
+        handles.append(Line2D([], [], color="k", ls=":", marker="v", ms=3.5, lw=1.2,
+                              label="certified (lower bound)"))
     ax = axes[2]
     ax.plot([0, 100], [0, 100], color="0.5", lw=0.8)
     for cell in ("elman", "mgru"):
@@ -55,8 +55,10 @@ def plot(result: dict, out_dir: str) -> list[str]:
     ax.set_ylabel("predicted recall accuracy (%)")
     ax.set_xlim(-3, 103)
     ax.set_ylim(-3, 103)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
+    sh, sl = ax.get_legend_handles_labels()      # scatter entries go below, not on the data
+    fig.legend(handles=handles + sh, labels=[h.get_label() for h in handles] + sl,
+               loc="lower center", ncol=6, frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.11, 1, 1))
     cap = ("Recall accuracy of SVD-truncated memorization nets (all 32 sequences, 5 recall steps "
            "each) against retained rank: measured (thick), predicted by reading out the "
            "first-order states h_t + l_t (dashed)"
@@ -76,4 +78,13 @@ def summary(result: dict) -> dict:
     for ck, d in h["safe_ranks"].items():
         for k, v in d.items():
             out[f"{ck} {k}"] = v
+    return out
+
+
+def headline(result: dict) -> dict:
+    from validation.exp_recall_prediction import headline as h
+    d = h(result)
+    keys = ("first_order_mae", "first_order_mae_where_measured_ge_0.9",
+            "first_order_agreement_mean", "certified_violations", "certified_mean_gap")
+    out = {f"recall fit: {k}": d[k] for k in keys if k in d}
     return out

@@ -46,7 +46,9 @@ def test_summary_table_and_json(quick_run):
     proc, out = quick_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "quick"
-    assert set(summary["headline"]) == set(FIGURES)
+    assert set(summary["all"]) == set(FIGURES)
+    assert "fig_rank_performance" in summary["headline"]
+    assert "Headline numbers (quick mode" in proc.stdout
     assert "Summary (quick mode" in proc.stdout
     # tidy data behind every figure
     for name in ("spectra", "rank_performance", "deviation_time", "recall_prediction",
