@@ -123,6 +123,20 @@ def test_libm_accuracy_assumption(kind):
     assert LIBM_ULPS >= 4
 
 
+def test_libm_cosh_sinh_accuracy():
+    """cosh and sinh (used by the slopes and by the difference quotient of the
+    remainder) are assumed as accurate as tanh."""
+    rng = np.random.default_rng(1)
+    xs = np.concatenate([rng.standard_normal(300) * 3, rng.uniform(-700, 700, 200),
+                         10.0 ** rng.uniform(-300, 0, 100)])
+    eps = act_error("tanh")
+    with mpmath.workdps(40):
+        for x in xs:
+            for f, g in ((np.cosh, mpmath.cosh), (np.sinh, mpmath.sinh)):
+                y = float(f(x))
+                assert abs(mpmath.mpf(y) - g(mpmath.mpf(float(x)))) <= eps * abs(y) + 1e-300, x
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="kind"):
         taylor_remainder_max("relu", 0.0, -1.0, 1.0)
