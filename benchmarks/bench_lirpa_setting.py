@@ -158,10 +158,13 @@ def global_table(cell, small, X, rng, *, quick: bool):
     return rows
 
 
-def random_sweep(rng, *, cases: int, T: int = 50):
-    """Global vs simple on random contractive Elman nets (n = 32, m = 4)."""
+def random_sweep(rng, *, cases: int, T: int = 50, deadline: float | None = None):
+    """Global vs simple on random contractive Elman nets (n = 32, m = 4); stops
+    starting new cases after ``deadline`` (perf_counter seconds)."""
     out = []
     for i in range(cases):
+        if deadline is not None and time.perf_counter() > deadline and len(out) >= 4:
+            break
         sn = float(rng.uniform(0.3, 0.95))
         bias = float(rng.choice([0.1, 0.5, 1.0, 2.0]))
         r = float(rng.choice([0.5, 1.0, 2.0]))
@@ -195,10 +198,11 @@ def run(*, quick: bool = False, seed: int = 0, budget: float | None = None) -> d
     info = {"n": 32, "m": 4, "W_spectral_norm": float(np.linalg.norm(cell.W, 2)), "rank": 16,
             "dW_fro": float(np.linalg.norm(dW)), "dW_spectral": float(np.linalg.norm(dW, 2)),
             "dW_maxabs": float(np.abs(dW).max()), "seed": seed}
+    deadline = None if budget is None else t0 + budget
     with limit_threads(1):
         cert = certified_table(cell, small, X, repeats=3 if quick else 7)
         glob = global_table(cell, small, X, rng, quick=quick)
-        sweep = random_sweep(rng, cases=8 if quick else 40)
+        sweep = random_sweep(rng, cases=8 if quick else 40, deadline=deadline)
     dom = [s for s in sweep if s["slopes_below_one"]]
     goals = [
         {"goal": "global bound never above the simple contraction bound",
@@ -266,7 +270,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="same as --quick")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--budget", type=float, default=None, help="accepted for the runner; unused")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds; the random sweep starts no new case after it (at least 4)")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args(argv)
     doc = run(quick=a.quick or a.smoke, seed=a.seed, budget=a.budget)

@@ -24,9 +24,16 @@ def perturbed(cell, rel, rng):
     return cell.replace(**new)
 
 
+def to_sphere(X, r):
+    """Scale every x_t to norm r, without under/overflow for tiny or huge r."""
+    X = np.array(X, dtype=np.float64)
+    s = np.max(np.abs(X), axis=-1, keepdims=True)
+    X = np.where(s > 0, X / np.where(s > 0, s, 1.0), 1.0)
+    return X * (r / np.linalg.norm(X, axis=-1, keepdims=True))
+
+
 def on_sphere(rng, shape, r):
-    X = rng.standard_normal(shape)
-    return X * (r / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-300))
+    return to_sphere(rng.standard_normal(shape), r)
 
 
 def dev_norms(cell, other, X, h0=None):
@@ -101,8 +108,7 @@ def ascend(cell, other, X, r, *, steps=4, fd=1e-6, lr=0.3):
         E = dev_norms(cell, other, P).reshape(T, 2 * k, B)
         g = ((E[-1, :k] - E[-1, k:]) / (2 * fd)).reshape(T, m, B).transpose(0, 2, 1)
         gn = np.linalg.norm(g, axis=(0, 2), keepdims=True)
-        X = X + lr * r * np.sqrt(T) * g / np.maximum(gn, 1e-300)
-        X = X * (r / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-300))
+        X = to_sphere(X + lr * r * np.sqrt(T) * g / np.maximum(gn, 1e-300), r)
     return X
 
 
