@@ -169,3 +169,19 @@ def test_finetune_stays_at_rank_and_step0_is_truncation():
     for k in cell.recurrent_names:
         s = np.linalg.svd(p[k], compute_uv=False)
         assert s[6] < 1e-10 * s[0]
+
+
+def test_noise_model_is_linear_in_the_variances_as_general_perturbations_assumes():
+    """exp_general_perturbations builds every noise level and quantization step from
+    unit-variance responses per matrix; check against direct calls."""
+    import rnnperturb as rp
+    from validation.experiments import eval_task, load
+    cell, meta = load("mgru_memorization_D10")
+    X = eval_task(meta, seed=0).X[:, ::8]
+    unit = {k: np.asarray(rp.noise_response(cell, X, var={k: 1.0}, std=0.0))
+            for k in cell.recurrent_names}
+    var = {"Wf": 0.3 ** 2, "Wh": 0.05 ** 2}
+    direct = np.asarray(rp.noise_response(cell, X, var=var))
+    np.testing.assert_allclose(sum(v * unit[k] for k, v in var.items()), direct, rtol=1e-10)
+    np.testing.assert_allclose(0.01 ** 2 * sum(unit.values()),
+                               np.asarray(rp.noise_response(cell, X, std=0.01)), rtol=1e-10)
