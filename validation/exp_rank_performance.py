@@ -66,7 +66,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
     """Performance of SVD- and data-aware-truncated checkpoints at every rank."""
     rows = []
     names = checkpoint_names()
-    n_eval = 128 if quick else 512
+    n_eval = 128 if quick else 256
     for name in rp.progress(names, desc="rank performance", quiet=quiet):
         cell, meta = load(name)
         mom = rp.forcing_moments(cell, fit_inputs(meta, seed=seed, batch=64))
