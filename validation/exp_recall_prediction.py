@@ -57,7 +57,6 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
         cell, meta = load(name)
         task = eval_task(meta, seed=seed)
         H = cell.run(task.X)
-        Y = cell.readout(H)
         cert_ranks = set(rank_grid(cell.n, quick=True, step_quick=cert_step))
         if quick and int(meta["D"]) != 20:
             cert_ranks = set()
@@ -76,7 +75,6 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
                          "predicted": pred["perf"], "predicted_seq": pred["sequence"],
                          "agreement": float((ok_m == ok_p)[task.recall].mean()),
                          "certified": cert, "certified_seq": cert_seq})
-        del Y
     return {"name": NAME, "rows": rows,
             "meta": {"quick": quick, "seed": seed, "tier": TIER, "certified_rank_step": cert_step,
                      "certified_available": hasattr(rp, "certified_recall")}}
