@@ -70,7 +70,8 @@ sc = rec.cell
 print("proofs:", rec.proofs)
 assert rec.proved
 print("delta_f[0] =", rec.terms["delta_f"][0])
-print("delta_c[0] =", rec.terms["delta_c"][0])
+print("delta_c[0] = W_h'((f + Df) * e + Df * h) + dW_h (f * h), row 0;",
+      sp.count_ops(rec.terms["delta_c"][0]), "operations when written out")
 
 # %% [markdown]
 # ## 2. First order: Jacobian and the two forcings
