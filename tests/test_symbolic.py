@@ -278,3 +278,28 @@ def test_errors():
         S.numeric_jacobian("mgru", 2, 1)(cell, np.zeros(3), np.zeros(1))
     with pytest.raises(ValueError, match="gates"):
         S.symbolic_cell("elman", 2).gates()
+
+
+# ------------------------------------------------------------ property tests
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(min_value=-40, max_value=40, allow_nan=False))
+def test_constants_bound_every_point(a):
+    """|φ^(k)(a)| never exceeds the derived supremum (mpmath evaluation)."""
+    c = S.remainder_constants()
+    with mpmath.workdps(30):
+        for func, fun in (("tanh", mpmath.tanh), ("sigmoid", _mp_sig)):
+            for k in (1, 2, 3):
+                val = abs(mpmath.diff(fun, mpmath.mpf(a), k))
+                assert val <= mpmath.mpf(sp.N(c[f"{func}{k}"], 35)) * (1 + mpmath.mpf(10) ** -20)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 31), st.sampled_from(["elman", "mgru"]))
+def test_bridge_jacobian_random_nets(seed, kind):
+    cell = random_cell(kind, 3, 2, spectral_norm=3.0, bias_scale=1.0, seed=seed)
+    h, x = _points(cell, 3, seed + 1)
+    np.testing.assert_allclose(S.numeric_jacobian(kind, 3, 2)(cell, h, x), cell.jacobian(h, x),
+                               rtol=0, atol=1e-13)
