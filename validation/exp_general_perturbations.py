@@ -112,7 +112,8 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
             pred = _rms(s * s * sum(unit.values()), mask)
             ms, ps = [], []
             for k in range(n_seeds):
-                other = rp.weight_noise(cell, std=s, seed=[int(seed), 31, k])
+                rng = np.random.default_rng([int(seed), 31, k])
+                other = rp.weight_noise(cell, std=s, seed=rng)
                 E = rp.deviation(cell, other, task.X)
                 ms.append(np.mean(np.sum(E ** 2, -1)[mask]))
                 ps.append(performance(cell, task, H + E)["perf"])
