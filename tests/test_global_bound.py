@@ -340,3 +340,20 @@ def test_mgru_overwrite_gates_not_vacuous():
     X = np.concatenate([X, ascend(cell, other, X[:, :2], 0.5, steps=3)], axis=1)
     E = mp_dev_norms(cell, other, X, dps=30)
     assert holds(G.bound, E) and holds(np.full(40, G.asymptote), E)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=nets, T=st.integers(50, 300))
+def test_sound_long_horizon_slow(p, T):
+    """Long horizons (-m slow): random and ascended inputs, mpmath reference."""
+    cell, other, rng = build(p)
+    r = p["r"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        G = global_bound(cell, other, horizon=T, input_norm=r, full_output=True)
+    X = on_sphere(rng, (T, 4, p["m"]), r)
+    X = np.concatenate([X, ascend(cell, other, X[:, :1], r, steps=2)], axis=1)
+    E = mp_dev_norms(cell, other, X, dps=30)
+    assert holds(G.bound, E)
+    assert holds(np.full(T, G.asymptote), E)
