@@ -36,6 +36,14 @@ itself is an *estimate*, not a verified bound: 100 times the distance to a
 have margins of order 1, so this allowance (about :math:`10^{-12}`) changes no
 decision in practice; it is the one unverified ingredient.
 
+Limit of the test. Both tests drop the sign of :math:`(V_y-V_j)^\top e_t`.
+On the shipped memorization checkpoints the tight tier of the certified bound
+is within :math:`10^{-6}` of the exact deviation, and its certificate equals
+the one obtained with the exact :math:`|e_t|` (``validation/exp_certified_recall``):
+the remaining gap to the measured recall comes from the sign-free test, not
+from the bound. Closing it needs an *enclosure* of :math:`e_t` (the computed
+deviation and a rounding radius), not only an upper bound on its size.
+
 Certified-safe rank. :func:`certified_safe_rank` sweeps truncation ranks
 (:func:`rnnperturb.truncation.truncate_svd`, the same rank for every
 recurrent matrix) and reports the smallest rank at which every sequence is
