@@ -38,7 +38,8 @@ decision in practice; it is the one unverified ingredient.
 
 Limit of the test. Both tests drop the sign of :math:`(V_y-V_j)^\top e_t`.
 On the shipped memorization checkpoints the tight tier of the certified bound
-is within :math:`10^{-6}` of the exact deviation, and its certificate equals
+is within a relative :math:`2\cdot10^{-5}` of the exact deviation at every recall step
+and rank, and its certificate equals
 the one obtained with the exact :math:`|e_t|` (``validation/exp_certified_recall``):
 the remaining gap to the measured recall comes from the sign-free test, not
 from the bound. Closing it needs an *enclosure* of :math:`e_t` (the computed
