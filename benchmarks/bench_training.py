@@ -31,7 +31,8 @@ Achieved throughput counts only the GEMM flops of a step, analytically
 (forward recurrent, input and readout products; backward: the recurrent
 transpose product, the weight gradients dW, dU and dV, and dL/dH from the
 readout). It is given as a fraction of the GEMM peak measured in the same
-run with the same thread count (NumPy matmul of large square matrices).
+run with the same thread count (NumPy matmul of large square matrices; best
+of 5 before and 5 after the configurations of that thread count).
 
 Goals (issue 7): ours ≤ 0.5× torch's time for every cell and size in
 float32 and ≤ 0.8× in float64; ≥ 40 % of the float32 GEMM peak at n = 256.
@@ -276,6 +277,20 @@ def run(*, quick: bool = False, threads=(1, 2), sizes=None, kinds=("elman", "mgr
                                      if r is not None else "")
                                   + f", {row['gflops']:.1f} GF/s = {100 * row['fraction_of_peak']:.0f}% "
                                     f"of peak {peak:.0f}", file=sys.stderr)
+            # the peak again after the block: a burst of load during the first measurement
+            # would otherwise inflate every fraction; the better of the two is the peak
+            for dt in dtypes:
+                key = f"{dt}/{nt}"
+                again = gemm_peak(np.dtype(dt), size=peak_size, repeats=5)
+                if again["gflops_peak"] > peaks[key]["gflops_peak"]:
+                    again["first_measurement"] = peaks[key]["gflops_peak"]
+                    peaks[key] = again
+                for row in results:
+                    if row["threads"] == nt and row["dtype"] == dt:
+                        p = peaks[key]["gflops_peak"]
+                        row["peak_gflops"] = p
+                        row["fraction_of_peak"] = row["gflops"] / p
+                        row["fraction_of_peak_best"] = row["gflops_best"] / p
     doc = _document(quick, results, peaks, torch, skipped, load_before, t_start, not_run,
                     partial=False, expected=len(kinds) * len(sizes))
     if out_path is not None:
