@@ -61,9 +61,9 @@ def _sigmoid(a):
 
 def _dtanh(x):
     """tanh'(x) = cosh(x)^-2, relatively accurate also where it is tiny."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):   # cosh overflows for |x| > 710: slope 0 (true < 1e-308)
         c = np.cosh(np.asarray(x, dtype=np.float64))
-    return 1.0 / (c * c)
+        return 1.0 / (c * c)
 
 
 def _dsigmoid(x):
@@ -135,7 +135,7 @@ def slope_min(kind: str, lo, hi):
 
 
 def _g_upper(kind, a, d, phi_a, dphi_a):
-    """Upper bound on |g(d)| = |φ(a+d) − φ(a) − φ'(a)d|, with rounding margins.
+    r"""Upper bound on |g(d)| = |φ(a+d) − φ(a) − φ'(a)d|, with rounding margins.
 
     Two evaluations, both sound, the smaller is kept:
 
