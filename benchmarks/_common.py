@@ -79,10 +79,10 @@ def time_interleaved(fns: dict, *, repeats: int = 5, warmup: int = 1) -> dict:
     """Time several callables, alternating between them at every repeat.
 
     Alternation makes a burst of load from other processes fall on every side
-    of a comparison, not just on one. Returns ``{name: summary}`` plus, for
-    each pair, nothing more: ratios are the caller's business (taken from the
-    medians, and also as the median of the per-repeat ratios, which is more
-    robust to drifting load).
+    of a comparison, not just on one. Returns ``{name: summary}``, each summary
+    with the list ``all`` of per-repeat times, so that :func:`paired_ratio` can
+    take the median of per-repeat ratios (more robust to drifting load than
+    the ratio of medians).
     """
     for fn in fns.values():
         for _ in range(warmup):
