@@ -30,32 +30,18 @@
 # identity and both forcings vanish: the gate shields the memory.
 
 # %%
-import argparse
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+import _setup  # noqa: F401  (headless matplotlib; the package from the repository)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 
-try:
-    import rnnperturb as rp
-except ImportError:
-    sys.path.insert(0, str(Path.cwd().parent))
-    import rnnperturb as rp
+import rnnperturb as rp  # noqa: E402
 from rnnperturb import symbolic as S  # noqa: E402
 from rnnperturb.precision import deviation_mp  # noqa: E402
 
-_p = argparse.ArgumentParser()
-_p.add_argument("--out", default=None)
-OUT = Path(_p.parse_known_args()[0].out or tempfile.mkdtemp(prefix="deriv02_"))
-OUT.mkdir(parents=True, exist_ok=True)
-T0 = time.perf_counter()
+OUT, _args, T0 = _setup.output_dir("02")
 
 # %% [markdown]
 # ## 1. The split, proved
