@@ -232,3 +232,16 @@ def fmt_time(s: float | None) -> str:
     if s < 1:
         return f"{s * 1e3:.1f} ms"
     return f"{s:.2f} s"
+
+
+def print_report(doc: dict, rows: list[str], path) -> None:
+    """Print a benchmark's table, each goal (met or not, with its worst case)
+    and where its JSON was written."""
+    print("\n".join(rows))
+    for g in doc.get("goals", []):
+        worst = g.get("worst")
+        worst = f"worst {worst:.4g}" if isinstance(worst, (int, float)) else ""
+        where = f"({g['worst_at']})" if g.get("worst_at") is not None else ""
+        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: "
+              + " ".join(filter(None, [worst, where])))
+    print(f"(written to {path})")

@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 
 import rnnperturb as rp
-from benchmarks._common import (environment, fmt_time, limit_threads, loadavg,
+from benchmarks._common import (print_report, environment, fmt_time, limit_threads, loadavg,
                                 time_interleaved, write_json)
 from rnnperturb.bounds import certified_bound
 
@@ -276,11 +276,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     doc = run(quick=a.quick or a.smoke, seed=a.seed, budget=a.budget)
     path = write_json(f"{a.out}/{NAME}.json", doc)
-    print("\n".join(summary_rows(doc)))
-    for g in doc["goals"]:
-        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.4g} "
-              f"({g['worst_at']})")
-    print(f"(written to {path})")
+    print_report(doc, summary_rows(doc), path)
     return doc
 
 

@@ -50,7 +50,7 @@ import time
 import numpy as np
 import scipy.stats
 
-from benchmarks._common import (environment, limit_threads, loadavg, paired_ratio,
+from benchmarks._common import (print_report, environment, limit_threads, loadavg, paired_ratio,
                                 time_interleaved, write_json)
 
 NAME = "bench_noise"
@@ -227,11 +227,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     doc = run(quick=a.quick, smoke=a.smoke, draws=a.draws, threads=a.threads or None, ns=a.ns)
     path = write_json(os.path.join(a.out, f"{NAME}.json"), doc)
-    print("\n".join(summary_rows(doc)))
-    for g in doc["goals"]:
-        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.3g} "
-              f"({g['worst_at']})")
-    print(f"(written to {path})")
+    print_report(doc, summary_rows(doc), path)
     return doc
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 
 import numpy as np
 
-from benchmarks._common import (environment, fit_exponent, fmt_time, limit_threads, loadavg,
+from benchmarks._common import (print_report, environment, fit_exponent, fmt_time, limit_threads, loadavg,
                                 timeit, write_json)
 
 NAME = "scaling"
@@ -422,10 +422,7 @@ def main(argv=None) -> dict:
         doc = run(quick=a.quick, only=a.only, n_values=a.n_values, T_values=a.T_values,
                   point_limit=a.point_limit, threads=a.threads or None, budget=a.budget,
                   out_path=path)
-    print("\n".join(summary_rows(doc)))
-    for g in doc["goals"]:
-        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: {g['worst_at']}")
-    print(f"(written to {path})")
+    print_report(doc, summary_rows(doc), path)
     return doc
 
 

@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 import rnnperturb as rp
-from benchmarks._common import (environment, fmt_time, limit_threads, loadavg, paired_ratio,
+from benchmarks._common import (print_report, environment, fmt_time, limit_threads, loadavg, paired_ratio,
                                 time_interleaved, write_json)
 
 NAME = "sweep"
@@ -155,10 +155,7 @@ def main(argv=None) -> dict:
         doc = run(sizes=sizes, repeats=a.repeats, threads=a.threads, all_calls=a.all_calls,
                   quick=a.quick)
     path = write_json(f"{a.out}/{NAME}.json", doc)
-    print("\n".join(summary_rows(doc)))
-    for g in doc["goals"]:
-        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.3g}")
-    print(f"(written to {path})")
+    print_report(doc, summary_rows(doc), path)
     return doc
 
 

@@ -48,7 +48,7 @@ import time
 
 import numpy as np
 
-from benchmarks._common import (environment, gemm_peak, limit_threads, loadavg, paired_ratio,
+from benchmarks._common import (print_report, environment, gemm_peak, limit_threads, loadavg, paired_ratio,
                                 time_interleaved, timeit, torch_or_none, write_json, fmt_time)
 
 NAME = "training"
@@ -383,11 +383,7 @@ def main(argv=None) -> dict:
             (1,) if a.quick else tuple(sorted({1, ncpu})))
         doc = run(quick=a.quick, threads=threads, sizes=a.sizes, repeats=a.repeats,
                   use_torch=not a.no_torch, budget=a.budget, out_path=path)
-    print("\n".join(summary_rows(doc)))
-    for g in doc["goals"]:
-        print(f"- {'MET' if g['met'] else 'NOT MET'}: {g['goal']}: worst {g['worst']:.3g} "
-              f"({g['worst_at']})")
-    print(f"(written to {path})")
+    print_report(doc, summary_rows(doc), path)
     return doc
 
 
