@@ -36,34 +36,13 @@ class RankRow:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _rank_dict(cell, rank):
-    if isinstance(rank, dict):
-        return {k: int(rank.get(k, cell.n)) for k in cell.recurrent_names}
-    return {k: int(rank) for k in cell.recurrent_names}
-
-
-def _evaluate(cell, X, rank, *, tier, first, certified):
-    from .bounds import certified_bound
-    from .cost import compression_cost
-    from .propagation import deviation, first_order
-    from .truncation import truncate_svd
-
-    rank = _rank_dict(cell, rank)
-    small = truncate_svd(cell, rank=rank)
-    cost = compression_cost(cell, small)
-    dW = {k: small.recurrent[k] - cell.recurrent[k] for k in cell.recurrent_names}
-    exact = float(np.linalg.norm(deviation(cell, small, X), axis=-1).max())
-    fo = float(np.linalg.norm(first_order(cell, small, X), axis=-1).max()) if first else None
-    cb = float(np.max(certified_bound(cell, small, X, tier=tier))) if certified else None
-    return RankRow(rank=rank, compression_ratio=float(cost.ratio_params), params=int(cost.params),
-                   dW_spectral={k: float(np.linalg.norm(v, 2)) for k, v in dW.items()},
-                   dW_frobenius={k: float(np.linalg.norm(v)) for k, v in dW.items()},
-                   exact_max=exact, first_order_max=fo, certified_max=cb)
-
-
 def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool = True,
                   quiet: bool = True) -> list[RankRow]:
     """Tabulate the effect of SVD truncation at each rank.
+
+    The exact and first-order deviations and the norms of ΔW come from one
+    :func:`~rnnperturb.rank_sweep`; the certified bound and the storage cost
+    are evaluated per rank.
 
     Parameters
     ----------
@@ -84,13 +63,31 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
     -------
     list of RankRow
     """
+    from .bounds import certified_bound
+    from .cost import compression_cost
     from .progress import progress
+    from .sweep import rank_sweep
+    from .truncation import truncate_svd
 
     as_inputs(X, cell.m, cell.dtype)
     ranks = list(range(cell.n + 1)) if ranks is None else [
         check_int("ranks", r, low=0, high=cell.n) for r in ranks]
-    return [_evaluate(cell, X, r, tier=tier, first=True, certified=certified)
-            for r in progress(ranks, desc="ranks", quiet=quiet)]
+    sweep = rank_sweep(cell, X, ranks)
+    exact, first = sweep.exact_max, sweep.first_order_max
+    spec, frob = sweep.dW_spectral, sweep.dW_frobenius
+    rows = []
+    for i in progress(range(len(sweep.ranks)), desc="ranks", quiet=quiet):
+        rank = sweep.rank(i)
+        small = truncate_svd(cell, rank=rank)
+        cost = compression_cost(cell, small)
+        cb = float(np.max(certified_bound(cell, small, X, tier=tier))) if certified else None
+        rows.append(RankRow(rank=rank, compression_ratio=float(cost.ratio_params),
+                            params=int(cost.params),
+                            dW_spectral={k: float(v[i]) for k, v in spec.items()},
+                            dW_frobenius={k: float(v[i]) for k, v in frob.items()},
+                            exact_max=float(exact[i]), first_order_max=float(first[i]),
+                            certified_max=cb))
+    return rows
 
 
 @dataclass(frozen=True)
