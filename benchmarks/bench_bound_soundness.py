@@ -8,7 +8,7 @@ relative size ‖ΔW‖₂/‖W‖₂ = 10^U(−8, 0) (dense, rank one, or on on
 only), an initial state (zero, inside or outside [−1, 1]) and a horizon
 (70 % 1–25, 25 % 26–100, 5 % 101–500). The reference is *rigorous*: both
 trajectories are enclosed in mpmath interval arithmetic
-(:func:`rnnperturb.precision.interval.interval_deviation_norm`), with the
+(:func:`rnnperturb.verified.interval.interval_deviation_norm`), with the
 precision raised until the enclosure of ‖e_t‖ is within 1e-6 (relative) or
 the cap. A violation is a step with bound < the lower end of the enclosure.
 
@@ -33,9 +33,9 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import rnnperturb as rp
 from benchmarks._common import environment, loadavg, write_json
-from rnnperturb.bounds import certified_bound, trivial_cap
-from rnnperturb.nets import random_cell
-from rnnperturb.precision.interval import interval_deviation_norm
+from rnnperturb.bounds.trajectory import certified_bound, trivial_cap
+from rnnperturb.cells.random import random_cell
+from rnnperturb.verified.interval import interval_deviation_norm
 
 TIERS = ("fast", "tight")
 

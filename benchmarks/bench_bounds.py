@@ -34,8 +34,8 @@ import numpy as np
 import rnnperturb as rp
 from benchmarks._common import (environment, limit_threads, loadavg, paired_ratio,
                                 time_interleaved, write_json)
-from rnnperturb.bounds import certified_bound
-from rnnperturb.nets import random_cell
+from rnnperturb.bounds.trajectory import certified_bound
+from rnnperturb.cells.random import random_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ reported next to theirs (:math:`\|\Delta W\|_F = 0.885`,
 :math:`\max|\Delta W_{ij}| = 0.117`).
 
 For each T: our certified bound on :math:`\|h'_T - h_T\|_2`
-(:func:`rnnperturb.bounds.certified_bound`, tiers ``fast`` and ``tight``),
+(:func:`rnnperturb.bounds.trajectory.certified_bound`, tiers ``fast`` and ``tight``),
 the exact deviation (float64 simulation, cross-checked against an mpmath
 simulation at 40 digits), the tightness ratio bound / exact, and times
 (median of interleaved repeats, one BLAS thread, in the same process as
@@ -23,7 +23,7 @@ real radius for every method and T (94–100 % of the coordinates of
 at T = 5 / 10 / 20 / 50. Note the question differs: theirs bounds *every*
 :math:`\Delta W` in a norm ball, ours the known one.
 
-**Global bound** (:func:`rnnperturb.global_bound`) in the same setting, for
+**Global bound** (:func:`rnnperturb.bounds.global_bound`) in the same setting, for
 every input sequence with :math:`\|x_t\|_2 \le r` (r = the largest input norm
 of the fixed sequence), next to the simple contraction bound and to a lower
 bound on the true supremum (the largest deviation found by projected
@@ -48,7 +48,7 @@ import numpy as np
 import rnnperturb as rp
 from benchmarks._common import (print_report, environment, fmt_time, limit_threads, loadavg,
                                 time_interleaved, write_json)
-from rnnperturb.bounds import certified_bound
+from rnnperturb.bounds.trajectory import certified_bound
 
 NAME = "lirpa_setting"
 HORIZONS = (5, 10, 20, 50)

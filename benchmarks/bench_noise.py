@@ -60,7 +60,7 @@ STD = 1e-4
 
 def _cases(quick, smoke, ns=None):
     import rnnperturb as rp
-    from rnnperturb.nets import random_cell
+    from rnnperturb.cells.random import random_cell
 
     ns = ns or ((8,) if smoke else ((32,) if quick else (32, 64)))
     T = 20 if smoke else 200
@@ -90,7 +90,7 @@ def _cases(quick, smoke, ns=None):
 
 
 def _accuracy(case, frozen, draws):
-    from rnnperturb.noise import monte_carlo_noise, noise_response
+    from rnnperturb.stats.noise import monte_carlo_noise, noise_response
     pred = noise_response(case["cell"], case["X"], std=STD, frozen=frozen)[:, 0]
     mc = monte_carlo_noise(case["cell"], case["X"], std=STD, frozen=frozen, draws=draws,
                            seed=7, chunk=250)
@@ -110,7 +110,7 @@ def _accuracy(case, frozen, draws):
 
 
 def _speed(case, frozen, pilot, repeats):
-    from rnnperturb.noise import monte_carlo_noise, noise_response
+    from rnnperturb.stats.noise import monte_carlo_noise, noise_response
     cell, X = case["cell"], case["X"]
     pilots = []
 

@@ -39,7 +39,7 @@ import sympy as sp  # noqa: E402
 
 import rnnperturb as rp  # noqa: E402
 from rnnperturb import symbolic as S  # noqa: E402
-from rnnperturb.precision import deviation_mp  # noqa: E402
+from rnnperturb.verified import deviation_mp  # noqa: E402
 
 OUT, _args, T0 = _setup.output_dir("01")
 
@@ -125,7 +125,7 @@ assert err < 1e-14
 # $\|e_t - \ell_t\|$ over a decade-spaced range of $\|\Delta W\|$: slope 2 on a
 # log-log plot. Below $\|\Delta W\| \approx 10^{-6}$ the float64 difference
 # $h' - h$ has more rounding than $e - \ell$ itself, so the exact deviation comes
-# from mpmath (`rnnperturb.precision.deviation_mp`).
+# from mpmath (`rnnperturb.verified.deviation_mp`).
 #
 # With $\kappa = \sup|\tanh''| = 4/(3\sqrt3)$ (derived in notebook 03), Taylor gives
 # $|e_{t,i} - \tanh'(a_{t,i})\delta_{t,i}| \le \tfrac{\kappa}{2}\delta_{t,i}^2$ at every step.
@@ -183,14 +183,14 @@ print("saved", OUT / "01_first_order_gap.png")
 # $\|\Delta W\|_2 = 10^{-15}\|W\|_2$, the rounding noise of the two float64 runs is as
 # large as the forcing $\Delta W h$ and grows at the same Lyapunov rate: after 100
 # steps the float64 deviation is ten times the true one (mpmath at 50 and 80 digits
-# agree). `rnnperturb.precision.check_float64` re-runs the computation with every
+# agree). `rnnperturb.verified.check_float64` re-runs the computation with every
 # state perturbed by ~1 ulp (Monte Carlo arithmetic), estimates the rounding error
 # from the spread and warns.
 
 # %%
 import warnings  # noqa: E402
 
-from rnnperturb.precision import check_float64  # noqa: E402
+from rnnperturb.verified import check_float64  # noqa: E402
 
 cell = rp.random_cell("elman", 16, 3, spectral_norm=6.0, seed=3)
 rng = np.random.default_rng(1)

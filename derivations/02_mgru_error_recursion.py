@@ -39,7 +39,7 @@ import sympy as sp  # noqa: E402
 
 import rnnperturb as rp  # noqa: E402
 from rnnperturb import symbolic as S  # noqa: E402
-from rnnperturb.precision import deviation_mp  # noqa: E402
+from rnnperturb.verified import deviation_mp  # noqa: E402
 
 OUT, _args, T0 = _setup.output_dir("02")
 

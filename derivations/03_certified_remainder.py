@@ -24,7 +24,7 @@
 #   vanishes only at $\delta\in\{0, -2a\}$ ($\varphi'$ even, decreasing in $|a|$).
 #
 # We derive both in sympy, check them against dense sampling, and check the
-# library's sound evaluation `rnnperturb.remainder.taylor_remainder_max` (the
+# library's sound evaluation `rnnperturb.verified.activation.taylor_remainder_max` (the
 # bounds module's implementation) against both.
 
 # %%
@@ -113,7 +113,7 @@ def exact_interval_remainder(func, a, lo, hi):
 
 # %%
 try:
-    from rnnperturb.remainder import taylor_remainder_max
+    from rnnperturb.verified.activation import taylor_remainder_max
 except ImportError:  # the bounds module may not be there
     taylor_remainder_max = None
 

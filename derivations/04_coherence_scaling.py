@@ -28,7 +28,7 @@
 #   $C_t = \frac{(1+\lambda)(1-\lambda^t)}{(1-\lambda)(1+\lambda^t)}$, $C_t = t$ at $\lambda = 1$.
 #
 # All derived by `sympy.rsolve` / `summation` / a Lyapunov solve, then checked
-# against Monte Carlo, the library's numeric forms (`rnnperturb.coherence`) and —
+# against Monte Carlo, the library's numeric forms (`rnnperturb.stats.coherence`) and —
 # through a diagonal Elman net held at a fixed point, where the scalar model is
 # exact — against `rnnperturb.first_order` and `rnnperturb.noise_response`.
 
@@ -93,7 +93,7 @@ for lv in (0.5, 0.9, 0.99, 0.999):
             lib = C.scalar_response(lv, np.array(tt), r=r)
             assert abs(lib / cf - 1) < 1e-9, (lv, r, tt, lib, cf)
             worst_z = max(worst_z, abs(mc - cf) / se)
-print(f"closed form vs rnnperturb.coherence.scalar_response: agree to 1e-9 (16 (lam, r) x 4 t)")
+print(f"closed form vs rnnperturb.stats.coherence.scalar_response: agree to 1e-9 (16 (lam, r) x 4 t)")
 print(f"closed form vs Monte Carlo ({N} paths): worst |z| = {worst_z:.2f}")
 assert worst_z < 4.5
 

@@ -27,7 +27,7 @@
 # Their ratio $C_t$ measures temporal coherence: the Gram matrix $a_k^\top a_l$ of
 # the trajectory, weighted by how long the propagator remembers. We evaluate the
 # double sum directly (propagators and $B_k$ from `cell.jacobian` / `cell.jvp`,
-# nothing from `rnnperturb.noise`), check it against `rnnperturb.noise_response`
+# nothing from `rnnperturb.stats.noise`), check it against `rnnperturb.noise_response`
 # and against a Monte Carlo of the exact simulation (own vectorised code), then
 # measure $C_t$ at the recall steps of trained memorization checkpoints.
 

@@ -167,3 +167,15 @@ def check_compatible(cell, other) -> None:
             raise ValueError(
                 f"other.{name}: expected exactly cell.{name} (only recurrent matrices "
                 f"{tuple(cell.recurrent)} may differ), found max |difference| {diff:.3g}")
+
+
+def as_generator(seed) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from an int seed (or the Generator itself).
+
+    Every random choice in the library takes an explicit seed; ``None`` is refused."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None:
+        raise ValueError("seed: expected an int or numpy.random.Generator, found None "
+                         "(every random choice takes an explicit seed)")
+    return np.random.default_rng(seed)

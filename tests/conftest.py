@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnnperturb as rp
-from rnnperturb.bounds import certified_bound, trivial_cap
-from rnnperturb.nets import random_cell
-from rnnperturb.normbounds import frobenius_upper, one_inf_upper, spectral_norm_upper
-from rnnperturb.precision.interval import (interval_deviation_norm, interval_run, iv_lower,
+from rnnperturb.bounds.trajectory import certified_bound, trivial_cap
+from rnnperturb.cells.random import random_cell
+from rnnperturb.verified.linalg import frobenius_upper, one_inf_upper, spectral_norm_upper
+from rnnperturb.verified.interval import (interval_deviation_norm, interval_run, iv_lower,
                                            iv_precision)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 from validation import bptt
 from validation.optim import Adam, clip_by_global_norm, global_norm
 

@@ -4,7 +4,7 @@ import pytest
 
 import rnnperturb as rp
 from rnnperturb.cells import sigmoid
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 
 def hand_elman(W, U, b, X, h0):

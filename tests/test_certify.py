@@ -3,7 +3,7 @@
 The recall logic is checked with a *stand-in* bound, the exact deviation norm
 ||e_t|| computed by an mpmath-free float64 simulation and inflated by 1e-9
 relative (labelled STAND-IN below; tests only), and with the library's certified
-bound (``rnnperturb.bounds.certified_bound``). The reference for "correct" is
+bound (``rnnperturb.bounds.trajectory.certified_bound``). The reference for "correct" is
 the exact perturbed trajectory's arg-max.
 """
 import numpy as np
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import rnnperturb as rp
-from rnnperturb.certify import certified_recall, certified_safe_rank, recall_margins
-from rnnperturb.nets import random_cell
-from rnnperturb.truncation import truncate_svd
+from rnnperturb.bounds.recall import certified_recall, certified_safe_rank, recall_margins
+from rnnperturb.cells.random import random_cell
+from rnnperturb.perturb.low_rank import truncate_svd
 
 
 def standin_bound(cell, other, X):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.cli import main
-from rnnperturb.nets import random_cell
+from rnnperturb.report.cli import main
+from rnnperturb.cells.random import random_cell
 
 
 @pytest.fixture

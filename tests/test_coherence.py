@@ -1,14 +1,14 @@
-"""Coherence metrics and scaling laws (rnnperturb.coherence)."""
+"""Coherence metrics and scaling laws (rnnperturb.stats.coherence)."""
 import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.coherence import (coherence_ratio, coherence_time, fixed_coherence,
+from rnnperturb.stats.coherence import (coherence_ratio, coherence_time, fixed_coherence,
                                   normalised_gram, predicted_coherence, propagator_decay,
                                   scalar_coherence, scalar_response, scalar_saturation,
                                   trajectory_coherence)
-from rnnperturb.nets import random_cell
-from rnnperturb.noise import noise_response
+from rnnperturb.cells.random import random_cell
+from rnnperturb.stats.noise import noise_response
 
 
 def _inputs(T, B, m, seed):
@@ -84,7 +84,7 @@ def test_trajectory_coherence_exact_for_isotropic_propagator(lam, rep):
 def test_predicted_coherence_against_double_sum(kind):
     """Isotropic-propagator prediction: sum lam^{2t-k-l} K_kl / sum lam^{2(t-k)} K_kk with the
     forcing Gram K_kl = sum_m (a_k.a_l) tr(B_k^T B_l), built here from cell.jvp columns."""
-    from rnnperturb.noise import _linearise
+    from rnnperturb.stats.noise import _linearise
     cell = random_cell(kind, 4, 2, spectral_norm=1.1, seed=6)
     X = _inputs(12, 1, 2, 3)[:, 0]
     lam = 0.8

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 
 def elman_kw(n=3, m=2):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 CKPT = os.path.join(os.path.dirname(__file__), os.pardir, "validation", "checkpoints")
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnnperturb as rp
-from rnnperturb.global_bound import global_bound, simple_contraction_bound
-from rnnperturb.nets import random_cell
+from rnnperturb.bounds.global_bound import global_bound, simple_contraction_bound
+from rnnperturb.cells.random import random_cell
 
 
 def perturbed(cell, rel, rng):

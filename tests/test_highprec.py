@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
-from rnnperturb.precision import highprec as hp
+from rnnperturb.cells.random import random_cell
+from rnnperturb.verified import highprec as hp
 
 from conftest import make_pair
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.interop import from_torch_state_dict, load_torch
+from rnnperturb.io.pytorch import from_torch_state_dict, load_torch
 
 
 def sd(n=4, m=2, prefix="", bias=True, seed=0):

@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 from mpmath import iv
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
-from rnnperturb.precision.interval import (interval_deviation_norm, interval_run, iv_lower,
+from rnnperturb.cells.random import random_cell
+from rnnperturb.verified.interval import (interval_deviation_norm, interval_run, iv_lower,
                                            iv_precision, iv_sigmoid, iv_tanh, iv_upper)
 
 
@@ -126,4 +126,4 @@ def test_bad_inputs():
         interval_deviation_norm(cell, random_cell("mgru", 3, 2, seed=0), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="h0"):
         interval_run(cell, np.zeros((4, 2)), h0=np.zeros(5))
-    assert rp.precision.interval.iv_width([iv.mpf([1, 2])])[0] == 1.0
+    assert rp.verified.interval.iv_width([iv.mpf([1, 2])])[0] == 1.0

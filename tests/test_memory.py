@@ -1,13 +1,13 @@
-"""Linear memory capacity and Fisher memory curve (rnnperturb.memory)."""
+"""Linear memory capacity and Fisher memory curve (rnnperturb.stats.memory)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnperturb as rp
-from rnnperturb.memory import (delay_linearisation, fisher_memory_curve, input_jacobian,
+from rnnperturb.stats.memory import (delay_linearisation, fisher_memory_curve, input_jacobian,
                                linear_memory, memory_capacity, simulated_memory_curve)
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 
 def _random_system(N, rho, seed):

@@ -11,8 +11,8 @@ import pytest
 import scipy.stats
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
-from rnnperturb.noise import _linearise, monte_carlo_noise, noise_response
+from rnnperturb.cells.random import random_cell
+from rnnperturb.stats.noise import _linearise, monte_carlo_noise, noise_response
 
 CKPT_DIR = os.path.join(os.path.dirname(__file__), "..", "validation", "checkpoints")
 
@@ -208,7 +208,7 @@ def test_monte_carlo_reference_agrees_with_cells(kind):
     mc = monte_carlo_noise(cell, X, std=0.0, draws=3, seed=0)
     assert np.all(mc.mean == 0)
     # a single frozen draw equals cell.replace(...).run
-    from rnnperturb.noise import _mc_step
+    from rnnperturb.stats.noise import _mc_step
     rng = np.random.default_rng(4)
     dW = {k: 0.05 * rng.standard_normal((1, 5, 5)) for k in cell.recurrent_names}
     other = cell.replace(**{k: cell.recurrent[k] + dW[k][0] for k in dW})

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
-from rnnperturb.perturbations import quantize_matrix
+from rnnperturb.cells.random import random_cell
+from rnnperturb.perturb.elementwise import quantize_matrix
 
 
 def _same_inputs(a, b):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rnnperturb.remainder import (LIBM_ULPS, SIGMOID_KAPPA, TANH_KAPPA, act_error, slope_max,
+from rnnperturb.verified.activation import (LIBM_ULPS, SIGMOID_KAPPA, TANH_KAPPA, act_error, slope_max,
                                   slope_min, taylor_remainder_max)
 
 KINDS = ["tanh", "sigmoid"]

@@ -8,7 +8,7 @@ import sympy as sp
 
 import rnnperturb as rp
 from rnnperturb import symbolic as S
-from rnnperturb.nets import random_cell
+from rnnperturb.cells.random import random_cell
 
 
 def _points(cell, B, seed):

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 import rnnperturb as rp
-from rnnperturb.nets import random_cell
-from rnnperturb.truncation import _reach, target_mask
+from rnnperturb.cells.random import random_cell
+from rnnperturb.perturb.low_rank import _reach, target_mask
 
 
 def _inputs(T=12, B=3, m=3, seed=0):

@@ -15,7 +15,7 @@ all 32 sequences of the 5-bit task (:func:`rnnperturb.tasks.memorization_all`):
   measured and certified recall: the test itself (Cauchy–Schwarz,
   :math:`|(V_y-V_j)^\top e| \le \|V_y-V_j\|\|e\|`, or
   :math:`\le |V_y-V_j|^\top|e|`) and the looseness of the bound;
-* the *global* bound (:func:`rnnperturb.global_bound`, inputs of norm 1 as in
+* the *global* bound (:func:`rnnperturb.bounds.global_bound`, inputs of norm 1 as in
   the task's one-hot inputs) used as the certificate (every 8th rank and n).
 
 Per checkpoint: the certified-safe rank (smallest rank with 32/32 certified),
@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 import rnnperturb as rp
-from rnnperturb.certify import certified_recall, recall_margins
+from rnnperturb.bounds.recall import certified_recall, recall_margins
 from validation.experiments import checkpoint_names, cli, load
 
 __all__ = ["run", "headline", "evaluate_rank"]

@@ -7,9 +7,9 @@ Three measurements, first order, i.i.d. noise on every recurrent entry
    frozen/fresh ratio :math:`C_t` at the recall steps, against the delay D,
    (a) for each checkpoint at its own D and (b) for the longest-delay net of
    each cell type run at shorter delays (same net, D varied). Alongside: the
-   trajectory-only prediction (:func:`rnnperturb.coherence.trajectory_coherence`,
+   trajectory-only prediction (:func:`rnnperturb.stats.coherence.trajectory_coherence`,
    ``memory=inf``), the cheap prediction with the propagator memory
-   (:func:`rnnperturb.coherence.predicted_coherence`), the coherence ratio of a
+   (:func:`rnnperturb.stats.coherence.predicted_coherence`), the coherence ratio of a
    fixed ΔW (plain SVD truncation to rank n/2), the propagator decay
    :math:`\lambda`, the coherence time of the hidden trajectory, the RMS deviation
    per unit noise std at recall (frozen and fresh), and the mean MGRU gate during
@@ -33,7 +33,7 @@ import numpy as np
 
 import rnnperturb as rp
 from rnnperturb import coherence as coh
-from rnnperturb.truncation import truncate_svd
+from rnnperturb.perturb.low_rank import truncate_svd
 from validation.experiments import checkpoint_names, cli, eval_task, load
 
 NAME = "coherence"

@@ -34,7 +34,7 @@ def _certified_bound():
     fn = getattr(rp, "certified_bound", None)
     if fn is None:
         try:
-            from rnnperturb.bounds import certified_bound as fn
+            from rnnperturb.bounds.trajectory import certified_bound as fn
         except ImportError:
             return None
     return fn

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 import rnnperturb as rp
-from rnnperturb.noise import noise_response
+from rnnperturb.stats.noise import noise_response
 from validation.experiments import (checkpoint_names, cli, eval_task, load, performance,
                                     write_result)
 

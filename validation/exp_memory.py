@@ -3,7 +3,7 @@ r"""Linear memory of the trained memorization nets under truncation and noise
 
 For every memorization checkpoint (all 32 sequences of the 5-bit task) the
 net is linearised about its blank-delay trajectory
-(:func:`rnnperturb.memory.delay_linearisation`): :math:`A` is the mean step
+(:func:`rnnperturb.stats.memory.delay_linearisation`): :math:`A` is the mean step
 Jacobian over the delay steps L+1..L+D and all sequences; :math:`v` is the mean
 input Jacobian along the symbol-difference direction
 :math:`d = (e_1 - e_0)/\sqrt 2` (the two symbol channels), at the same states
@@ -38,9 +38,9 @@ from __future__ import annotations
 import numpy as np
 
 import rnnperturb as rp
-from rnnperturb.memory import delay_linearisation, linear_memory
-from rnnperturb.noise import _linearise
-from rnnperturb.truncation import truncate_svd
+from rnnperturb.stats.memory import delay_linearisation, linear_memory
+from rnnperturb.stats.noise import _linearise
+from rnnperturb.perturb.low_rank import truncate_svd
 from validation.experiments import checkpoint_names, cli, load
 
 NAME = "memory"

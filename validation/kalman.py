@@ -57,6 +57,6 @@ def kalman_estimate(task) -> np.ndarray:
 
 
 def kalman_nmse(task) -> float:
-    """NMSE (:func:`rnnperturb.metrics.nmse`) of the Kalman estimate on ``task``."""
-    from rnnperturb.metrics import nmse
+    """NMSE (:func:`rnnperturb.tasks.metrics.nmse`) of the Kalman estimate on ``task``."""
+    from rnnperturb.tasks.metrics import nmse
     return nmse(kalman_estimate(task), task)

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import rnnperturb as rp
+from rnnperturb._checks import as_generator
 from rnnperturb import metrics, tasks
-from rnnperturb.progress import progress
+from rnnperturb.report.progress import progress
 
 from . import bptt
 from .kalman import kalman_nmse
@@ -67,7 +68,7 @@ def kback_mix(K: int = 4, k: int = 2, T: int = 50, *, repeat_lo: float = 0.0,
     if not 0.0 <= repeat_lo <= repeat_hi < 1.0:
         raise ValueError(f"repeat_lo, repeat_hi: expected 0 <= lo <= hi < 1, found "
                          f"({repeat_lo!r}, {repeat_hi!r})")
-    rng = tasks._rng(seed)
+    rng = as_generator(seed)
     base = tasks.kback(K, k, T, repeat=0.0, batch=batch, seed=rng)  # validates K, k, T
     p = rng.uniform(repeat_lo, repeat_hi, size=batch)
     S = np.argmax(base.X, axis=-1)                    # the i.i.d. symbols, (T, B)
@@ -119,7 +120,7 @@ def init_params(kind: str, n: int, m: int, n_out: int, *, init: str = "uniform",
     """
     if init not in ("uniform", "identity"):
         raise ValueError(f"init: expected 'uniform' or 'identity', found {init!r}")
-    rng = tasks._rng(rng)
+    rng = as_generator(rng)
     s = 1.0 / np.sqrt(n)
     shapes = {"W": (n, n), "U": (n, m), "Wf": (n, n), "Uf": (n, m), "Wh": (n, n),
               "Uh": (n, m), "V": (n_out, n)}

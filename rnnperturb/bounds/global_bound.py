@@ -82,7 +82,7 @@ minimum, so it is never above the simple bound):
    close keeps the error: memory nets are vacuous for long horizons).
 
 Every spectral norm is a verified upper bound
-(:func:`rnnperturb.normbounds.spectral_norm_upper`) and every sum, ``tanh`` and
+(:func:`rnnperturb.verified.linalg.spectral_norm_upper`) and every sum, ``tanh`` and
 sigmoid is rounded outward.
 
 **Rate and asymptote.** ``rate`` is the smallest verified geometric factor
@@ -101,8 +101,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_compatible, check_int, check_positive
-from .normbounds import U64, frobenius_upper, gamma, row_norms_upper, spectral_norm_upper, up
+from rnnperturb._checks import check_compatible, check_int, check_positive
+from rnnperturb.verified.linalg import U64, frobenius_upper, gamma, row_norms_upper, spectral_norm_upper, up
 
 __all__ = ["GlobalBound", "global_bound", "simple_contraction_bound"]
 

@@ -27,7 +27,7 @@ The first-order *point prediction* replaces :math:`e_t` by the tangent-linear
 :math:`\ell_t` (:func:`rnnperturb.first_order`) and takes the arg-max of
 :math:`y_t + V\ell_t`; the measured answer uses the exact perturbed trajectory.
 
-Floating point. :func:`rnnperturb.bounds.certified_bound` bounds the
+Floating point. :func:`rnnperturb.bounds.trajectory.certified_bound` bounds the
 deviation of the *exact* trajectories. The nominal margins :math:`m_j` are
 computed from the float64 nominal trajectory; the rounding of the dot products
 is bounded (:math:`\gamma_{n+2}`), and the rounding of the nominal trajectory
@@ -46,7 +46,7 @@ from the bound. Closing it needs an *enclosure* of :math:`e_t` (the computed
 deviation and a rounding radius), not only an upper bound on its size.
 
 Certified-safe rank. :func:`certified_safe_rank` sweeps truncation ranks
-(:func:`rnnperturb.truncation.truncate_svd`, the same rank for every
+(:func:`rnnperturb.perturb.low_rank.truncate_svd`, the same rank for every
 recurrent matrix) and reports the smallest rank at which every sequence is
 certified, next to the smallest rank at which every sequence is measured
 correct (the empirically safe rank) and their gap in % of n.
@@ -57,11 +57,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_inputs, check_compatible, check_int
-from .cells import cell_from_params
-from .normbounds import U64, gamma, up
-from .progress import progress
-from .propagation import first_order
+from rnnperturb._checks import as_inputs, check_compatible, check_int
+from rnnperturb.cells import cell_from_params
+from rnnperturb.verified.linalg import U64, gamma, up
+from rnnperturb.report.progress import progress
+from rnnperturb.propagate.deviation import first_order
 
 __all__ = ["CertifiedRecall", "SafeRank", "certified_recall", "certified_safe_rank",
            "recall_margins"]
@@ -199,7 +199,7 @@ def _ro(a):
 
 
 def _certified_bound():
-    from . import bounds  # written by issue 4, item 1
+    from rnnperturb.bounds import trajectory as bounds
     return bounds.certified_bound
 
 
@@ -211,7 +211,7 @@ def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = 
     A recall step with target :math:`y` is certified when
     :math:`\min(\|V_y-V_j\|_2 B_t,\ |V_y-V_j|^\top\rho_t) < y_{t,y} - y_{t,j}`
     for every :math:`j\ne y` (module docstring), with :math:`B_t` and
-    :math:`\rho_t` from :func:`rnnperturb.bounds.certified_bound`.
+    :math:`\rho_t` from :func:`rnnperturb.bounds.trajectory.certified_bound`.
 
     Parameters
     ----------
@@ -355,7 +355,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
     r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
 
     Every recurrent matrix is truncated to the same rank r by plain SVD
-    (:func:`rnnperturb.truncation.truncate_svd`). At each rank the recall on
+    (:func:`rnnperturb.perturb.low_rank.truncate_svd`). At each rank the recall on
     every sequence of ``task`` is certified (:func:`certified_recall`),
     measured and predicted to first order.
 
@@ -380,7 +380,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
     -------
     SafeRank
     """
-    from .truncation import truncate_svd
+    from rnnperturb.perturb.low_rank import truncate_svd
 
     c64 = _float64(cell)
     _check_task(task, c64)

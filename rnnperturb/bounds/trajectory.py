@@ -59,7 +59,7 @@ where :math:`\epsilon` bounds the relative error of ``np.tanh``. Two bounds on
     \qquad \|\operatorname{diag}(s)W\|_2 \le \min\Bigl(\max_i s_i\,\|W\|_2,\
     \bigl(\textstyle\sum_i s_i^2\|W_{i,:}\|_2^2\bigr)^{1/2}\Bigr)
 
-(:math:`\|W\|_2` is a *verified* upper bound, :mod:`rnnperturb.normbounds`;
+(:math:`\|W\|_2` is a *verified* upper bound, :mod:`rnnperturb.verified.linalg`;
 :math:`\|\operatorname{diag}(s)W\|_2` is increasing in each :math:`s_i\ge0`, and
 :math:`|\tanh(a)-\tanh(\tilde a)| = \bar s\,|a - \tilde a|` with
 :math:`0\le\bar s\le s`). After each step :math:`N_t \leftarrow \min(N_t,
@@ -67,9 +67,9 @@ where :math:`\epsilon` bounds the relative error of ``np.tanh``. Two bounds on
 Soundness is by induction over t: if :math:`|r_{t-1}|\le\rho_{t-1}` and
 :math:`\|r_{t-1}\|\le N_{t-1}` then both hold at t; at t = 0, :math:`r_0 = 0`.
 Every computed sum of non-negative terms is inflated by :math:`1 + 2(k+2)u`
-(:func:`rnnperturb.normbounds.up`), which covers the rounding of the bound
+(:func:`rnnperturb.verified.linalg.up`), which covers the rounding of the bound
 itself. The only assumption beyond IEEE arithmetic is the accuracy of the
-platform's ``tanh``/``exp`` (:data:`rnnperturb.remainder.LIBM_ULPS` ulps,
+platform's ``tanh``/``exp`` (:data:`rnnperturb.verified.activation.LIBM_ULPS` ulps,
 checked against mpmath in the tests); ``rigorous=True`` removes it.
 
 Tight tier: multi-step propagators
@@ -83,7 +83,7 @@ so its fast tier loosens over long horizons even on contracting nets.
 The tight tier writes :math:`r_t = \tilde J_t r_{t-1} + g_t` with the *exact
 known* matrices :math:`\tilde J_t` (Elman: :math:`\operatorname{diag}(\tanh'(\tilde
 a_t))W`, second-order term by the exact monotone Taylor remainder
-:func:`rnnperturb.remainder.taylor_remainder_max`; MGRU: the floating-point
+:func:`rnnperturb.verified.activation.taylor_remainder_max`; MGRU: the floating-point
 Jacobian at :math:`\tilde h_{t-1}`, second-order term by interval radii of its
 factors) and a componentwise bound :math:`|g_t|\le\gamma_t`. Then
 :math:`r_t = \sum_k \tilde\Phi(t,k)\operatorname{diag}(\gamma_k)\xi_k`,
@@ -104,7 +104,7 @@ and :meth:`_MGRUTraj._tight`.
 Rigorous mode
 -------------
 ``rigorous=True`` encloses both trajectories in mpmath interval arithmetic
-(:mod:`rnnperturb.precision.interval`), raising the precision until the
+(:mod:`rnnperturb.verified.interval`), raising the precision until the
 enclosure is narrow, and returns the upper end of the enclosure of
 :math:`\|e_t\|_2`. It is slow (small nets only) and assumption-free.
 """
@@ -112,10 +112,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs
-from .normbounds import U64, gamma, row_norms_upper, spectral_norm_upper, up
-from .propagation import delta_recurrent
-from .remainder import (SIGMOID_KAPPA, TANH_KAPPA, _dsigmoid, _dtanh, act_error, slope_max,
+from rnnperturb._checks import as_h0, as_inputs
+from rnnperturb.verified.linalg import U64, gamma, row_norms_upper, spectral_norm_upper, up
+from rnnperturb.propagate.deviation import delta_recurrent
+from rnnperturb.verified.activation import (SIGMOID_KAPPA, TANH_KAPPA, _dsigmoid, _dtanh, act_error, slope_max,
                         taylor_remainder_max)
 
 __all__ = ["certified_bound", "trivial_cap"]
@@ -429,7 +429,7 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "fast", rigorous: bo
         if size > RIGOROUS_BUDGET:
             raise ValueError(f"rigorous: expected n*n*T*B <= {RIGOROUS_BUDGET} for mpmath "
                              f"interval arithmetic, found {size} (n={cell.n}, T={T}, B={B})")
-        from .precision.interval import interval_deviation_norm
+        from rnnperturb.verified.interval import interval_deviation_norm
         _, hi, _ = interval_deviation_norm(cell, other, X3, h0a, prec=113, max_prec=1024)
         cap = _nrm(trivial_cap(cell, h0a, B))
         out = np.minimum(hi, cap[None, :])

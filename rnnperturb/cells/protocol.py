@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, as_param
+from rnnperturb._checks import as_h0, as_inputs, as_param
 
 __all__ = ["ElmanRNN", "MGRU", "CELL_TYPES", "sigmoid", "cell_from_params"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_int, check_positive
-from .cells import CELL_TYPES
-from .tasks import _rng
+from rnnperturb._checks import check_int, check_positive
+from rnnperturb.cells import CELL_TYPES
+from rnnperturb._checks import as_generator as _rng
 
 __all__ = ["random_cell", "scale_to_spectral_norm"]
 

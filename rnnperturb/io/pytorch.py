@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .cells import ElmanRNN
+from rnnperturb.cells import ElmanRNN
 
 __all__ = ["from_torch_state_dict", "load_torch"]
 

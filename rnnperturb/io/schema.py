@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from .cells import CELL_TYPES, cell_from_params
+from rnnperturb.cells import CELL_TYPES, cell_from_params
 
 __all__ = ["save", "load", "load_with_metadata", "SCHEMA_VERSION"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_compatible, check_int
+from rnnperturb._checks import check_compatible, check_int
 
 __all__ = ["MatrixCost", "CompressionCost", "compression_cost", "matrix_cost", "factors",
            "numerical_rank"]

@@ -4,7 +4,7 @@ Each function returns a new cell of the same type in which only the recurrent
 matrices changed (``W`` for the Elman RNN, ``Wf`` and ``Wh`` for the MGRU, or
 the subset given by ``names``); inputs, biases and readout are untouched.
 Their storage cost is given by :func:`rnnperturb.compression_cost`, and SVD
-truncation lives in :mod:`rnnperturb.truncation`.
+truncation lives in :mod:`rnnperturb.perturb.low_rank`.
 
 **Quantization** (uniform, symmetric, mid-tread). With ``bits`` = b there are
 :math:`L = 2^{b-1}-1` levels on each side of zero (:math:`2L+1 = 2^b - 1`
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_int, check_positive
-from .tasks import _rng
+from rnnperturb._checks import check_int, check_positive
+from rnnperturb._checks import as_generator as _rng
 
 __all__ = ["quantize", "prune", "weight_noise", "quantize_matrix"]
 

@@ -53,7 +53,7 @@ forcing :math:`\Delta W a_k` at step k reaches the target steps with energy
 is the observability Gramian of the targets seen from step k
 (:math:`P_k = \sum_{t\in\text{target},\,t\ge k}\Phi(t,k)^\top\Phi(t,k)`), :math:`J` the
 step Jacobian and :math:`B_k` the map from the matrix's pre-activation to
-:math:`h_k` (``rnnperturb.noise`` lists both for each cell). Neglecting the
+:math:`h_k` (``rnnperturb.stats.noise`` lists both for each cell). Neglecting the
 cross terms between different forcing steps (the coherent part), the target
 error is :math:`\operatorname{vec}(\Delta W)^\top\big[\sum_{k,b} a a^\top\otimes O\big]\operatorname{vec}(\Delta W)`.
 We approximate the sum by one Kronecker product :math:`M_w\otimes Q` (one step
@@ -83,7 +83,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, as_param, check_int, check_positive
+from rnnperturb._checks import as_h0, as_inputs, as_param, check_int, check_positive
 
 __all__ = ["truncate_svd", "truncation_weights", "weighted_low_rank", "forcing_moments",
            "propagation_weights", "resolve_ranks", "target_mask"]
@@ -198,7 +198,7 @@ def weighted_low_rank(W, *, rank: int, moment=None, left=None) -> np.ndarray:
 
 def _regressor_trajectory(cell, X3, h):
     """Nominal regressors a_t of every recurrent matrix: dict name -> (T, B, n)."""
-    from .noise import _trajectory
+    from rnnperturb.stats.noise import _trajectory
     return _trajectory(cell, X3, h)
 
 
@@ -260,7 +260,7 @@ def _reach(cell, X3, h, mask):
     (t = T-1 .. 0, 0-based) and recurrent matrix ``(t, name, a, O)``: the
     regressors a (B, n) and the observability Gramians
     :math:`O = B_t^\top P_t B_t` (B, n, n) of the target steps ``mask`` (T, B)."""
-    from .noise import _linearise
+    from rnnperturb.stats.noise import _linearise
 
     T, B = X3.shape[:2]
     n = cell.n

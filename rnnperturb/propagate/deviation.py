@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, check_compatible
+from rnnperturb._checks import as_h0, as_inputs, check_compatible
 
 __all__ = ["deviation", "first_order", "delta_recurrent"]
 

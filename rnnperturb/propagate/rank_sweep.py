@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, check_int
-from .cells import sigmoid
+from rnnperturb._checks import as_h0, as_inputs, check_int
+from rnnperturb.cells import sigmoid
 
 __all__ = ["RankSweep", "rank_sweep"]
 
@@ -328,7 +328,7 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
         to ``deviation``/``first_order`` of ``truncate_svd(cell, rank=...)`` at
         every point.
     """
-    from .progress import progress
+    from rnnperturb.report.progress import progress
 
     X3, single = as_inputs(X, cell.m, cell.dtype)
     groups = _groups(cell, ranks)

@@ -48,8 +48,8 @@ def _parse_ranks(text: str, n: int) -> list[int]:
 
 
 def _load_model(path: str, nonlinearity: str | None):
-    from .interop import load_torch
-    from .io import load_with_metadata
+    from rnnperturb.io.pytorch import load_torch
+    from rnnperturb.io import load_with_metadata
 
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
@@ -75,7 +75,7 @@ def _load_inputs(path: str, m: int):
     except (OSError, EOFError) as exc:
         raise ValueError(f"--inputs: expected an .npz file, found an unreadable file ({exc})") \
             from None
-    from ._checks import as_inputs
+    from rnnperturb._checks import as_inputs
     X3, _ = as_inputs(X, m, np.float64)
     return X3, f"{X3.shape[1]} sequences of {X3.shape[0]} steps from {path}"
 
@@ -85,7 +85,7 @@ def _fmt_mat(d: dict) -> str:
 
 
 def _analyze(args) -> int:
-    from .analysis import analyze_ranks, default_inputs, recommend_rank
+    from rnnperturb.report.rank_analysis import analyze_ranks, default_inputs, recommend_rank
 
     cell, meta, notes = _load_model(args.file, args.nonlinearity)
     if args.inputs:

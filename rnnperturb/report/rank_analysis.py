@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_inputs, check_int, check_positive
+from rnnperturb._checks import as_inputs, check_int, check_positive
 
 __all__ = ["RankRow", "analyze_ranks", "RankRecommendation", "recommend_rank", "default_inputs"]
 
@@ -63,11 +63,11 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
     -------
     list of RankRow
     """
-    from .bounds import certified_bound
-    from .cost import compression_cost
-    from .progress import progress
-    from .sweep import rank_sweep
-    from .truncation import truncate_svd
+    from rnnperturb.bounds.trajectory import certified_bound
+    from rnnperturb.perturb.cost import compression_cost
+    from rnnperturb.report.progress import progress
+    from rnnperturb.propagate.rank_sweep import rank_sweep
+    from rnnperturb.perturb.low_rank import truncate_svd
 
     as_inputs(X, cell.m, cell.dtype)
     ranks = list(range(cell.n + 1)) if ranks is None else [
@@ -159,10 +159,10 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
     tier : {'fast', 'tight'}
         Tier of the certified bound.
     """
-    from .bounds import certified_bound
-    from .cost import compression_cost
-    from .propagation import first_order
-    from .truncation import truncate_svd
+    from rnnperturb.bounds.trajectory import certified_bound
+    from rnnperturb.perturb.cost import compression_cost
+    from rnnperturb.propagate.deviation import first_order
+    from rnnperturb.perturb.low_rank import truncate_svd
 
     tol = check_positive("tolerance", tolerance)
     X3, single = as_inputs(X, cell.m, cell.dtype)
@@ -241,7 +241,7 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
     X : ndarray, shape (T, B, m)
     description : str
     """
-    from . import tasks
+    from rnnperturb import tasks
 
     meta = meta or {}
     name = meta.get("task")

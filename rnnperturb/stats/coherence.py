@@ -55,8 +55,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, as_param, check_positive
-from .noise import _linearise, noise_response, noise_variances
+from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
+from rnnperturb.stats.noise import _linearise, noise_response, noise_variances
 
 __all__ = [
     "coherence_ratio", "FixedCoherence", "fixed_coherence", "trajectory_coherence",
@@ -145,7 +145,7 @@ def fixed_coherence(cell, other, X, *, h0=None) -> FixedCoherence:
     if isinstance(other, dict):
         dW = cell._check_dW(other)
     else:
-        from .propagation import delta_recurrent
+        from rnnperturb.propagate.deviation import delta_recurrent
         dW = delta_recurrent(cell, other)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype).astype(np.float64)

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_h0, as_inputs, as_param, check_int, check_positive
-from .cells import sigmoid
-from .noise import _linearise
+from rnnperturb._checks import as_h0, as_inputs, as_param, check_int, check_positive
+from rnnperturb.cells import sigmoid
+from rnnperturb.stats.noise import _linearise
 
 __all__ = [
     "LinearMemory", "linear_memory", "memory_capacity", "fisher_memory_curve",
@@ -191,7 +191,7 @@ def simulated_memory_curve(A, v, *, noise: float, kmax: int, steps: int = 20000,
         Squared correlation between :math:`x_{t-k}` and its fitted readout
         (in-sample; its bias is about N/steps).
     """
-    from .tasks import _rng
+    from rnnperturb._checks import as_generator as _rng
 
     A = as_param("A", A, ndim=2, dtype=np.float64)
     v = as_param("v", v, shape=(A.shape[0],), dtype=np.float64)

@@ -55,8 +55,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_h0, as_inputs, as_param, check_positive
-from .cells import sigmoid
+from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
+from rnnperturb.cells import sigmoid
 
 __all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarloNoise"]
 
@@ -178,7 +178,7 @@ def _basis(A, uniform, rtol):
 
 
 def _frozen(cell, X3, h, V, rtol, quiet=True):
-    from .progress import progress
+    from rnnperturb.report.progress import progress
 
     T, B = X3.shape[:2]
     n = cell.n
@@ -342,7 +342,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     X3 = X3.astype(np.float64)
     h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
     if cell.dtype != np.float64:
-        from .cells import cell_from_params
+        from rnnperturb.cells import cell_from_params
         cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
     if times is not None:
         tarr = np.atleast_1d(np.asarray(times))
@@ -436,9 +436,9 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
     -------
     MonteCarloNoise
     """
-    from ._checks import check_int
-    from .progress import progress
-    from .tasks import _rng
+    from rnnperturb._checks import check_int
+    from rnnperturb.report.progress import progress
+    from rnnperturb._checks import as_generator as _rng
 
     draws = check_int("draws", draws, low=2)
     chunk = check_int("chunk", chunk, low=1)
@@ -448,7 +448,7 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
     X3 = X3.astype(np.float64)
     h0_ = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
     if cell.dtype != np.float64:
-        from .cells import cell_from_params
+        from rnnperturb.cells import cell_from_params
         cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
     Hn = cell.run(X3, h0_)
     T, B = X3.shape[:2]

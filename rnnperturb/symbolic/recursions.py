@@ -44,9 +44,9 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from ._checks import check_int
-from .cells import CELL_TYPES
-from .cells import sigmoid as _np_sigmoid
+from rnnperturb._checks import check_int
+from rnnperturb.cells import CELL_TYPES
+from rnnperturb.cells import sigmoid as _np_sigmoid
 
 __all__ = [
     "sigmoid", "SymbolicCell", "symbolic_cell",

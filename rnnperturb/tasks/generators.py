@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_int, check_positive
+from rnnperturb._checks import as_generator
+
+from rnnperturb._checks import check_int, check_positive
 
 __all__ = [
     "Task", "memorization", "memorization_all", "kback", "ar_signal", "make_task",
@@ -83,15 +85,6 @@ class Task:
         return self.X.shape[2]
 
 
-def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        raise ValueError("seed: expected an int or numpy.random.Generator, found None "
-                         "(every random choice takes an explicit seed)")
-    return np.random.default_rng(seed)
-
-
 def _memorization_from_symbols(S: np.ndarray, K: int, D: int) -> Task:
     B, L = S.shape
     T = 2 * L + D + 1
@@ -134,7 +127,7 @@ def memorization(K: int = 2, L: int = 5, D: int = 50, *, batch: int = 64, seed=N
     L = check_int("L", L, low=1)
     D = check_int("D", D, low=0)
     batch = check_int("batch", batch, low=1)
-    S = _rng(seed).integers(0, K, size=(batch, L))
+    S = as_generator(seed).integers(0, K, size=(batch, L))
     return _memorization_from_symbols(S, K, D)
 
 
@@ -184,7 +177,7 @@ def kback(K: int = 4, k: int = 2, T: int = 50, *, repeat: float = 0.0, batch: in
     p = check_positive("repeat", repeat, allow_zero=True)
     if p >= 1:
         raise ValueError(f"repeat: expected a probability in [0, 1), found {repeat!r}")
-    rng = _rng(seed)
+    rng = as_generator(seed)
     fresh = rng.integers(0, K, size=(T, batch))
     keep = rng.random((T, batch)) < p
     S = fresh.copy()
@@ -213,14 +206,14 @@ def ar_signal(T: int = 200, *, tau: float = 10.0, noise: float = 0.5, horizon: i
     Returns
     -------
     Task
-        ``kind="regression"``; score with :func:`rnnperturb.metrics.nmse`.
+        ``kind="regression"``; score with :func:`rnnperturb.tasks.metrics.nmse`.
     """
     T = check_int("T", T, low=12)
     horizon = check_int("horizon", horizon, low=0, high=T - 12)
     tau = check_positive("tau", tau)
     noise = check_positive("noise", noise, allow_zero=True)
     batch = check_int("batch", batch, low=1)
-    rng = _rng(seed)
+    rng = as_generator(seed)
     a = np.exp(-1.0 / tau)
     Ttot = T + horizon
     s = np.empty((Ttot, batch))

@@ -1,5 +1,7 @@
-"""High-precision (mpmath) layer: interval arithmetic for the rigorous certified
-bound (:mod:`.interval`) and high-precision propagation for ill-conditioned
-cases (:mod:`.highprec`)."""
-from .interval import *  # noqa: F401,F403
-from .highprec import *  # noqa: F401,F403
+"""Verified numerics: floating-point linear algebra with rigorous rounding
+bounds (:mod:`.linalg`), activation error bounds (:mod:`.activation`), interval
+arithmetic (:mod:`.interval`) and high-precision propagation (:mod:`.highprec`)."""
+from rnnperturb.verified.linalg import *  # noqa: F401,F403
+from rnnperturb.verified.activation import *  # noqa: F401,F403
+from rnnperturb.verified.interval import *  # noqa: F401,F403
+from rnnperturb.verified.highprec import *  # noqa: F401,F403

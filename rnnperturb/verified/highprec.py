@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from .._checks import as_h0, as_inputs, check_compatible, check_int, check_positive
-from ..propagation import delta_recurrent
-from ..tasks import _rng
+from rnnperturb._checks import as_h0, as_inputs, check_compatible, check_int, check_positive
+from rnnperturb.propagate.deviation import delta_recurrent
+from rnnperturb._checks import as_generator as _rng
 
 __all__ = ["run_mp", "deviation_mp", "first_order_mp", "propagator_mp", "propagator_norm_mp",
            "Float64Check", "check_float64"]
@@ -400,5 +400,5 @@ def check_float64(cell, other, X, h0=None, *, rtol: float = 1e-3, samples: int =
         warnings.warn(
             f"{name}: float64 rounding error estimated at {worst:.3g} x its norm "
             f"(rtol={rtol:g}), first above tolerance at step t={first}; use "
-            f"rnnperturb.precision.{fix} for this computation", RuntimeWarning, stacklevel=2)
+            f"rnnperturb.verified.{fix} for this computation", RuntimeWarning, stacklevel=2)
     return res

@@ -40,8 +40,8 @@ from contextlib import contextmanager
 import numpy as np
 from mpmath import iv, libmp
 
-from .._checks import as_h0, as_inputs, check_int
-from ..propagation import delta_recurrent
+from rnnperturb._checks import as_h0, as_inputs, check_int
+from rnnperturb.propagate.deviation import delta_recurrent
 
 __all__ = ["iv_precision", "to_iv", "iv_exp", "iv_tanh", "iv_sigmoid", "iv_matvec",
            "iv_lower", "iv_upper", "iv_width", "interval_step", "interval_run",
