@@ -1,24 +1,36 @@
-r"""The two recurrent cells: the Elman (tanh) RNN and the minimal gated unit.
+r"""The cell protocol: what every recurrent cell provides, and the machinery
+built on it once for all cells.
 
-Conventions (see ``DESIGN.md`` §1): hidden size ``n``, input size ``m``; inputs
-``X`` of shape (T, B, m) or (T, m); states ``H`` of shape (T, B, n) or (T, n);
-``h_0 = 0`` unless given. Matrices act on column vectors, so a batch of states
-``h`` of shape (B, n) is multiplied as ``h @ W.T``.
+A cell is a frozen dataclass of parameters (recurrent matrices ``W*`` of shape
+(n, n), input matrices ``U*`` (n, m), biases ``b*`` (n,), an optional readout
+``V`` (k, n), ``c`` (k,)) that defines, in its own module and nowhere else:
 
-Elman RNN
+``kind``, ``recurrent_names``, ``input_params``
+    its registry name and parameter names;
+:meth:`Cell.forward`
+    its one step, :math:`h_t = F(h_{t-1}, x_t)`, written once over an array
+    namespace (:mod:`rnnperturb.cells.namespace`), so that float32, float64,
+    longdouble, mpmath, intervals and sympy all run the same definition; every
+    product with a recurrent matrix goes through ``rec(name, a)``, so that
+    algorithms can substitute truncated factors, perturbed or noisy matrices
+    without rewriting the step;
+:meth:`Cell.tangent`
+    the derivative of that step (the tangent-linear step), again over a
+    namespace, with ``rec(name, v)`` the tangent of the term ``W_name a``;
+:attr:`Cell.diagonal_forcing`
+    the recurrent matrices whose forcing Jacobian
+    :math:`\partial h_t/\partial(W_k a_k)` is diagonal (structure algorithms
+    may exploit);
+:meth:`Cell.state_bounds`
+    a box that holds every state :math:`h_t`, t >= 1 (the trivial cap);
+plus whatever the rounding, remainder and global-bound recursions need
+(documented where those algorithms live).
 
-.. math:: h_t = \tanh(W h_{t-1} + U x_t + b)
-
-Minimal gated unit (MGRU; Zhou, Wu, Zhang & Zhou 2016, arXiv:1603.09420; a high
-gate value means *overwrite*)
-
-.. math::
-    f_t &= \sigma(W_f h_{t-1} + U_f x_t + b_f) \\
-    c_t &= \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h) \\
-    h_t &= (1 - f_t) \odot h_{t-1} + f_t \odot c_t
-
-Both cells are immutable: arrays are copied, checked and made read-only at
-construction, and ``replace`` returns a new cell.
+Everything else (running over time, the Jacobian, the JVP, the
+linearisation, the input Jacobian, readout, replace) is written here once
+against that protocol. Conventions (DESIGN §1): inputs ``X`` of shape (T, B,
+m) or (T, m); states (T, B, n) or (T, n); ``h_0 = 0`` unless given; batches of
+vectors are rows, so ``A v`` is computed as ``v @ A.T``.
 """
 from __future__ import annotations
 
@@ -28,18 +40,9 @@ from typing import ClassVar
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, as_param
+from rnnperturb.cells.namespace import FLOAT, sigmoid
 
-__all__ = ["ElmanRNN", "MGRU", "CELL_TYPES", "sigmoid", "cell_from_params"]
-
-
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function ``1 / (1 + exp(-a))``."""
-    out = np.empty_like(a)
-    pos = a >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-a[pos]))
-    ea = np.exp(a[~pos])
-    out[~pos] = ea / (1.0 + ea)
-    return out
+__all__ = ["Cell", "sigmoid"]
 
 
 def _batched(h, x, n, m, dtype):
@@ -58,8 +61,8 @@ def _batched(h, x, n, m, dtype):
 
 
 @dataclass(frozen=True, eq=False)
-class _Cell:
-    """Shared machinery: validation, the loop over time, readout, replace."""
+class Cell:
+    """Base of every cell: the protocol (abstract) and the machinery built on it."""
 
     kind: ClassVar[str] = ""
     recurrent_names: ClassVar[tuple[str, ...]] = ()
@@ -108,6 +111,223 @@ class _Cell:
             object.__setattr__(self, "V", V)
             object.__setattr__(self, "c", c)
 
+    # --------------------------------------------------------------- protocol
+    #: Recurrent matrices whose forcing Jacobian d h_t / d (W_k a_k) is diagonal.
+    diagonal_forcing: ClassVar[tuple[str, ...]] = ()
+
+    @staticmethod
+    def forward(ns, P, h, x, rec):
+        r"""The cell's one step, over an array namespace.
+
+        Parameters
+        ----------
+        ns : namespace
+            ``tanh``, ``sigmoid``, ``matvec``, ``lerp`` (see
+            :mod:`rnnperturb.cells.namespace`).
+        P : mapping of str to array
+            The parameters, as arrays of the namespace.
+        h : array, shape (..., B, n)
+            :math:`h_{t-1}` (leading axes broadcast, e.g. a stack of states).
+        x : array, shape (B, m)
+            :math:`x_t`.
+        rec : callable ``rec(name, a)``
+            :math:`W_{name} a` for the recurrent matrix ``name`` and a batch of
+            regressors ``a`` (..., n); an algorithm passes its own (truncated
+            factors, perturbed or noisy matrices).
+
+        Returns
+        -------
+        h_t : array, same shape as ``h``
+        aux : dict of str to array
+            The intermediates the tangent step reuses.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def tangent(ns, P, h, aux, dh, rec, dinp):
+        r"""The derivative of :meth:`forward` (tangent-linear step).
+
+        Parameters
+        ----------
+        ns, P : as for :meth:`forward`
+        h : array, shape (B, n)
+            :math:`h_{t-1}`.
+        aux : dict
+            Intermediates returned by :meth:`forward` at ``h``.
+        dh : array, shape (..., B, n)
+            Tangents of :math:`h_{t-1}` (a leading stack axis is allowed).
+        rec : callable ``rec(name, v)``
+            Tangent of the term :math:`W_{name} a`: :math:`W_{name} v` plus the
+            forcing :math:`\Delta W_{name} a` where there is one.
+        dinp : callable ``dinp(name)``
+            Tangent of the input term of the pre-activation that uses the
+            recurrent matrix ``name`` (0 unless the input moves).
+
+        Returns
+        -------
+        dh_t : array, same shape as ``dh``
+        """
+        raise NotImplementedError
+
+    #: For each recurrent matrix, the input matrix of the same pre-activation.
+    input_of: ClassVar[dict[str, str]] = {}
+
+    def state_bounds(self, h0) -> tuple[np.ndarray, np.ndarray]:
+        r"""A box :math:`[lo, hi]` that holds every state :math:`h_t`, t >= 1,
+        of this cell *and* of any cell with other recurrent matrices, from the
+        initial state ``h0`` (B, n): both arrays of shape (B, n)."""
+        raise NotImplementedError
+
+    def trivial_cap(self, h0, B: int) -> np.ndarray:
+        r"""Per-component width (rounded up) of :meth:`state_bounds`, shape
+        (B, n): no deviation :math:`|h'_{t,i} - h_{t,i}|` can exceed it."""
+        raise NotImplementedError
+
+    # ------------------------------------------------- machinery on the protocol
+    def _matrices(self, params=None) -> dict:
+        P = {k: getattr(self, k) for k in self.recurrent_names + self.input_params}
+        if params:
+            P.update(params)
+        return P
+
+    def nominal(self, h, x, rec=None):
+        r"""One step with the intermediates and the regressors.
+
+        Parameters
+        ----------
+        h : ndarray, shape (..., B, n)
+        x : ndarray, shape (B, m)
+        rec : callable, optional
+            As in :meth:`forward`; the cell's own matrices when None.
+
+        Returns
+        -------
+        h_t : ndarray
+        aux : dict
+            Intermediates for :meth:`tangent_step`.
+        regressors : dict of str to ndarray
+            :math:`a_k`, the vector each recurrent matrix multiplies.
+        """
+        P = self._matrices()
+        regs = {}
+        inner = rec if rec is not None else (lambda k, a: FLOAT.matvec(P[k], a))
+
+        def recording(k, a):
+            regs[k] = a
+            return inner(k, a)
+        hn, aux = self.forward(FLOAT, P, h, x, recording)
+        return hn, aux, regs
+
+    def tangent_step(self, h, aux, dh, force=None, dx=None):
+        r"""Tangent-linear step along the nominal step ``(h, aux)``.
+
+        Parameters
+        ----------
+        h : ndarray, shape (B, n)
+        aux : dict
+            From :meth:`nominal`.
+        dh : ndarray, shape (..., B, n)
+            Tangents of :math:`h_{t-1}`.
+        force : dict of str to ndarray (..., B, n), optional
+            Forcing added to the tangent of each term :math:`W_k a_k` (e.g.
+            :math:`\Delta W_k a_k`).
+        dx : ndarray, shape (..., B, m), optional
+            Tangent of the input.
+
+        Returns
+        -------
+        ndarray, same shape as ``dh``
+        """
+        P = self._matrices()
+        force = force or {}
+
+        def rec(k, v):
+            out = FLOAT.matvec(P[k], v)
+            return out + force[k] if k in force else out
+
+        def dinp(k):
+            return 0.0 if dx is None else FLOAT.matvec(P[self.input_of[k]], dx)
+        return self.tangent(FLOAT, P, h, aux, dh, rec, dinp)
+
+    def _step(self, h, x):
+        P = self._matrices()
+        return self.forward(FLOAT, P, h, x, lambda k, a: FLOAT.matvec(P[k], a))[0]
+
+    def _basis(self, k, B):
+        """The standard basis as a stack of k batches, shape (k, B, k)."""
+        E = np.zeros((k, B, k), dtype=self.dtype)
+        idx = np.arange(k)
+        E[idx, :, idx] = 1.0
+        return E
+
+    def _jacobian(self, h, x):
+        _, aux, _ = self.nominal(h, x)
+        Z = self.tangent_step(h, aux, self._basis(self.n, h.shape[0]))   # (n_j, B, n_i)
+        return np.ascontiguousarray(Z.transpose(1, 2, 0))
+
+    def _jvp(self, h, x, dh, dW):
+        hn, aux, regs = self.nominal(h, x)
+        force = {k: FLOAT.matvec(v, regs[k]) for k, v in dW.items()}
+        return hn, self.tangent_step(h, aux, dh, force)
+
+    def linearise(self, h, x):
+        r"""The nominal step and its tangent-linear pieces.
+
+        .. math:: \ell_t = J_t \ell_{t-1} + \sum_k B_{k,t}\,\Delta W_k a_{k,t}
+
+        Parameters
+        ----------
+        h : ndarray, shape (B, n)
+            :math:`h_{t-1}`.
+        x : ndarray, shape (B, m)
+
+        Returns
+        -------
+        h_t : ndarray, shape (B, n)
+        J : ndarray, shape (B, n, n)
+            Step Jacobian, ``J[b, i, j] = d h_t[i] / d h_{t-1}[j]``.
+        forcing : dict of str to (diag, B_t, a)
+            For every recurrent matrix: ``diag`` is True when :math:`B_{k,t}`
+            is diagonal (:attr:`diagonal_forcing`) and ``B_t`` then holds its
+            diagonal (B, n); else ``B_t`` is (B, n, n). ``a`` (B, n) is the
+            regressor :math:`a_{k,t}`.
+        """
+        hn, aux, regs = self.nominal(h, x)
+        B, n = h.shape
+        J = np.ascontiguousarray(
+            self.tangent_step(h, aux, self._basis(n, B)).transpose(1, 2, 0))
+        zero = np.zeros_like(h)
+        forcing = {}
+        for k in self.recurrent_names:
+            if k in self.diagonal_forcing:
+                d = self.tangent_step(h, aux, zero, {k: np.ones_like(h)})
+                forcing[k] = (True, d, regs[k])
+            else:
+                Z = self.tangent_step(h, aux, np.zeros((n, B, n), self.dtype),
+                                      {k: self._basis(n, B)})
+                forcing[k] = (False, np.ascontiguousarray(Z.transpose(1, 2, 0)), regs[k])
+        return hn, J, forcing
+
+    def input_jacobian(self, h, x) -> np.ndarray:
+        r"""Input Jacobian :math:`\partial h_t / \partial x_t`.
+
+        Parameters
+        ----------
+        h : array_like, shape (B, n) or (n,)
+        x : array_like, shape (B, m) or (m,)
+
+        Returns
+        -------
+        ndarray, shape (B, n, m) or (n, m)
+        """
+        h2, x2, single = _batched(h, x, self.n, self.m, self.dtype)
+        _, aux, _ = self.nominal(h2, x2)
+        B = h2.shape[0]
+        Z = self.tangent_step(h2, aux, np.zeros((self.m, B, self.n), self.dtype),
+                              dx=self._basis(self.m, B))                  # (m, B, n)
+        G = np.ascontiguousarray(Z.transpose(1, 2, 0))
+        return G[0] if single else G
+
     # ------------------------------------------------------------ properties
     @property
     def recurrent(self) -> dict[str, np.ndarray]:
@@ -127,7 +347,7 @@ class _Cell:
         """Number of recurrent-cell parameters (readout excluded)."""
         return int(sum(getattr(self, k).size for k in self.recurrent_names + self.input_params))
 
-    def replace(self, **params) -> "_Cell":
+    def replace(self, **params) -> "Cell":
         """Return a new cell with some parameters replaced (validated anew)."""
         allowed = set(self.recurrent_names + self.input_params) | {"V", "c"}
         unknown = sorted(set(params) - allowed)
@@ -232,172 +452,3 @@ class _Cell:
         return H @ self.V.T + self.c
 
 
-@dataclass(frozen=True, eq=False)
-class ElmanRNN(_Cell):
-    r"""Elman RNN, :math:`h_t = \tanh(W h_{t-1} + U x_t + b)`.
-
-    Parameters
-    ----------
-    W : array_like, shape (n, n)
-        Recurrent matrix.
-    U : array_like, shape (n, m)
-        Input matrix.
-    b : array_like, shape (n,)
-        Bias.
-    V : array_like, shape (k, n), optional
-        Readout matrix, logits ``y_t = V h_t + c``.
-    c : array_like, shape (k,), optional
-        Readout bias (zeros when V is given alone).
-    dtype : {float32, float64}, optional
-        Default float64 unless every parameter is float32.
-    """
-
-    W: np.ndarray = None
-    U: np.ndarray = None
-    b: np.ndarray = None
-    V: np.ndarray | None = None
-    c: np.ndarray | None = None
-    dtype: np.dtype = field(default=None, repr=False)
-
-    kind: ClassVar[str] = "elman"
-    recurrent_names: ClassVar[tuple[str, ...]] = ("W",)
-    input_params: ClassVar[tuple[str, ...]] = ("U", "b")
-
-    def __post_init__(self):
-        n, m = self._sizes("W", "U")
-        self._validate({"W": (n, n), "U": (n, m), "b": (n,)})
-
-    @property
-    def n(self) -> int:
-        return self.W.shape[0]
-
-    @property
-    def m(self) -> int:
-        return self.U.shape[1]
-
-    def preactivation(self, h, x, W=None):
-        """:math:`a_t = W h_{t-1} + U x_t + b` for batches h (B, n), x (B, m)."""
-        W = self.W if W is None else W
-        return h @ W.T + x @ self.U.T + self.b
-
-    def _step(self, h, x):
-        return np.tanh(self.preactivation(h, x))
-
-    def _jacobian(self, h, x):
-        d = 1.0 - np.tanh(self.preactivation(h, x)) ** 2
-        return d[:, :, None] * self.W[None, :, :]
-
-    def _jvp(self, h, x, dh, dW):
-        hn = np.tanh(self.preactivation(h, x))
-        da = dh @ self.W.T
-        if "W" in dW:
-            da = da + h @ dW["W"].T
-        return hn, (1.0 - hn ** 2) * da
-
-
-@dataclass(frozen=True, eq=False)
-class MGRU(_Cell):
-    r"""Minimal gated recurrent unit (Zhou et al. 2016, arXiv:1603.09420).
-
-    .. math::
-        f_t &= \sigma(W_f h_{t-1} + U_f x_t + b_f) \\
-        c_t &= \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h) \\
-        h_t &= (1 - f_t) \odot h_{t-1} + f_t \odot c_t
-
-    A gate value near 0 *keeps* the state, near 1 overwrites it.
-
-    Parameters
-    ----------
-    Wf, Wh : array_like, shape (n, n)
-        Recurrent matrices of the gate and of the candidate.
-    Uf, Uh : array_like, shape (n, m)
-        Input matrices.
-    bf, bh : array_like, shape (n,)
-        Biases.
-    V, c : array_like, optional
-        Readout, as for :class:`ElmanRNN`.
-    dtype : {float32, float64}, optional
-    """
-
-    Wf: np.ndarray = None
-    Uf: np.ndarray = None
-    bf: np.ndarray = None
-    Wh: np.ndarray = None
-    Uh: np.ndarray = None
-    bh: np.ndarray = None
-    V: np.ndarray | None = None
-    c: np.ndarray | None = None
-    dtype: np.dtype = field(default=None, repr=False)
-
-    kind: ClassVar[str] = "mgru"
-    recurrent_names: ClassVar[tuple[str, ...]] = ("Wf", "Wh")
-    input_params: ClassVar[tuple[str, ...]] = ("Uf", "bf", "Uh", "bh")
-
-    def __post_init__(self):
-        n, m = self._sizes("Wf", "Uf")
-        self._validate({"Wf": (n, n), "Uf": (n, m), "bf": (n,),
-                        "Wh": (n, n), "Uh": (n, m), "bh": (n,)})
-
-    @property
-    def n(self) -> int:
-        return self.Wf.shape[0]
-
-    @property
-    def m(self) -> int:
-        return self.Uf.shape[1]
-
-    def gates(self, h, x, Wf=None, Wh=None):
-        """Return ``(f_t, c_t)`` for batches h (B, n), x (B, m)."""
-        Wf = self.Wf if Wf is None else Wf
-        Wh = self.Wh if Wh is None else Wh
-        f = sigmoid(h @ Wf.T + x @ self.Uf.T + self.bf)
-        c = np.tanh((f * h) @ Wh.T + x @ self.Uh.T + self.bh)
-        return f, c
-
-    def _step(self, h, x):
-        f, c = self.gates(h, x)
-        return (1.0 - f) * h + f * c
-
-    def _jacobian(self, h, x):
-        f, c = self.gates(h, x)
-        df = (f * (1.0 - f))[:, :, None] * self.Wf[None]          # d f / d h
-        dfh = df * h[:, :, None] + np.einsum("ij,bj->bij", np.eye(self.n), f)  # d(f*h)/dh
-        dc = (1.0 - c ** 2)[:, :, None] * (self.Wh[None] @ dfh)  # d c / d h
-        J = df * (c - h)[:, :, None] + f[:, :, None] * dc
-        idx = np.arange(self.n)
-        J[:, idx, idx] += 1.0 - f
-        return J
-
-    def _jvp(self, h, x, dh, dW):
-        f, c = self.gates(h, x)
-        fh = f * h
-        daf = dh @ self.Wf.T
-        if "Wf" in dW:
-            daf = daf + h @ dW["Wf"].T
-        df = f * (1.0 - f) * daf
-        dac = (df * h + f * dh) @ self.Wh.T
-        if "Wh" in dW:
-            dac = dac + fh @ dW["Wh"].T
-        dc = (1.0 - c ** 2) * dac
-        hn = (1.0 - f) * h + f * c
-        return hn, (1.0 - f) * dh + df * (c - h) + f * dc
-
-
-CELL_TYPES: dict[str, type] = {"elman": ElmanRNN, "mgru": MGRU}
-
-
-def cell_from_params(kind: str, params: dict, *, dtype=None) -> _Cell:
-    """Build a cell from its kind ('elman' | 'mgru') and a parameter dict."""
-    if kind not in CELL_TYPES:
-        raise ValueError(f"cell: expected one of {sorted(CELL_TYPES)}, found {kind!r}")
-    cls = CELL_TYPES[kind]
-    allowed = set(cls.recurrent_names + cls.input_params) | {"V", "c"}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(f"{kind} parameters: expected names among {sorted(allowed)}, "
-                         f"found unexpected {unknown}")
-    missing = sorted(set(cls.recurrent_names + cls.input_params) - set(params))
-    if missing:
-        raise ValueError(f"{kind} parameters: expected {sorted(allowed - {'V', 'c'})}, "
-                         f"missing {missing}")
-    return cls(**params, dtype=dtype)
