@@ -95,7 +95,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
                        measured_perf=performance(cell, task, H + E)["perf"],
                        first_order_perf=performance(cell, task, H + L)["perf"],
                        dW_spectral=max(float(np.linalg.norm(d, 2)) for d in
-                                       rp.propagation.delta_recurrent(cell, other).values()))
+                                       rp.delta_recurrent(cell, other).values()))
             if noise_var is not None:
                 S = sum(v * unit[k] for k, v in noise_var.items())
                 row["noise_model_rms"] = _rms(S, mask)
