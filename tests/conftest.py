@@ -26,3 +26,42 @@ def make_pair(kind, n=8, m=3, *, spectral_norm=0.9, rel=1e-2, seed=0):
         dW *= rel * np.linalg.norm(W, 2) / np.linalg.norm(dW, 2)
         new[k] = W + dW
     return cell, cell.replace(**new)
+
+
+# --- torch tests: skip on a user's machine without torch, fail in CI ----------------------------
+# A test needs torch when its function name contains "torch" (so ``-k torch`` selects all of them);
+# it gets the ``torch`` marker. Under CI (environment variable CI set and not "0"/"false") a missing torch
+# is an error, not a skip: at setup for the marked tests, and for any test that skips because
+# torch cannot be imported (pytest.importorskip("torch") anywhere in tests/).
+import importlib.util
+import os
+
+
+def _in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _torch_missing():
+    return importlib.util.find_spec("torch") is None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:   # the test function's name, not its parameter ids
+        if "torch" in getattr(item, "originalname", item.name).lower():
+            item.add_marker(pytest.mark.torch)
+
+
+def pytest_runtest_setup(item):
+    if _in_ci() and item.get_closest_marker("torch") is not None and _torch_missing():
+        pytest.fail("torch is not installed: CI must run the torch tests "
+                    "(.ci/run installs torch==2.13.0, a CPU build)", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if (_in_ci() and rep.skipped and not hasattr(rep, "wasxfail") and call.excinfo is not None
+            and "torch" in str(call.excinfo.value)):
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped for want of torch under CI: {call.excinfo.value}"

@@ -1,0 +1,337 @@
+"""The README's headline numbers against the code that produces them.
+
+Every number checked here is parsed out of README.md (so editing the README without the code, or
+the code without the README, fails), and recomputed from the shipped checkpoints in
+validation/checkpoints through the public API only (``rp.load_with_metadata``, ``rp.tasks.*``,
+``rp.truncate_svd``, ``rp.deviation``, ``rp.first_order``, ``rp.certified_safe_rank``,
+``rp.metrics.*``, the cell's ``recurrent``/``replace``/``run``/``V``/``c``), so that a refactor of
+the library internals does not break the check while a change of the numbers does.
+
+Which command produces each number, and the tolerance of its check:
+
+* Table "Smallest retained rank ... plain SVD / data-aware SVD":
+  ``python -m validation.exp_rank_performance`` (``fig_rank_performance`` of
+  ``python -m paper_figs``, full mode: every rank 0..n). Integers: checked **exactly**, every cell
+  of the table. Evaluation and fit inputs mirror ``validation.experiments.eval_task`` /
+  ``fit_inputs`` (seed 0; eval seed stream [0, 11], fit stream [0, 23]; 256 fresh evaluation
+  sequences, 64 fit sequences; all 32 sequences for memorization). The AR(1) rows are
+  ``slow`` (256 sequences of 200 steps at every rank); the others run by default.
+* "The tolerated rank is 10x larger on memorization than on k-back for the tanh RNN, and 1.5x for
+  the MGRU": the ``coherence_ratio`` of the same command, kept(memorization D=20)/kept(k-back),
+  plain SVD. Checked exactly against the recomputed table (a ratio of the integers above).
+* "the residual shrinks with slope 2.00 +- 0.01 in log-log on every net":
+  ``python -m validation.exp_first_order`` (part A, the s^2 law). Recomputed on every memorization
+  checkpoint, both directions (``random``, ``svd_tail``), on the command's quick grid of s
+  (``np.logspace(-8, 0, 17)``); every slope must lie within the README's band (2.00 +- 0.01) plus
+  0.005 for the rounding of the README's two decimals. The random nets of that command are not
+  rebuilt here (their constructor is not in the public contract).
+* (slow) "Over 455 (rank, delay) points, the first-order prediction of recall accuracy is off by 9 points
+  on average (under 1 point where accuracy is >= 90 %)": ``python -m validation.exp_recall_prediction``
+  (``fig_recall_prediction``, full mode). The point count is checked exactly; the mean absolute
+  error to +-0.5 points (the README's rounding to whole points); the >= 90 % one must be < 1 point.
+* (slow) "the certified-safe rank is within 0-6 % of n of the empirically safe rank on all seven
+  memorization checkpoints" and "median bound/exact <= 1.000003 where recall is >= 99 %":
+  ``python -m validation.exp_certified_recall`` (tight tier). The gaps are recomputed exactly; their
+  range in % of n must round to the README's range (whole percent). The bound/exact medians are
+  checked (<= the README's value) at the ranks the test sweeps (from the empirically safe rank up
+  to the certified-safe rank, and n - 1), a subset of the command's ranks.
+
+Default run: about 10-15 s of CPU on a quiet 2-core machine (more under load); ``-m slow`` adds
+the AR(1) rows, the recall-prediction fit and the certified-safe ranks (about 1-2 minutes of CPU).
+Numbers not checked here (Monte Carlo, fine tuning, noise responses and coherence ratios, timings)
+are listed in the report of issue 11; benchmark timings are never tested by wall time.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import rnnperturb as rp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CKPT = os.path.join(ROOT, "validation", "checkpoints")
+README = os.path.join(ROOT, "README.md")
+SEED = 0                      # the commands' default --seed
+LEVEL = 0.99                  # "keeps >= 99 % of full performance"
+CELL_COLUMNS = ("elman", "mgru")   # README columns: tanh RNN, MGRU
+
+
+# --- the README -------------------------------------------------------------------------------
+
+def _readme() -> str:
+    with open(README, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _section(text: str, heading: str) -> str:
+    i = text.index(heading)
+    j = text.find("\n## ", i + len(heading))
+    return text[i: j if j >= 0 else len(text)]
+
+
+def _checkpoint_of_row(label: str) -> str:
+    m = re.search(r"D\s*=\s*(\d+)", label)
+    if label.startswith("memorization") and m:
+        return f"memorization_D{m.group(1)}"
+    if "back" in label:
+        return "kback"
+    if label.startswith("AR(1)"):
+        return "ar_signal"
+    raise AssertionError(f"README rank table: unknown task row {label!r}")
+
+
+def readme_rank_table() -> dict:
+    """{(cell, checkpoint task): (plain, data-aware)} from the README's rank table."""
+    sec = _section(_readme(), "### The abstract's claims, reproduced")
+    start = sec.index("| task | tanh RNN | MGRU |")
+    out = {}
+    for line in sec[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        task = _checkpoint_of_row(cells[0])
+        for cell, v in zip(CELL_COLUMNS, cells[1:]):
+            if v in ("–", "-", ""):
+                continue
+            a, b = (int(x) for x in v.split("/"))
+            out[(cell, task)] = (a, b)
+    assert len(out) >= 10, out
+    return out
+
+
+def _claims() -> str:
+    return " ".join(_section(_readme(), "### The abstract's claims, reproduced").split())
+
+
+# --- recomputation through the public API ------------------------------------------------------
+
+def _load(cell_kind: str, task: str):
+    path = os.path.join(CKPT, f"{cell_kind}_{task}.npz")
+    if not os.path.exists(path):
+        pytest.fail(f"README quotes {cell_kind}_{task}, but {path} is not shipped")
+    return rp.load_with_metadata(path)
+
+
+def _eval_and_fit(meta: dict):
+    """The evaluation task and the data-aware fit inputs of validation.experiments
+    (eval_task, fit_inputs) at seed 0, written with rp.tasks."""
+    name = meta["task"]
+    fit_rng = np.random.default_rng([SEED, 23])
+    if name == "memorization":
+        K, L, D = int(meta["K"]), int(meta["L"]), int(meta["D"])
+        return (rp.tasks.memorization_all(K, L, D),
+                rp.tasks.memorization(K, L, D, batch=64, seed=fit_rng).X)
+
+    def make(seed, batch):
+        rng = np.random.default_rng([int(seed), 11])
+        if name == "kback":
+            return rp.tasks.kback(int(meta["K"]), int(meta["k"]), int(meta["T"]),
+                                  repeat=float(meta.get("repeat", 0.0)), batch=batch, seed=rng)
+        if name == "ar_signal":
+            return rp.tasks.ar_signal(int(meta["T"]), tau=float(meta["tau"]),
+                                      noise=float(meta["noise"]), horizon=int(meta["horizon"]),
+                                      batch=batch, seed=rng)
+        raise AssertionError(name)
+    return make(SEED, 256), make(int(fit_rng.integers(2 ** 31)), 64).X
+
+
+def _logits(cell, H):
+    return H @ cell.V.T + cell.c
+
+
+def _performance(cell, task, H=None) -> float:
+    """validation.experiments.performance: recall accuracy (memorization), per-step accuracy
+    (k-back) or R^2 = 1 - NMSE (AR signal)."""
+    Y = _logits(cell, cell.run(task.X) if H is None else H)
+    if task.kind == "regression":
+        return 1.0 - float(rp.metrics.nmse(Y, task))
+    ok = rp.metrics.predictions(Y) == task.targets
+    return float(ok[task.recall if task.name == "memorization" else task.mask].mean())
+
+
+def _kept_rank(relative_at, n, level=LEVEL):
+    """Smallest rank from which on every larger rank keeps relative >= level
+    (exp_rank_performance.kept_rank over every rank 0..n), found by scanning down from n to the
+    first rank that fails; None if even rank n fails."""
+    for r in range(n, -1, -1):
+        if relative_at(r) < level:
+            return None if r == n else r + 1
+    return 0
+
+
+def kept_ranks(cell_kind: str, task_name: str) -> tuple:
+    cell, meta = _load(cell_kind, task_name)
+    task, X_fit = _eval_and_fit(meta)
+    base = _performance(cell, task)
+    if hasattr(rp, "truncation_weights"):   # the data-aware weights once, not once per rank
+        w = rp.truncation_weights(cell, X_fit)
+        data_aware = lambda r: rp.truncate_svd(cell, rank=r, weights=w)  # noqa: E731
+    else:
+        data_aware = lambda r: rp.truncate_svd(cell, rank=r, data=X_fit)  # noqa: E731
+    plain = _kept_rank(lambda r: _performance(rp.truncate_svd(cell, rank=r), task) / base, cell.n)
+    data = _kept_rank(lambda r: _performance(data_aware(r), task) / base, cell.n)
+    return plain, data
+
+
+_CACHE: dict = {}
+
+
+def _kept_cached(cell_kind, task_name):
+    key = (cell_kind, task_name)
+    if key not in _CACHE:
+        _CACHE[key] = kept_ranks(cell_kind, task_name)
+    return _CACHE[key]
+
+
+TABLE = readme_rank_table()
+
+
+# --- 1. the rank table ------------------------------------------------------------------------
+
+def _rank_params():
+    # the AR(1) rows score 256 sequences of 200 steps at up to 2 x 65 ranks: slow
+    return [pytest.param(c, t, marks=pytest.mark.slow) if t == "ar_signal" else (c, t)
+            for c, t in sorted(TABLE)]
+
+
+@pytest.mark.parametrize("cell_kind, task_name", _rank_params(), ids=lambda v: str(v))
+def test_rank_table_matches_exp_rank_performance(cell_kind, task_name):
+    """README table 1 = exp_rank_performance (full mode), plain / data-aware SVD, exact."""
+    assert _kept_cached(cell_kind, task_name) == TABLE[(cell_kind, task_name)], (
+        f"{cell_kind}_{task_name}: README says plain/data-aware {TABLE[(cell_kind, task_name)]}")
+
+
+def test_tolerated_rank_ratio_memorization_over_kback():
+    """'The tolerated rank is 10x larger on memorization than on k-back for the tanh RNN, and
+    1.5x for the MGRU' = kept(memorization D=20)/kept(k-back), plain SVD (exact, as written)."""
+    m = re.search(r"tolerated rank is ([\d.]+)× larger on memorization than on k-back for the "
+                  r"tanh RNN, and ([\d.]+)× for the MGRU", _claims())
+    assert m, "README: the tolerated-rank ratio sentence is gone or reworded"
+    for cell_kind, quoted in zip(CELL_COLUMNS, m.groups()):
+        mem = _kept_cached(cell_kind, "memorization_D20")[0]
+        kb = _kept_cached(cell_kind, "kback")[0]
+        assert round(mem / kb, 2) == float(quoted), (cell_kind, mem, kb, quoted)
+
+
+# --- 2. the s^2 law -----------------------------------------------------------------------------
+
+def _slope_window(s, r, target=2.0, tol=0.1):
+    """exp_first_order.slope_window: least-squares log-log slope over the longest run of
+    consecutive points whose local slopes lie in target +- tol."""
+    s, r = np.asarray(s, float), np.asarray(r, float)
+    logr = np.log(np.where(r > 0, r, np.nan))
+    inside = np.abs(np.diff(logr) / np.diff(np.log(s)) - target) <= tol
+    best, cur = (0, -1), None
+    for i, v in enumerate(inside):
+        if v:
+            cur = i if cur is None else cur
+            if i - cur > best[1] - best[0]:
+                best = (cur, i)
+        else:
+            cur = None
+    assert best[1] >= best[0], "no window where the residual follows s^2"
+    lo, hi = best[0], best[1] + 1
+    return float(np.polyfit(np.log(s[lo:hi + 1]), np.log(r[lo:hi + 1]), 1)[0])
+
+
+def _direction(cell, kind):
+    rng = np.random.default_rng([SEED, 5])
+    small = rp.truncate_svd(cell, rank=cell.n // 2) if kind == "svd_tail" else None
+    out = {}
+    for k, W in cell.recurrent.items():
+        D = rng.standard_normal(W.shape) if small is None else small.recurrent[k] - W
+        out[k] = D * (np.linalg.norm(W, 2) / np.linalg.norm(D, 2))
+    return out
+
+
+MEMORIZATION = sorted(k for k in TABLE if k[1].startswith("memorization"))
+
+
+@pytest.mark.parametrize("cell_kind, task_name", MEMORIZATION, ids=lambda v: str(v))
+def test_s2_law_slope(cell_kind, task_name):
+    """'the residual shrinks with slope 2.00 +- 0.01 in log-log on every net'
+    (exp_first_order part A, quick grid); tolerance: the README's band + 0.005 (rounding)."""
+    m = re.search(r"slope (\d+\.\d+) ± (\d+\.\d+) in log–log on every net", _claims())
+    assert m, "README: the s^2-law sentence is gone or reworded"
+    centre, band = float(m.group(1)), float(m.group(2))
+    cell, meta = _load(cell_kind, task_name)
+    X = rp.tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"])).X
+    grid = np.logspace(-8, 0, 17)
+    for kind in ("random", "svd_tail"):
+        D = _direction(cell, kind)
+        res = []
+        for s in grid:
+            other = cell.replace(**{k: cell.recurrent[k] + s * v for k, v in D.items()})
+            res.append(float(np.linalg.norm(rp.deviation(cell, other, X)
+                                            - rp.first_order(cell, other, X))))
+        slope = _slope_window(grid, res)
+        assert abs(slope - centre) <= band + 0.005, (kind, slope)
+
+
+# --- 3. first-order prediction of recall ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_recall_prediction_error():
+    """'Over 455 (rank, delay) points, the first-order prediction of recall accuracy is off by 9
+    points on average (under 1 point where accuracy is >= 90 %)' (exp_recall_prediction)."""
+    m = re.search(r"Over (\d+) \(rank, delay\) points, the first-order prediction of recall "
+                  r"accuracy is off by (\d+) points on average \(under (\d+) point where "
+                  r"accuracy is ≥ (\d+) %\)", _claims())
+    assert m, "README: the recall-prediction sentence is gone or reworded"
+    n_points, mae_pts, hi_pts, hi_level = (int(g) for g in m.groups())
+    err, meas = [], []
+    for cell_kind, task_name in MEMORIZATION:
+        cell, meta = _load(cell_kind, task_name)
+        task = rp.tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"]))
+        H = cell.run(task.X)
+        for r in range(cell.n + 1):
+            small = rp.truncate_svd(cell, rank=r)
+            a_exact = _performance(cell, task, H + rp.deviation(cell, small, task.X))
+            a_pred = _performance(cell, task, H + rp.first_order(cell, small, task.X))
+            err.append(a_pred - a_exact)
+            meas.append(a_exact)
+    err, meas = np.abs(err), np.asarray(meas)
+    assert len(err) == n_points
+    assert abs(100 * err.mean() - mae_pts) <= 0.5, 100 * err.mean()
+    assert 100 * err[meas >= hi_level / 100].mean() < hi_pts
+
+
+# --- 4. (slow) certified-safe ranks -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_certified_safe_rank_gap_and_tightness():
+    """'the certified-safe rank is within 0-6 % of n of the empirically safe rank on all seven
+    memorization checkpoints' and 'median bound/exact <= 1.000003 where recall is >= 99 %'
+    (exp_certified_recall, tight tier)."""
+    text = _claims()
+    m = re.search(r"certified-safe rank is within (\d+)–(\d+) % of n of the empirically safe rank "
+                  r"on all (\w+) memorization checkpoints", text)
+    assert m, "README: the certified-safe-rank sentence is gone or reworded"
+    lo_pct, hi_pct = int(m.group(1)), int(m.group(2))
+    assert m.group(3) == {7: "seven"}.get(len(MEMORIZATION)), (m.group(3), len(MEMORIZATION))
+    ratio_max = float(re.search(r"median bound/exact ≤ ([\d.]+) where recall", text).group(1))
+    gaps, ratios = [], []
+    for cell_kind, task_name in MEMORIZATION:
+        cell, meta = _load(cell_kind, task_name)
+        task = rp.tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"]))
+        n = cell.n
+        # empirically safe rank: smallest rank with every sequence correct (cheap, no bound)
+        emp = next(r for r in range(n + 1)
+                   if rp.metrics.sequence_accuracy(
+                       _logits(cell, rp.truncate_svd(cell, rank=r).run(task.X)), task) == 1.0)
+        cert = None
+        for r0 in range(emp, n + 1, 4):    # certified implies correct: nothing below emp
+            sr = rp.certified_safe_rank(cell, task, ranks=list(range(r0, min(r0 + 4, n + 1))),
+                                        tier="tight")
+            good = np.asarray(sr.ranks) < n
+            ratios += list(np.asarray(sr.bound_ratio)[good & (np.asarray(sr.accuracy) >= LEVEL)])
+            if sr.certified_safe_rank is not None:
+                cert = sr.certified_safe_rank
+                break
+        assert cert is not None, f"{cell_kind}_{task_name}: no certified-safe rank"
+        gaps.append(100.0 * (cert - emp) / n)
+    assert (round(min(gaps)), round(max(gaps))) == (lo_pct, hi_pct), gaps
+    assert max(ratios) <= ratio_max, max(ratios)
