@@ -92,7 +92,7 @@ for func in ("tanh", "sigmoid"):
 def exact_interval_remainder(func, a, lo, hi):
     """max over δ in [lo, hi] of |r_a(δ)| from the derivation: ends and -2a."""
     r = sp.lambdify((res[func]["a"], res[func]["delta"]), res[func]["remainder"],
-                    modules=S._NUMPY_MODULES)
+                    modules=S.NUMPY_MODULES)
     cands = [np.abs(r(a, lo)), np.abs(r(a, hi))]
     inside = (lo <= -2 * a) & (-2 * a <= hi)
     cands.append(np.where(inside, np.abs(r(a, np.where(inside, -2 * a, lo))), 0.0))

@@ -8,9 +8,10 @@ from hypothesis import given, settings, strategies as st
 from mpmath import iv
 
 import rnnperturb as rp
+from rnnperturb.cells import CELL_TYPES
 from rnnperturb.cells.random import random_cell
-from rnnperturb.verified.interval import (interval_deviation_norm, interval_run, iv_lower,
-                                           iv_precision, iv_sigmoid, iv_tanh, iv_upper)
+from rnnperturb.verified.interval import (IV, interval_deviation_norm, interval_run, iv_lower,
+                                           iv_precision, iv_sigmoid, iv_tanh, iv_upper, to_iv)
 
 
 def _contains(enc, value_mp):
@@ -113,6 +114,34 @@ def test_precision_escalation_and_restore():
     assert np.all(hi2 - lo2 <= 1e-8 * lo2 + 1e-200) or np.all(hi2 >= 2 * np.sqrt(6))
     # both are enclosures of the same numbers
     assert np.all(lo2 <= hi1) and np.all(lo1 <= hi2)
+
+
+@pytest.mark.parametrize("kind", sorted(CELL_TYPES))
+def test_interval_run_of_every_registered_cell(kind):
+    """The enclosure comes from the cell's own forward: any registered cell
+    gets a narrow enclosure of its float64 trajectory."""
+    cls = CELL_TYPES[kind]
+    rng = np.random.default_rng(0)
+    cell = cls(**{k: 0.8 * rng.standard_normal(s) for k, s in cls.param_shapes(4, 2).items()})
+    X = rng.standard_normal((10, 2, 2))
+    H = interval_run(cell, X, prec=113)
+    lo, hi = iv_lower(H), iv_upper(H)
+    ref = cell.run(X)
+    assert np.all(lo <= ref + 1e-14) and np.all(ref - 1e-14 <= hi)
+    with mpmath.workdps(60):
+        assert max(mpmath.mpf(v._mpi_[1]) - mpmath.mpf(v._mpi_[0])
+                   for v in H.reshape(-1)) < mpmath.mpf(10) ** -25
+
+
+def test_interval_lerp_uses_the_hull_only_for_gates_in_unit_interval():
+    h, c = to_iv([0.25]), to_iv([0.75])
+    with iv_precision(80):
+        inside = IV.lerp(h, c, np.array([iv.mpf([0.25, 0.5])], dtype=object))[0]
+        outside = IV.lerp(h, c, np.array([iv.mpf([1.5, 2.0])], dtype=object))[0]
+    # f in [0.25, 0.5]: (1-f) h + f c sweeps [0.375, 0.5], inside the hull [0.25, 0.75]
+    assert float(inside.a) <= 0.375 and 0.5 <= float(inside.b) <= 0.75
+    # f in [1.5, 2]: an extrapolation to [1.0, 1.25], outside the hull, still enclosed
+    assert float(outside.a) <= 1.0 and float(outside.b) >= 1.25
 
 
 def test_bad_inputs():

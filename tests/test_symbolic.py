@@ -8,6 +8,7 @@ import sympy as sp
 
 import rnnperturb as rp
 from rnnperturb import symbolic as S
+from rnnperturb.cells import CELL_TYPES
 from rnnperturb.cells.random import random_cell
 
 
@@ -114,6 +115,61 @@ def test_symbolic_jacobian_is_derivative_of_step():
     assert all(sp.simplify(v) == 0 for v in (J - expected))
 
 
+def _any_cell(cls, n, m, seed):
+    """A random cell of any registered class, built from its parameter shapes."""
+    rng = np.random.default_rng(seed)
+    return cls(**{k: 0.8 * rng.standard_normal(s) for k, s in cls.param_shapes(n, m).items()})
+
+
+@pytest.mark.parametrize("kind", sorted(CELL_TYPES))
+def test_every_registered_cell_is_derived_from_its_forward(kind):
+    """No per-cell code in the symbolic layer: any registered cell gets its
+    symbolic step, proved deviation recursion and bridges from its forward."""
+    cls = CELL_TYPES[kind]
+    n, m = 2, 1
+    cell = _any_cell(cls, n, m, 0)
+    assert {k: getattr(cell, k).shape for k in cls.recurrent_names + cls.input_params} \
+        == cls.param_shapes(n, m)
+    rec = S.deviation_recursion(kind, n, m)
+    assert rec.proved, rec.proofs
+    assert S.first_order_recursion(kind, n, m)["proved"]
+    h, x = _points(cell, 4, 1)
+    rng = np.random.default_rng(2)
+    e = 0.1 * rng.standard_normal(h.shape)
+    dW = {k: 0.1 * rng.standard_normal((n, n)) for k in cls.recurrent_names}
+    other = cell.replace(**{k: cell.recurrent[k] + dW[k] for k in dW})
+    np.testing.assert_allclose(S.numeric_step(kind, n, m)(cell, h, x), cell.step(h, x),
+                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(S.numeric_jacobian(kind, n, m)(cell, h, x), cell.jacobian(h, x),
+                               rtol=0, atol=1e-14)
+    np.testing.assert_allclose(S.numeric_jvp(kind, n, m)(cell, h, x, e, dW),
+                               cell.jvp(h, x, e, dW)[1], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(S.numeric_deviation_step(kind, n, m)(cell, h, x, e, dW),
+                               other.step(h + e, x) - cell.step(h, x), rtol=0, atol=1e-15)
+
+
+def test_named_pieces_come_from_the_forward():
+    """Terms, pre-activations and the notebook helpers (``gates``,
+    ``preactivation``) are read off the cell's forward, under stable names."""
+    el, mg = S.deviation_recursion("elman", 2, 1), S.deviation_recursion("mgru", 2, 1)
+    assert set(el.terms) == {"a", "delta"}
+    assert set(mg.terms) == {"a_f", "delta_f", "f", "Df", "a_c", "delta_c", "c", "Dc", "bilinear"}
+    assert set(el.proofs) == {"a' = a + delta", "exact == structured"}
+    assert set(mg.proofs) == {"a_f' = a_f + delta_f", "a_c' = a_c + delta_c",
+                              "gate/candidate split", "exact == structured"}
+    sc = S.symbolic_cell("mgru", 2, 1)
+    f, c = sc.gates()
+    assert f == mg.terms["f"] and c == mg.terms["c"]
+    pre = sc.preactivations()
+    assert set(pre) == {"a_f", "a_c"} and pre["a_f"] == mg.terms["a_f"]
+    with pytest.raises(ValueError, match="preactivation"):
+        sc.preactivation()
+    P = S.symbolic_cell("elman", 2, 1).params
+    se = S.symbolic_cell("elman", 2, 1)
+    assert se.preactivation() == P["W"] * se.h + P["U"] * se.x + P["b"]
+    assert set(se.intermediates()) == {"h"}
+
+
 # --------------------------------------------------------------------- constants
 def _mp_sup(fun, order, guess):
     """sup|fun^(order)| by mpmath: a root of the next derivative near guess."""
@@ -172,7 +228,7 @@ def test_remainder_constants_and_library_kappa():
 def test_taylor_remainder_extremum_dense(func):
     d = S.taylor_remainder_extremum(func)
     assert set(d["stationary"]) == {0, -2 * d["a"]}
-    r = sp.lambdify((d["a"], d["delta"]), d["remainder"], modules=S._NUMPY_MODULES)
+    r = sp.lambdify((d["a"], d["delta"]), d["remainder"], modules=S.NUMPY_MODULES)
     rng = np.random.default_rng(0)
     for _ in range(50):
         a = rng.uniform(-3, 3)

@@ -1,14 +1,17 @@
 r"""Symbolic (sympy) layer: cells, deviation recursions, sharp constants, closed forms.
 
-Everything the numeric code relies on is derived here once, in sympy, and can
+Symbolic cells (:func:`symbolic_cell`) run each cell's own step
+(:meth:`rnnperturb.cells.Cell.forward`) over the sympy namespace
+:data:`SYMPY` with explicit entry symbols for small ``n`` (``W_0_1`` ...), so
+that Jacobians, directional derivatives and the exact deviation recursion are
+explicit sympy matrices derived from the one definition of the step. They can
 be turned back into NumPy code with :func:`numeric_step`,
 :func:`numeric_jacobian`, :func:`numeric_jvp` and
-:func:`numeric_deviation_step` (a ``lambdify`` bridge), so that the numeric
-cells in :mod:`rnnperturb.cells` are checked against the derivation.
-
-Symbolic cells (:func:`symbolic_cell`) have explicit entry symbols for small
-``n`` (``W_0_1`` ...), so Jacobians, directional derivatives and the exact
-deviation recursion are explicit sympy matrices.
+:func:`numeric_deviation_step` (a ``lambdify`` bridge): the Jacobian and the
+first-order recursion come from sympy's differentiation of the step, so they
+check each cell's hand-written :meth:`~rnnperturb.cells.Cell.tangent`; the
+structured deviation map (the forward run on value/deviation pairs) checks
+the exact deviation.
 
 Exact deviation recursion, Elman RNN (``DESIGN.md`` §2):
 
@@ -45,11 +48,11 @@ import numpy as np
 import sympy as sp
 
 from rnnperturb._checks import check_int
-from rnnperturb.cells import CELL_TYPES
+from rnnperturb.cells import CELL_TYPES, cell_type
 from rnnperturb.cells import sigmoid as _np_sigmoid
 
 __all__ = [
-    "sigmoid", "SymbolicCell", "symbolic_cell",
+    "sigmoid", "NUMPY_MODULES", "SympyNamespace", "SYMPY", "SymbolicCell", "symbolic_cell",
     "DeviationRecursion", "deviation_recursion", "first_order_recursion",
     "SupResult", "sup_abs_derivative", "remainder_constants",
     "taylor_remainder_extremum",
@@ -86,7 +89,77 @@ def _np_sig(a):
     return _np_sigmoid(np.asarray(a, dtype=float))
 
 
-_NUMPY_MODULES = [{"sigmoid": _np_sig}, "numpy"]
+#: ``modules`` for ``sympy.lambdify``: NumPy, with :class:`sigmoid` evaluated stably.
+NUMPY_MODULES = [{"sigmoid": _np_sig}, "numpy"]
+
+
+# ----------------------------------------------------------------- namespaces
+_stanh = np.frompyfunc(sp.tanh, 1, 1)
+_ssig = np.frompyfunc(sigmoid, 1, 1)
+
+
+class SympyNamespace:
+    r"""The array namespace of :mod:`rnnperturb.cells.namespace` over NumPy
+    object arrays of sympy expressions: a cell's own
+    :meth:`~rnnperturb.cells.Cell.forward` run in it gives its step as
+    explicit expressions.
+
+    ``tanh``, ``sigmoid`` apply ``sympy.tanh`` and :class:`sigmoid`
+    elementwise, ``matvec(A, v)`` is ``v @ A.T``, ``lerp(h, c, f)`` is
+    :math:`(1-f)h + fc`, ``asarray`` converts a sympy matrix (a column
+    (k, 1) becomes a vector (k,)).
+
+    Parameters
+    ----------
+    record : list, optional
+        When given, every activation call appends ``(name, argument, output)``
+        (the pre-activations of the step, in call order).
+    """
+
+    def __init__(self, record: list | None = None):
+        self.record = record
+
+    def _act(self, name, fun, a):
+        out = fun(a)
+        if self.record is not None:
+            self.record.append((name, a, out))
+        return out
+
+    def tanh(self, a):
+        return self._act("tanh", _stanh, a)
+
+    def sigmoid(self, a):
+        return self._act("sigmoid", _ssig, a)
+
+    @staticmethod
+    def matvec(A, v):
+        return v @ A.T
+
+    @staticmethod
+    def lerp(h, c, f):
+        keep = 1 - f
+        return keep * h + f * c
+
+    @staticmethod
+    def asarray(A):
+        return _array(A)
+
+
+#: The sympy namespace.
+SYMPY = SympyNamespace()
+
+
+def _array(M, shape=None) -> np.ndarray:
+    """A sympy matrix (or nested list) as an object array; a column (k, 1) as (k,)."""
+    A = np.array(M.tolist() if isinstance(M, sp.MatrixBase) else M, dtype=object)
+    if shape is not None:
+        return A.reshape(shape)
+    return A[:, 0] if A.ndim == 2 and A.shape[1] == 1 else A
+
+
+def _col(a) -> sp.Matrix:
+    """An object vector (k,) as a sympy column (k, 1)."""
+    return sp.Matrix(list(np.asarray(a, dtype=object).reshape(-1)))
 
 
 # ---------------------------------------------------------------------- cells
@@ -98,31 +171,29 @@ def _vector(name: str, rows: int) -> sp.Matrix:
     return sp.Matrix(rows, 1, lambda i, j: sp.Symbol(f"{name}_{i}", real=True))
 
 
-def _tanh(v: sp.Matrix) -> sp.Matrix:
-    return v.applyfunc(sp.tanh)
-
-
-def _sig(v: sp.Matrix) -> sp.Matrix:
-    return v.applyfunc(sigmoid)
-
-
-def _had(a: sp.Matrix, b: sp.Matrix) -> sp.Matrix:
-    return a.multiply_elementwise(b)
-
-
-_SHAPES = {
-    "elman": {"W": "nn", "U": "nm", "b": "n"},
-    "mgru": {"Wf": "nn", "Uf": "nm", "bf": "n", "Wh": "nn", "Uh": "nm", "bh": "n"},
-}
+def _activation_names(record, out, aux) -> list[str]:
+    """Name suffix of each recorded activation: ``''`` for the one whose output
+    is the new state itself, ``'_k'`` for the one stored as ``aux[k]``, else
+    ``'_<call index>'``."""
+    names = []
+    for i, (_, _, o) in enumerate(record):
+        if o is out:
+            names.append("")
+            continue
+        key = next((k for k, v in aux.items() if v is o), None)
+        names.append(f"_{key}" if key is not None else f"_{i}")
+    return names
 
 
 @dataclass(frozen=True, eq=False)
 class SymbolicCell:
-    r"""A cell with explicit symbolic entries.
+    r"""A cell with explicit symbolic entries, whose step is the cell's own
+    :meth:`~rnnperturb.cells.Cell.forward` run over :data:`SYMPY`.
 
     Attributes
     ----------
-    kind : {'elman', 'mgru'}
+    kind : str
+        The registered cell name (``'elman'``, ``'mgru'``, ...).
     n, m : int
     params : dict of str to sympy.Matrix
         Every cell parameter (recurrent matrices (n, n), input matrices (n, m),
@@ -147,44 +218,71 @@ class SymbolicCell:
     e: sp.Matrix = field(repr=False)
 
     @property
+    def cell_type(self) -> type:
+        """The cell class (from the registry)."""
+        return cell_type(self.kind)
+
+    @property
     def recurrent_names(self) -> tuple[str, ...]:
-        return CELL_TYPES[self.kind].recurrent_names
+        return self.cell_type.recurrent_names
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter shapes (:meth:`~rnnperturb.cells.Cell.param_shapes`)."""
+        return self.cell_type.param_shapes(self.n, self.m)
+
+    def _forward(self, ns, h, x, params, rec=None):
+        """The cell's forward over ``ns`` on object arrays: ``(h_t, aux)``."""
+        h = self.h if h is None else h
+        x = self.x if x is None else x
+        P = dict(self.params)
+        P.update(params)
+        P = {k: _array(P[k], s) for k, s in self.shapes.items()}
+        if rec is None:
+            def rec(k, a):
+                return ns.matvec(P[k], a)
+        return self.cell_type.forward(ns, P, _array(h, (self.n,)), _array(x, (self.m,)), rec)
 
     def step(self, h: sp.Matrix | None = None, x: sp.Matrix | None = None,
              **params: sp.Matrix) -> sp.Matrix:
         r"""The symbolic step :math:`h_t` from ``h`` (default :attr:`h`) and
         ``x``, with any parameter replaced by keyword (e.g. ``W=W + dW``)."""
-        h = self.h if h is None else h
-        x = self.x if x is None else x
-        P = dict(self.params)
-        P.update(params)
-        if self.kind == "elman":
-            return _tanh(P["W"] * h + P["U"] * x + P["b"])
-        f, c = self.gates(h, x, **params)
-        return _had(sp.ones(self.n, 1) - f, h) + _had(f, c)
+        return _col(self._forward(SYMPY, h, x, params)[0])
+
+    def intermediates(self, h=None, x=None, **params) -> dict:
+        """The intermediates of the step (the ``aux`` dict of the cell's
+        forward, e.g. ``'f'``, ``'c'`` for the MGRU), as columns (n, 1)."""
+        return {k: _col(v) for k, v in self._forward(SYMPY, h, x, params)[1].items()}
+
+    def preactivations(self, h=None, x=None, **params) -> dict:
+        r"""The arguments of the step's activations, in call order, as columns
+        (n, 1): ``'a'`` for the activation whose output is the new state
+        (:math:`h_t = \phi(a_t)`), ``'a_k'`` for the one whose output is the
+        intermediate ``k`` (e.g. ``'a_f'``, ``'a_c'`` for the MGRU)."""
+        record = []
+        out, aux = self._forward(SympyNamespace(record), h, x, params)
+        names = _activation_names(record, out, aux)
+        return {"a" + s: _col(a) for s, (_, a, _) in zip(names, record)}
+
+    def preactivation(self, h=None, x=None, **params) -> sp.Matrix:
+        r"""The pre-activation :math:`a_t` of a cell whose new state is an
+        activation of it, :math:`h_t = \phi(a_t)` (the Elman
+        :math:`W h_{t-1} + U x_t + b`)."""
+        pre = self.preactivations(h, x, **params)
+        if "a" not in pre:
+            raise ValueError(
+                f"preactivation: expected a cell whose new state is an activation "
+                f"h_t = phi(a_t), found {self.kind!r} (its pre-activations: {sorted(pre)})")
+        return pre["a"]
 
     def gates(self, h=None, x=None, **params):
-        """MGRU gate and candidate ``(f_t, c_t)``."""
-        if self.kind != "mgru":
-            raise ValueError(f"gates: expected an 'mgru' symbolic cell, found {self.kind!r}")
-        h = self.h if h is None else h
-        x = self.x if x is None else x
-        P = dict(self.params)
-        P.update(params)
-        f = _sig(P["Wf"] * h + P["Uf"] * x + P["bf"])
-        c = _tanh(P["Wh"] * _had(f, h) + P["Uh"] * x + P["bh"])
-        return f, c
-
-    def preactivation(self, h=None, x=None, **params):
-        """Elman preactivation :math:`a_t = W h_{t-1} + U x_t + b`."""
-        if self.kind != "elman":
-            raise ValueError(
-                f"preactivation: expected an 'elman' symbolic cell, found {self.kind!r}")
-        h = self.h if h is None else h
-        x = self.x if x is None else x
-        P = dict(self.params)
-        P.update(params)
-        return P["W"] * h + P["U"] * x + P["b"]
+        """The gate and candidate ``(f_t, c_t)``: the intermediates ``'f'`` and
+        ``'c'`` of a gated cell (the MGRU)."""
+        aux = self.intermediates(h, x, **params)
+        if "f" not in aux or "c" not in aux:
+            raise ValueError(f"gates: expected a cell with intermediates 'f' and 'c', "
+                             f"found {self.kind!r} with {sorted(aux)}")
+        return aux["f"], aux["c"]
 
     def jacobian(self) -> sp.Matrix:
         r"""Step Jacobian :math:`\partial h_t/\partial h_{t-1}`, shape (n, n)."""
@@ -207,7 +305,7 @@ class SymbolicCell:
         """Flat, ordered list of the entry symbols (parameters, h, x; then e and
         dW when ``extras``). This is the argument order of the numeric bridge."""
         out = []
-        for name in _SHAPES[self.kind]:
+        for name in self.shapes:
             out += list(self.params[name])
         out += list(self.h) + list(self.x)
         if extras:
@@ -219,25 +317,139 @@ class SymbolicCell:
 
 @lru_cache(maxsize=None)
 def symbolic_cell(kind: str, n: int, m: int = 1) -> SymbolicCell:
-    """Build the symbolic cell of kind ``'elman'`` or ``'mgru'`` with hidden size
-    ``n`` and input size ``m`` (keep n ≤ 4: the expressions grow fast)."""
-    if kind not in _SHAPES:
-        raise ValueError(f"kind: expected one of {sorted(_SHAPES)}, found {kind!r}")
+    """Build the symbolic cell of a registered kind (``'elman'``, ``'mgru'``,
+    ...) with hidden size ``n`` and input size ``m`` (keep n ≤ 4: the
+    expressions grow fast)."""
+    if kind not in CELL_TYPES:
+        raise ValueError(f"kind: expected one of {sorted(CELL_TYPES)}, found {kind!r}")
     n = check_int("n", n, low=1, high=8)
     m = check_int("m", m, low=1, high=8)
-    params = {}
-    for name, shape in _SHAPES[kind].items():
-        if shape == "nn":
-            params[name] = _matrix(name, n, n)
-        elif shape == "nm":
-            params[name] = _matrix(name, n, m)
-        else:
-            params[name] = _vector(name, n)
-    dW = {k: _matrix("d" + k, n, n) for k in CELL_TYPES[kind].recurrent_names}
+    cls = CELL_TYPES[kind]
+    params = {name: _matrix(name, *shape) if len(shape) == 2 else _vector(name, shape[0])
+              for name, shape in cls.param_shapes(n, m).items()}
+    dW = {k: _matrix("d" + k, n, n) for k in cls.recurrent_names}
     return SymbolicCell(kind, n, m, params, _vector("h", n), _vector("x", m), dW, _vector("e", n))
 
 
 # ------------------------------------------------------------ deviation recursion
+class _Dev:
+    r"""A value and its deviation, :math:`(v, d)`: nominal :math:`v`,
+    perturbed :math:`v + d` (object arrays). Arithmetic propagates the
+    deviation exactly: :math:`\Delta(ab) = (a + \Delta a)\Delta b + \Delta a\, b`."""
+
+    __array_ufunc__ = None          # numpy defers to the reflected operators
+
+    def __init__(self, v, d):
+        self.v, self.d = v, d
+
+    @staticmethod
+    def split(a):
+        return (a.v, a.d) if isinstance(a, _Dev) else (a, 0)
+
+    def __add__(self, o):
+        v, d = _Dev.split(o)
+        return _Dev(self.v + v, self.d + d)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        v, d = _Dev.split(o)
+        return _Dev(self.v - v, self.d - d)
+
+    def __rsub__(self, o):
+        return _Dev(o - self.v, -self.d)
+
+    def __neg__(self):
+        return _Dev(-self.v, -self.d)
+
+    def __mul__(self, o):
+        v, d = _Dev.split(o)
+        return _Dev(self.v * v, (self.v + self.d) * d + self.d * v)
+
+    def __rmul__(self, o):
+        return _Dev(o * self.v, o * self.d)
+
+
+class _DeviationNamespace:
+    r"""Namespace over :class:`_Dev` pairs: running a cell's forward in it from
+    :math:`(h_{t-1}, e_{t-1})` gives :math:`(h_t, e_t)` in structured form,
+    every activation as :math:`\phi(a + \delta) - \phi(a)` and every gated
+    update split as
+    :math:`\Delta\,\mathrm{lerp} = (1-f)\Delta h + \Delta f(c - h) + f\Delta c
+    + \Delta f(\Delta c - \Delta h)`.
+
+    With ``free`` (a list of symbol pairs, filled on first use), activations
+    return free symbols :math:`(y, \Delta y)` instead (for the proofs).
+    Records every activation ``(name, argument, output)`` in ``acts`` and every
+    gated update ``(h, c, f, out, bilinear)`` in ``lerps``.
+    """
+
+    def __init__(self, free: list | None = None):
+        self.free = free
+        self.acts, self.lerps = [], []
+
+    def _act(self, name, fun, a):
+        v, d = _Dev.split(a)
+        if self.free is None:
+            y = fun(v)
+            out = _Dev(y, fun(v + d) - y)
+        else:
+            i = len(self.acts)
+            k = len(np.asarray(v).reshape(-1))
+            out = _Dev(_array([sp.Dummy(f"y{i}_{j}", real=True) for j in range(k)]),
+                       _array([sp.Dummy(f"Dy{i}_{j}", real=True) for j in range(k)]))
+            self.free.append(out)
+        self.acts.append((name, a, out))
+        return out
+
+    def tanh(self, a):
+        return self._act("tanh", _stanh, a)
+
+    def sigmoid(self, a):
+        return self._act("sigmoid", _ssig, a)
+
+    @staticmethod
+    def matvec(A, v):
+        v, d = _Dev.split(v)
+        return v @ A.T if isinstance(d, int) else _Dev(v @ A.T, d @ A.T)
+
+    def lerp(self, h, c, f):
+        (hv, e), (cv, dc), (fv, df) = _Dev.split(h), _Dev.split(c), _Dev.split(f)
+        bilinear = df * (dc - e)
+        out = _Dev(SYMPY.lerp(hv, cv, fv), (1 - fv) * e + df * (cv - hv) + fv * dc + bilinear)
+        self.lerps.append((h, c, f, out, bilinear))
+        return out
+
+    @staticmethod
+    def asarray(A):
+        return _array(A)
+
+
+class _FreeNamespace(SympyNamespace):
+    """The sympy namespace with the i-th activation replaced by the free
+    symbols ``y_i + Dy_i`` of a :class:`_DeviationNamespace` run (recorded)."""
+
+    def __init__(self, free: list):
+        super().__init__([])
+        self.free = free
+
+    def _act(self, name, fun, a):
+        o = self.free[len(self.record)]
+        out = o.v + o.d
+        self.record.append((name, a, out))
+        return out
+
+
+def _dev_rec(P, dW):
+    r"""``rec`` for a :class:`_Dev` regressor :math:`(a, \Delta a)`:
+    :math:`(W a,\ W'\Delta a + \Delta W a)`, :math:`W' = W + \Delta W`."""
+    def rec(k, a):
+        v, d = _Dev.split(a)
+        Wp = P[k] + dW[k]
+        return _Dev(v @ P[k].T, d @ Wp.T + v @ dW[k].T)
+    return rec
+
+
 @dataclass(frozen=True, eq=False)
 class DeviationRecursion:
     r"""The exact one-step deviation map and its structured form.
@@ -249,14 +461,23 @@ class DeviationRecursion:
         :math:`e_t = h'_t - h_t` written directly as
         :math:`F(W';h+e,x) - F(W;h,x)`.
     structured : sympy.Matrix, shape (n, 1)
-        The same map in the form of the module docstring (``tanh(a+δ) − tanh(a)``
-        or the MGRU gate/candidate split).
+        The same map from the cell's forward with every activation written as
+        :math:`\phi(a+\delta) - \phi(a)` and every gated update split into
+        gate and candidate deviations (``tanh(a+δ) − tanh(a)`` for the Elman
+        RNN, the gate/candidate split of the module docstring for the MGRU).
     terms : dict of str to sympy.Matrix
-        Named pieces: ``a``, ``delta`` (Elman); ``a_f``, ``delta_f``, ``a_c``,
-        ``delta_c``, ``Df``, ``Dc``, ``bilinear`` (MGRU).
+        Named pieces: for the activation whose output is the new state ``a``,
+        ``delta``; for the one giving the intermediate ``k``: ``a_k``,
+        ``delta_k``, ``k`` (its value) and ``Dk`` (its deviation); for a gated
+        update ``bilinear``, :math:`\Delta f \odot (\Delta c - e)`. Elman:
+        ``a``, ``delta``; MGRU: ``a_f``, ``delta_f``, ``f``, ``Df``, ``a_c``,
+        ``delta_c``, ``c``, ``Dc``, ``bilinear``.
     proofs : dict of str to bool
         Each identity that makes ``exact == structured``, checked by sympy
-        (``expand(lhs - rhs) == 0``).
+        (``expand(lhs - rhs) == 0``) with the activation values as free
+        symbols: ``"a_k' = a_k + delta_k"`` for each activation (its argument
+        in the perturbed step), ``"gate/candidate split"`` for each gated
+        update, and ``"exact == structured"`` for the whole step.
     """
 
     cell: SymbolicCell
@@ -270,64 +491,63 @@ class DeviationRecursion:
         return all(self.proofs.values())
 
 
-def _is_zero(M: sp.Matrix) -> bool:
+def _is_zero(M) -> bool:
     return all(sp.expand(v) == 0 for v in M)
+
+
+def _deviation_run(sc, ns):
+    """The cell's forward over a deviation namespace from (h, e) with dW."""
+    P = {k: _array(sc.params[k], s) for k, s in sc.shapes.items()}
+    dW = {k: _array(v) for k, v in sc.dW.items()}
+    h = _Dev(_array(sc.h), _array(sc.e))
+    return sc.cell_type.forward(ns, P, h, _array(sc.x), _dev_rec(P, dW))
 
 
 @lru_cache(maxsize=None)
 def deviation_recursion(kind: str, n: int = 2, m: int = 1) -> DeviationRecursion:
-    r"""Derive the exact deviation recursion of one cell type.
+    r"""Derive the exact deviation recursion of one cell type from its forward.
 
-    The structured form is proved equal to :math:`F(W';h+e,x) - F(W;h,x)` by
-    checking, with sympy, the polynomial identities between the arguments of
-    the nonlinearities (``proofs``); the nonlinearities themselves then agree
-    trivially.
+    The structured form is the cell's forward run on (value, deviation) pairs
+    (:class:`_DeviationNamespace`). It is proved equal to
+    :math:`F(W';h+e,x) - F(W;h,x)` by polynomial identities in which every
+    activation value :math:`y = \phi(a)` and its deviation :math:`\Delta y` are
+    free symbols (``proofs``): the argument of each activation in the
+    perturbed step is :math:`a + \delta`, and the perturbed step minus the
+    nominal one is the structured deviation; substituting
+    :math:`y = \phi(a)`, :math:`\Delta y = \phi(a+\delta) - \phi(a)` in call
+    order then gives ``exact == structured``.
     """
     sc = symbolic_cell(kind, n, m)
-    h, x, e = sc.h, sc.x, sc.e
-    P, dW = sc.params, sc.dW
     exact = sc.perturbed_step() - sc.step()
-    if kind == "elman":
-        Wp = P["W"] + dW["W"]
-        a = P["W"] * h + P["U"] * x + P["b"]
-        delta = Wp * e + dW["W"] * h
-        structured = _tanh(a + delta) - _tanh(a)
-        # the argument of tanh in h'_t is W'(h+e)+Ux+b; prove it equals a + δ
-        proofs = {"a' = a + delta": _is_zero(Wp * (h + e) + P["U"] * x + P["b"] - (a + delta))}
-        # the tanh arguments in exact and structured must then be identical after expansion
-        proofs["exact == structured"] = all(
-            sp.expand(ex.args[0] - st.args[0]) == 0
-            for ex, st in zip(sc.perturbed_step(), _tanh(a + delta)))
-        terms = {"a": a, "delta": delta}
-        return DeviationRecursion(sc, exact, structured, terms, proofs)
+    ns = _DeviationNamespace()
+    out, aux = _deviation_run(sc, ns)
+    structured = _col(out.d)
+    terms = {}
+    for s, (_, a, o) in zip(_activation_names(ns.acts, out, aux), ns.acts):
+        terms["a" + s], terms["delta" + s] = map(_col, np.broadcast_arrays(*_Dev.split(a)))
+        if s:
+            terms[s[1:]], terms["D" + s[1:]] = _col(o.v), _col(o.d)
+    for j, (*_, bilinear) in enumerate(ns.lerps):
+        terms["bilinear" + (f"_{j}" if j else "")] = _col(bilinear)
 
-    Wfp, Whp = P["Wf"] + dW["Wf"], P["Wh"] + dW["Wh"]
-    a_f = P["Wf"] * h + P["Uf"] * x + P["bf"]
-    f = _sig(a_f)
-    a_c = P["Wh"] * _had(f, h) + P["Uh"] * x + P["bh"]
-    c = _tanh(a_c)
-    delta_f = Wfp * e + dW["Wf"] * h
-    Df = _sig(a_f + delta_f) - f
-    delta_c = Whp * (_had(f + Df, e) + _had(Df, h)) + dW["Wh"] * _had(f, h)
-    Dc = _tanh(a_c + delta_c) - c
-    one = sp.ones(n, 1)
-    bilinear = _had(Df, Dc - e)
-    structured = _had(one - f, e) + _had(Df, c - h) + _had(f, Dc) + bilinear
-    # proofs with Δf, Δc, f, c as free symbols: the gate/candidate split is a polynomial identity
-    Fs, Cs = _vector("f", n), _vector("c", n)
-    dFs, dCs = _vector("Df", n), _vector("Dc", n)
-    lhs = _had(one - Fs - dFs, h + e) + _had(Fs + dFs, Cs + dCs) - (_had(one - Fs, h) + _had(Fs, Cs))
-    rhs = _had(one - Fs, e) + _had(dFs, Cs - h) + _had(Fs, dCs) + _had(dFs, dCs - e)
-    proofs = {"gate/candidate split": _is_zero(lhs - rhs)}
-    proofs["a_f' = a_f + delta_f"] = _is_zero(
-        Wfp * (h + e) + P["Uf"] * x + P["bf"] - (a_f + Wfp * e + dW["Wf"] * h))
-    # candidate argument: W_h'((f+Δf)⊙(h+e)) + U_h x + b_h = a_c + δ_c, with f, Δf free
-    ac_free = P["Wh"] * _had(Fs, h) + P["Uh"] * x + P["bh"]
-    dc_free = Whp * (_had(Fs + dFs, e) + _had(dFs, h)) + dW["Wh"] * _had(Fs, h)
-    proofs["a_c' = a_c + delta_c"] = _is_zero(
-        Whp * _had(Fs + dFs, h + e) + P["Uh"] * x + P["bh"] - (ac_free + dc_free))
-    terms = {"a_f": a_f, "delta_f": delta_f, "a_c": a_c, "delta_c": delta_c,
-             "f": f, "c": c, "Df": Df, "Dc": Dc, "bilinear": bilinear}
+    # proofs: the same runs with the activation values as free symbols
+    free = []
+    fns = _DeviationNamespace(free)
+    fout, faux = _deviation_run(sc, fns)
+    pns = _FreeNamespace(free)
+    moved = {k: sc.params[k] + sc.dW[k] for k in sc.recurrent_names}
+    pout, _ = sc._forward(pns, sc.h + sc.e, None, moved)
+    proofs = {}
+    for s, (_, a, _), (_, ap, _) in zip(_activation_names(fns.acts, fout, faux), fns.acts,
+                                         pns.record):
+        av, ad = _Dev.split(a)
+        proofs[f"a{s}' = a{s} + delta{s}"] = _is_zero(np.asarray(ap - (av + ad)).reshape(-1))
+    for j, (h, c, f, o, _) in enumerate(fns.lerps):
+        (hv, e), (cv, dc), (fv, df) = _Dev.split(h), _Dev.split(c), _Dev.split(f)
+        lhs = SYMPY.lerp(hv + e, cv + dc, fv + df) - SYMPY.lerp(hv, cv, fv)
+        proofs["gate/candidate split" + (f" {j}" if j else "")] = _is_zero(
+            np.asarray(lhs - o.d).reshape(-1))
+    proofs["exact == structured"] = _is_zero(np.asarray(pout - (fout.v + fout.d)).reshape(-1))
     return DeviationRecursion(sc, exact, structured, terms, proofs)
 
 
@@ -636,26 +856,27 @@ def ar_response() -> dict:
 
 
 # --------------------------------------------------------------- lambdify bridge
-def _param_values(kind: str, cell_or_params) -> list[np.ndarray]:
+def _param_values(sc: SymbolicCell, cell_or_params) -> list[np.ndarray]:
     if isinstance(cell_or_params, dict):
         P = cell_or_params
     else:
-        if getattr(cell_or_params, "kind", None) != kind:
-            raise ValueError(f"cell: expected a {kind!r} cell, found "
-                             f"{getattr(cell_or_params, 'kind', type(cell_or_params).__name__)!r}")
+        if not isinstance(cell_or_params, sc.cell_type):
+            found = getattr(cell_or_params, "kind", type(cell_or_params).__name__)
+            raise ValueError(f"cell: expected a {sc.kind!r} cell, found {found!r}")
         P = cell_or_params.params
-    missing = [k for k in _SHAPES[kind] if k not in P]
+    names = list(sc.shapes)
+    missing = [k for k in names if k not in P]
     if missing:
-        raise ValueError(f"params: expected {list(_SHAPES[kind])}, missing {missing}")
-    return [np.asarray(P[k], dtype=float).ravel() for k in _SHAPES[kind]]
+        raise ValueError(f"params: expected {names}, missing {missing}")
+    return [np.asarray(P[k], dtype=float).ravel() for k in names]
 
 
 def _bridge(kind, n, m, expr, extras, vector=True):
     sc = symbolic_cell(kind, n, m)
-    f = sp.lambdify(sc.symbols(extras=extras), expr, modules=_NUMPY_MODULES, cse=True)
+    f = sp.lambdify(sc.symbols(extras=extras), expr, modules=NUMPY_MODULES, cse=True)
 
     def call(cell, h, x, e=None, dW=None):
-        pv = _param_values(kind, cell)
+        pv = _param_values(sc, cell)
         h = np.asarray(h, dtype=float)
         x = np.asarray(x, dtype=float)
         single = h.ndim == 1

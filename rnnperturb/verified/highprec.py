@@ -5,7 +5,8 @@ propagated by the same step Jacobians as the deviation itself. When the
 propagator grows (a chaotic net, :math:`\|\Phi(t,k)\|_2 \gg 1`) or the quantity
 is a small difference of large ones (the deviation :math:`e_t = h'_t - h_t` at
 a tiny :math:`\Delta W`), float64 rounding noise can dominate the answer. Here
-the same recurrences are evaluated in mpmath with ``dps`` decimal digits; the
+the same recurrences are evaluated in mpmath with ``dps`` decimal digits (each
+cell's own step and tangent, run over the namespace :data:`MP`); the
 float64 parameters convert to mpmath numbers exactly, so the result is the
 exact trajectory of the float64 network up to :math:`10^{-\text{dps}}`
 relative rounding per operation.
@@ -30,9 +31,10 @@ import numpy as np
 from rnnperturb._checks import as_h0, as_inputs, check_compatible, check_int, check_positive
 from rnnperturb.propagate.deviation import delta_recurrent
 from rnnperturb._checks import as_generator as _rng
+from rnnperturb.cells.namespace import FLOAT
 
-__all__ = ["run_mp", "deviation_mp", "first_order_mp", "propagator_mp", "propagator_norm_mp",
-           "Float64Check", "check_float64"]
+__all__ = ["MPNamespace", "MP", "run_mp", "deviation_mp", "first_order_mp", "propagator_mp",
+           "propagator_norm_mp", "Float64Check", "check_float64"]
 
 _mtanh = np.frompyfunc(mpmath.tanh, 1, 1)
 _mexp = np.frompyfunc(mpmath.exp, 1, 1)
@@ -58,66 +60,79 @@ def _msig(a):
     return 1 / (1 + _mexp(-a))
 
 
-class _MPCell:
-    """The cell's step and Jacobian on object arrays of mpf (must run inside
-    ``mpmath.workdps``)."""
+def _mp_matvec(A, v):
+    """``A v`` for a batch ``v`` (..., k) of object arrays: ``v @ A.T``."""
+    return v @ A.T
 
-    def __init__(self, cell, recurrent=None):
-        self.kind = cell.kind
-        P = dict(cell.params)
-        if recurrent is not None:
-            P.update(recurrent)
-        self.P = {k: _mp(v) for k, v in P.items() if k not in ("V", "c")}
+
+class MPNamespace:
+    """The array namespace of :mod:`rnnperturb.cells.namespace` over object
+    arrays of ``mpmath.mpf`` (evaluate inside ``mpmath.workdps``): ``tanh``
+    elementwise by mpmath, ``sigmoid`` as :math:`1/(1+e^{-a})`, ``matvec`` as
+    ``v @ A.T``, ``lerp`` as for floats, ``asarray`` the exact conversion."""
+
+    tanh = staticmethod(_mtanh)
+    sigmoid = staticmethod(_msig)
+    matvec = staticmethod(_mp_matvec)
+    lerp = staticmethod(FLOAT.lerp)
+    asarray = staticmethod(_mp)
+
+
+#: The mpmath namespace.
+MP = MPNamespace()
+
+
+def _mp_eye(n: int) -> np.ndarray:
+    return np.array([[mpmath.mpf(int(i == j)) for j in range(n)] for i in range(n)], object)
+
+
+class _MPCell:
+    """A cell's own step and tangent (:meth:`~rnnperturb.cells.Cell.forward`,
+    :meth:`~rnnperturb.cells.Cell.tangent`) on object arrays of mpf (must run
+    inside ``mpmath.workdps``)."""
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.P = {k: MP.asarray(getattr(cell, k))
+                  for k in cell.recurrent_names + cell.input_params}
         self.n = cell.n
 
-    def gates(self, h, x):
-        P = self.P
-        f = _msig(h @ P["Wf"].T + x @ P["Uf"].T + P["bf"])
-        c = _mtanh((f * h) @ P["Wh"].T + x @ P["Uh"].T + P["bh"])
-        return f, c
+    def nominal(self, h, x):
+        """``(h_t, aux, regressors)`` as :meth:`rnnperturb.cells.Cell.nominal`."""
+        P, regs = self.P, {}
+
+        def rec(k, a):
+            regs[k] = a
+            return MP.matvec(P[k], a)
+        hn, aux = self.cell.forward(MP, P, h, x, rec)
+        return hn, aux, regs
 
     def step(self, h, x):
-        P = self.P
-        if self.kind == "elman":
-            return _mtanh(h @ P["W"].T + x @ P["U"].T + P["b"])
-        f, c = self.gates(h, x)
-        return (1 - f) * h + f * c
+        return self.nominal(h, x)[0]
+
+    def tangent(self, h, aux, dh, force=None):
+        """Tangent-linear step along ``(h, aux)``; ``force[k]`` is added to the
+        tangent of the term :math:`W_k a_k`; the input does not move."""
+        P, force = self.P, force or {}
+
+        def rec(k, v):
+            out = MP.matvec(P[k], v)
+            return out + force[k] if k in force else out
+        return self.cell.tangent(MP, P, h, aux, dh, rec, lambda k: 0)
 
     def jvp(self, h, x, dh, dW):
         """(h_t, dh_t) as in ``cell._jvp``; dW: dict of object arrays."""
-        P = self.P
-        if self.kind == "elman":
-            hn = _mtanh(h @ P["W"].T + x @ P["U"].T + P["b"])
-            da = dh @ P["W"].T
-            if "W" in dW:
-                da = da + h @ dW["W"].T
-            return hn, (1 - hn * hn) * da
-        f, c = self.gates(h, x)
-        daf = dh @ P["Wf"].T
-        if "Wf" in dW:
-            daf = daf + h @ dW["Wf"].T
-        df = f * (1 - f) * daf
-        dac = (df * h + f * dh) @ P["Wh"].T
-        if "Wh" in dW:
-            dac = dac + (f * h) @ dW["Wh"].T
-        dc = (1 - c * c) * dac
-        return (1 - f) * h + f * c, (1 - f) * dh + df * (c - h) + f * dc
+        hn, aux, regs = self.nominal(h, x)
+        force = {k: MP.matvec(v, regs[k]) for k, v in dW.items()}
+        return hn, self.tangent(h, aux, dh, force)
 
     def jacobian(self, h, x):
-        """Step Jacobian for one state h (n,) and input x (m,): object (n, n)."""
-        P = self.P
-        n = self.n
-        if self.kind == "elman":
-            hn = _mtanh(P["W"] @ h + P["U"] @ x + P["b"])
-            return (1 - hn * hn)[:, None] * P["W"]
-        f, c = self.gates(h[None, :], x[None, :])
-        f, c = f[0], c[0]
-        df = (f * (1 - f))[:, None] * P["Wf"]
-        eye = np.array([[mpmath.mpf(int(i == j)) for j in range(n)] for i in range(n)], object)
-        dfh = df * h[:, None] + eye * f[None, :]
-        dc = (1 - c * c)[:, None] * (P["Wh"] @ dfh)
-        J = df * (c - h)[:, None] + f[:, None] * dc
-        return J + eye * (1 - f)[:, None]
+        """Step Jacobian for one state h (n,) and input x (m,): object (n, n),
+        the tangent step applied to the standard basis."""
+        h2 = h[None, :]
+        _, aux, _ = self.nominal(h2, x[None, :])
+        Z = self.tangent(h2, aux, _mp_eye(self.n)[:, None, :])     # (n_j, 1, n_i)
+        return np.ascontiguousarray(Z[:, 0, :].T)
 
 
 def _run(mc, X3, h):
@@ -133,7 +148,7 @@ def run_mp(cell, X, h0=None, *, dps: int = 50, as_float: bool = True) -> np.ndar
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
     dps : int, keyword-only
@@ -165,7 +180,7 @@ def deviation_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = Tru
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
+    cell, other : Cell
         Nominal and perturbed cell (differing only in recurrent matrices).
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
@@ -239,8 +254,7 @@ def propagator_mp(cell, X, h0=None, *, start: int = 0, stop: int | None = None, 
     with mpmath.workdps(dps):
         mc = _MPCell(cell)
         Xm, hm = _mp(Xs), _mp(h)
-        Phi = np.array([[mpmath.mpf(int(i == j)) for j in range(cell.n)]
-                        for i in range(cell.n)], dtype=object)
+        Phi = _mp_eye(cell.n)
         for t in range(stop):          # step t+1 maps h_t -> h_{t+1}
             if t >= start:
                 Phi = mc.jacobian(hm, Xm[t]) @ Phi
@@ -348,8 +362,8 @@ def check_float64(cell, other, X, h0=None, *, rtol: float = 1e-3, samples: int =
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
-    other : ElmanRNN or MGRU or None
+    cell : Cell
+    other : Cell or None
         Perturbed cell: check the deviation :math:`h'_t - h_t`; None: check the
         trajectory :math:`h_t` of ``cell``.
     X : array_like, shape (T, B, m) or (T, m)

@@ -16,18 +16,21 @@ where each end point is evaluated in interval arithmetic at the degenerate
 interval :math:`[p, p]` (so it is itself an enclosure; the variable appears
 once, so there is no dependency blow-up) and the outer end of it is kept.
 
-Cells. With interval states :math:`[h_{t-1}]`
+Cells. A cell's own step (:meth:`rnnperturb.cells.Cell.forward`) runs over
+the interval namespace :data:`IV` (:class:`IntervalNamespace`), so every cell
+gets its enclosure from its one definition; e.g. for the MGRU, with interval
+states :math:`[h_{t-1}]`,
 
 .. math::
-    [h_t] &= \tanh(W [h_{t-1}] + U x_t + b) \qquad \text{(Elman)} \\
     [f_t] &= \sigma(W_f [h_{t-1}] + U_f x_t + b_f),\quad
     [c_t] = \tanh(W_h ([f_t][h_{t-1}]) + U_h x_t + b_h) \\
     [h_t] &= \bigl((1-[f_t])[h_{t-1}] + [f_t][c_t]\bigr) \cap
             \bigl([h_{t-1}] + [f_t]([c_t]-[h_{t-1}])\bigr) \cap
-            \operatorname{hull}([h_{t-1}], [c_t]) \qquad \text{(MGRU)}
+            \operatorname{hull}([h_{t-1}], [c_t])
 
-(the last: :math:`h_t` is a convex combination of :math:`h_{t-1}` and
-:math:`c_t`). Parameters and inputs are float64 numbers, converted exactly.
+(the namespace's ``lerp``; the last: :math:`h_t` is a convex combination of
+:math:`h_{t-1}` and :math:`c_t`). Parameters and inputs are float64 numbers,
+converted exactly.
 Widths grow with the wrapping effect (roughly like products of
 :math:`\||W|\|_\infty`), so long horizons need more precision:
 :func:`interval_deviation_norm` can raise the precision until the enclosure is
@@ -41,11 +44,12 @@ import numpy as np
 from mpmath import iv, libmp
 
 from rnnperturb._checks import as_h0, as_inputs, check_int
+from rnnperturb.cells.namespace import FLOAT
 from rnnperturb.propagate.deviation import delta_recurrent
 
 __all__ = ["iv_precision", "to_iv", "iv_exp", "iv_tanh", "iv_sigmoid", "iv_matvec",
-           "iv_lower", "iv_upper", "iv_width", "interval_step", "interval_run",
-           "interval_deviation_norm"]
+           "iv_lower", "iv_upper", "iv_width", "IntervalNamespace", "IV", "interval_params",
+           "interval_step", "interval_run", "interval_deviation_norm"]
 
 
 @contextmanager
@@ -191,44 +195,82 @@ def _vec(fun, x):
     return out
 
 
-def interval_step(kind: str, P: dict, h, inp: dict):
-    """One interval step of a cell.
+class IntervalNamespace:
+    r"""The array namespace of :mod:`rnnperturb.cells.namespace` over object
+    arrays of ``mpmath.iv`` intervals: a cell's own :meth:`~rnnperturb.cells.Cell.forward`
+    run in it gives a rigorous enclosure of the step.
+
+    ``tanh``, ``sigmoid``
+        :func:`iv_tanh`, :func:`iv_sigmoid` elementwise;
+    ``matvec(A, v)``
+        :func:`iv_matvec` (``v @ A.T``);
+    ``lerp(h, c, f)``
+        the gated update :math:`(1-f)h + fc`, enclosed by the intersection
+        of :math:`(1-[f])[h] + [f][c]`, :math:`[h] + [f]([c]-[h])` and, where
+        :math:`[f] \subseteq [0, 1]` (so that the update is a convex
+        combination), :math:`\operatorname{hull}([h], [c])`;
+    ``asarray(A)``
+        :func:`to_iv` (exact).
+    """
+
+    @staticmethod
+    def tanh(a):
+        return _vec(iv_tanh, a)
+
+    @staticmethod
+    def sigmoid(a):
+        return _vec(iv_sigmoid, a)
+
+    matvec = staticmethod(iv_matvec)
+
+    @staticmethod
+    def lerp(h, c, f):
+        h1 = FLOAT.lerp(h, c, f)
+        h2 = h + f * (c - h)
+        h, c, f = np.broadcast_arrays(h, c, f)
+        out = np.empty(h1.shape, dtype=object)
+        of, f1, f2 = out.reshape(-1), h1.reshape(-1), h2.reshape(-1)
+        fh, fc, ff = h.reshape(-1), c.reshape(-1), f.reshape(-1)
+        for i in range(of.size):
+            v = _intersect(f1[i], f2[i])
+            if ff[i].a >= 0 and ff[i].b <= 1:
+                hull = iv.mpf([min(fh[i].a, fc[i].a).a, max(fh[i].b, fc[i].b).b])
+                v = _intersect(v, hull)
+            of[i] = v
+        return out
+
+    asarray = staticmethod(to_iv)
+
+
+#: The interval namespace.
+IV = IntervalNamespace()
+
+
+def interval_params(cell) -> dict:
+    """The cell's parameters (readout excluded) as exact interval arrays."""
+    return {k: to_iv(getattr(cell, k)) for k in cell.recurrent_names + cell.input_params}
+
+
+def interval_step(cell, P: dict, h, x):
+    r"""One interval step of a cell: its :meth:`forward` over :data:`IV`.
 
     Parameters
     ----------
-    kind : {'elman', 'mgru'}
+    cell : Cell
+        Any cell (only its step definition is used).
     P : dict of str to object ndarray
-        Interval recurrent matrices ('W', or 'Wf' and 'Wh').
+        Interval parameters (:func:`interval_params`, or any enclosures of
+        the same shapes, e.g. of perturbed recurrent matrices).
     h : object ndarray, shape (B, n)
         Enclosure of :math:`h_{t-1}`.
-    inp : dict of str to object ndarray, shape (B, n)
-        Enclosures of the input terms :math:`U x_t + b` ('a', or 'f' and 'c').
+    x : object ndarray, shape (B, m)
+        Enclosure of :math:`x_t`.
 
     Returns
     -------
     h_t : object ndarray, shape (B, n)
     """
-    if kind == "elman":
-        return _vec(iv_tanh, iv_matvec(P["W"], h) + inp["a"])
-    f = _vec(iv_sigmoid, iv_matvec(P["Wf"], h) + inp["f"])
-    c = _vec(iv_tanh, iv_matvec(P["Wh"], f * h) + inp["c"])
-    h1 = (1 - f) * h + f * c
-    h2 = h + f * (c - h)
-    out = np.empty(h.shape, dtype=object)
-    of, f1, f2, fh, fc = out.reshape(-1), h1.reshape(-1), h2.reshape(-1), h.reshape(-1), c.reshape(-1)
-    for i in range(of.size):
-        hull = iv.mpf([min(fh[i].a, fc[i].a).a, max(fh[i].b, fc[i].b).b])
-        of[i] = _intersect(_intersect(f1[i], f2[i]), hull)
-    return out
-
-
-def _input_terms(cell, X3):
-    """Interval input terms for every step: dict of (T, B, n) object arrays."""
-    Xi = to_iv(X3)
-    if cell.kind == "elman":
-        return {"a": Xi @ to_iv(cell.U).T + to_iv(cell.b)}
-    return {"f": Xi @ to_iv(cell.Uf).T + to_iv(cell.bf),
-            "c": Xi @ to_iv(cell.Uh).T + to_iv(cell.bh)}
+    return cell.forward(IV, P, h, x, lambda k, a: iv_matvec(P[k], a))[0]
 
 
 def interval_run(cell, X, h0=None, *, prec: int = 113) -> np.ndarray:
@@ -236,7 +278,7 @@ def interval_run(cell, X, h0=None, *, prec: int = 113) -> np.ndarray:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
     prec : int
@@ -255,13 +297,12 @@ def interval_run(cell, X, h0=None, *, prec: int = 113) -> np.ndarray:
 
 
 def _run_iv(cell, X3, h0a):
-    P = {k: to_iv(v) for k, v in cell.recurrent.items()}
-    inp = _input_terms(cell, X3)
+    P = interval_params(cell)
     h = to_iv(h0a)
     T = X3.shape[0]
     H = np.empty((T,) + h.shape, dtype=object)
     for t in range(T):
-        h = interval_step(cell.kind, P, h, {k: v[t] for k, v in inp.items()})
+        h = interval_step(cell, P, h, to_iv(X3[t]))
         H[t] = h
     return H
 
@@ -279,7 +320,7 @@ def interval_deviation_norm(cell, other, X, h0=None, *, prec: int = 113,
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
+    cell, other : Cell
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, optional
     prec : int
