@@ -36,6 +36,11 @@ from rnnperturb.bounds import global_bound, simple_contraction_bound, GlobalBoun
 from rnnperturb.bounds import (certified_recall, certified_safe_rank, CertifiedRecall,  # noqa: F401
                                SafeRank)
 
+# --- certificates over sets of perturbations
+from rnnperturb.perturb import sets  # noqa: F401
+from rnnperturb.bounds.set_bound import set_bound, set_attack  # noqa: F401
+from rnnperturb.stats.noise_bound import noise_bound  # noqa: F401
+
 # --- statistics: random perturbations, coherence, memory
 from rnnperturb.stats import noise_response, monte_carlo_noise  # noqa: F401
 from rnnperturb.stats import (coherence_ratio, fixed_coherence, trajectory_coherence,  # noqa: F401

@@ -1,0 +1,190 @@
+"""Soundness of the set bound (rp.set_bound) against members of the set, and the
+attack and noise bound."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from rnnperturb.bounds.set_bound import Interval, INTERVAL, set_attack, set_bound, set_trace
+from rnnperturb.cells.random import random_cell
+from rnnperturb.perturb import sets
+from rnnperturb.perturb.elementwise import quantize  # noqa: F401
+from rnnperturb.stats.noise_bound import noise_bound
+
+
+def _deviation(cell, dW, X, h0=None):
+    other = cell.replace(**{k: cell.recurrent[k] + v for k, v in dW.items()})
+    H, H2 = cell.run(X, h0), other.run(X, h0)
+    return np.linalg.norm(H2 - H, axis=-1)
+
+
+def _members(cell, S, seed, count=4):
+    rng = np.random.default_rng(seed)
+    out = []
+    for how in ("boundary", "spike", "interior"):
+        for _ in range(count):
+            out.append(S.sample(cell, rng, how=how))
+    return out
+
+
+def _check(cell, S, X, h0=None, seed=0, count=3, attack=False):
+    b = set_bound(cell, S, X, h0)
+    worst = np.zeros_like(b)
+    for dW in _members(cell, S, seed, count):
+        dev = _deviation(cell, dW, X, h0)
+        worst = np.maximum(worst, dev)
+        assert np.all(dev <= b * (1 + 1e-12) + 1e-15), (np.max(dev - b), type(S).__name__)
+    if attack:
+        Xs = X if X.ndim == 2 else X[:, 0]
+        lo, dW = set_attack(cell, S, Xs, seed=seed, iters=4, restarts=1)
+        assert S.contains(cell, dW, rtol=1e-9)
+        dev = _deviation(cell, dW, Xs)
+        assert abs(dev[-1] - lo) <= 1e-12 + 1e-9 * lo
+        bb = b if b.ndim == 1 else b[:, 0]
+        assert np.all(dev <= bb * (1 + 1e-12) + 1e-15)
+    return b, worst
+
+
+def test_interval_namespace_encloses():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lo = rng.standard_normal(50) * 3
+        hi = lo + rng.uniform(0, 2, 50)
+        x = Interval(lo, hi)
+        pts = lo + (hi - lo) * rng.uniform(size=(30, 50))
+        for f, g in ((INTERVAL.tanh(x), np.tanh(pts)), ((x * x), pts * pts),
+                     ((1 - x) * x, (1 - pts) * pts)):
+            assert np.all(f.lo <= g) and np.all(g <= f.hi)
+        A = rng.standard_normal((7, 50))
+        y = INTERVAL.matvec(A, x)
+        v = pts @ A.T
+        assert np.all(y.lo <= v) and np.all(v <= y.hi)
+        f = Interval(np.full(50, 0.2), np.full(50, 0.7))
+        z = INTERVAL.lerp(x, Interval(-np.ones(50), np.ones(50)), f)
+        fs = rng.uniform(0.2, 0.7, size=(30, 50))
+        cs = rng.uniform(-1, 1, size=(30, 50))
+        w = (1 - fs) * pts + fs * cs
+        assert np.all(z.lo <= w) and np.all(w <= z.hi)
+
+
+# ------------------------------------------------------------------ soundness
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["elman", "mgru"]), sn=st.sampled_from([0.5, 0.9, 1.5, 3.0, 6.0]),
+       logr=st.floats(-8, 0), T=st.integers(1, 50), seed=st.integers(0, 10 ** 6),
+       which=st.sampled_from(["ball", "box"]))
+def test_set_bound_sound_random(kind, sn, logr, T, seed, which):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 7))
+    cell = random_cell(kind, n, 2, spectral_norm=sn, seed=seed)
+    X = rng.standard_normal((T, 2))
+    r = 10.0 ** logr * sn
+    S = sets.Ball(radius=r) if which == "ball" else sets.Box(radius=r / n)
+    _check(cell, S, X, seed=seed, count=2, attack=(T <= 20 and n <= 4))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["elman", "mgru"]), bits=st.sampled_from([4, 6, 8, 12]),
+       rel=st.sampled_from([1e-6, 1e-3, 1e-2, 0.1]), seed=st.integers(0, 10 ** 6))
+def test_quantization_and_drift_sound(kind, bits, rel, seed):
+    rng = np.random.default_rng(seed)
+    cell = random_cell(kind, 5, 2, spectral_norm=float(rng.uniform(0.5, 4)), seed=seed)
+    X = rng.standard_normal((25, 2, 2))
+    S = sets.quantization(cell, bits=bits)
+    b, _ = _check(cell, S, X, seed=seed, count=2)
+    q = quantize(cell, bits=bits)
+    dev = np.linalg.norm(q.run(X) - cell.run(X), axis=-1)
+    assert np.all(dev <= b)
+    _check(cell, sets.quantization(cell, bits=bits, rounding="any"), X, seed=seed, count=1)
+    _check(cell, sets.drift(cell, rel=rel), X, seed=seed, count=2)
+
+
+def test_dict_radius_and_h0(kind):
+    cell = random_cell(kind, 5, 2, spectral_norm=1.2, seed=7)
+    X = np.random.default_rng(1).standard_normal((15, 3, 2))
+    h0 = np.random.default_rng(2).uniform(-1, 1, (3, 5))
+    name = cell.recurrent_names[-1]
+    for S in (sets.Ball(radius={name: 0.05}), sets.Box(radius={name: 0.01 * np.ones((5, 5))})):
+        b, _ = _check(cell, S, X, h0=h0, count=3)
+        assert b.shape == (15, 3)
+
+
+def test_float32_cell():
+    cell = random_cell("elman", 5, 2, spectral_norm=1.0, seed=3)
+    c32 = cell.replace(**{k: v.astype(np.float32) for k, v in cell.params.items()})
+    c32 = type(cell)(**{k: v.astype(np.float32) for k, v in cell.params.items()})
+    X = np.random.default_rng(0).standard_normal((10, 2))
+    b = set_bound(c32, sets.Ball(radius=1e-3), X)
+    c64 = type(cell)(**{k: np.asarray(v, np.float64) for k, v in c32.params.items()})
+    X32 = X.astype(np.float32).astype(np.float64)
+    for dW in _members(c64, sets.Ball(radius=1e-3), 0, 3):
+        assert np.all(_deviation(c64, dW, X32) <= b)
+
+
+def test_componentwise_and_zero_set(kind):
+    cell = random_cell(kind, 4, 2, seed=1)
+    X = np.random.default_rng(0).standard_normal((8, 2))
+    c = set_bound(cell, sets.Ball(radius=1e-2), X, componentwise=True)
+    assert c.shape == (8, 4)
+    z = set_bound(cell, sets.Ball(radius=0.0), X)
+    assert np.all(z < 1e-12)
+
+
+def test_tight_small_radius_contractive():
+    """Linear regime: the ball bound is within 1 % of the attack."""
+    cell = random_cell("elman", 8, 3, spectral_norm=0.9, seed=2)
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    S = sets.Ball(radius=1e-5)
+    b = set_bound(cell, S, X)
+    lo, _ = set_attack(cell, S, X, seed=0, iters=5, restarts=0)
+    assert lo <= b[-1] <= 1.01 * lo
+
+
+def test_checkpoints_sound():
+    import glob
+    import rnnperturb as rp
+    paths = sorted(glob.glob("validation/checkpoints/*memorization_D10.npz"))
+    if not paths:
+        pytest.skip("no checkpoints")
+    for p in paths:
+        cell, meta = rp.load_with_metadata(p)
+        X = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, :2]
+        eps = {k: 1e-5 * np.linalg.norm(v) for k, v in cell.recurrent.items()}
+        _check(cell, sets.Ball(radius=eps), X, count=1)
+
+
+# ------------------------------------------------------------------ noise
+def test_noise_bound_monte_carlo(kind):
+    cell = random_cell(kind, 6, 2, spectral_norm=1.0, seed=4)
+    X = np.random.default_rng(0).standard_normal((20, 2))
+    s = 1e-3
+    conf = 0.9
+    Pn = noise_bound(cell, X, std=s, confidence=conf)
+    rng = np.random.default_rng(1)
+    viol = 0
+    draws = 200
+    devs = []
+    for _ in range(draws):
+        dW = {k: s * rng.standard_normal((6, 6)) for k in cell.recurrent_names}
+        d = _deviation(cell, dW, X)
+        devs.append(d)
+        viol += np.any(d > Pn)
+    assert viol <= (1 - conf) * draws
+    q = np.quantile(np.array(devs), conf, axis=0)
+    # linear regime: within a small factor of the empirical quantile (goal 3x; checked at 4x)
+    assert np.all(Pn[1:] <= 4 * q[1:])
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["elman", "mgru"]), sn=st.floats(0.3, 6.0),
+       logr=st.floats(-8, 0), T=st.integers(1, 300), seed=st.integers(0, 10 ** 6),
+       which=st.sampled_from(["ball", "box", "quant", "drift"]))
+def test_set_bound_sound_slow(kind, sn, logr, T, seed, which):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 9))
+    cell = random_cell(kind, n, 2, spectral_norm=sn, seed=seed)
+    X = rng.standard_normal((T, 2))
+    r = 10.0 ** logr * sn
+    S = {"ball": lambda: sets.Ball(radius=r), "box": lambda: sets.Box(radius=r / n),
+         "quant": lambda: sets.quantization(cell, bits=int(rng.integers(2, 12))),
+         "drift": lambda: sets.drift(cell, rel=10.0 ** logr)}[which]()
+    _check(cell, S, X, seed=seed, count=3, attack=(T <= 60 and n <= 6))
