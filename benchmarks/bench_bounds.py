@@ -19,6 +19,13 @@ r"""Tightness and cost of :func:`rnnperturb.certified_bound` (issue 4, item 1).
    ≤ 5×, tight ≤ 50×. Memory: peak traced allocation at T and 4T (the bound
    keeps O(B n) state, plus O(B n²) for active propagators).
 
+4. **Default tier** (``tier="auto"``) on every memorization checkpoint, at
+   every rank step where the truncated net still recalls (recall accuracy
+   >= 99 %): median and max over steps of bound / exact, and its cost against
+   :func:`rnnperturb.deviation` on the same inputs (same process, interleaved,
+   one BLAS thread, median of paired ratios; the load average is recorded).
+   Goals (issue 11): median <= 2; cost <= 20x.
+
 Run: ``python -m benchmarks.bench_bounds [--quick] [--out DIR]``.
 """
 from __future__ import annotations
@@ -48,7 +55,7 @@ def perturbed(cell, rel, rng):
     return cell.replace(**new)
 
 
-def ratios(cell, other, X, tiers=("fast", "tight")):
+def ratios(cell, other, X, tiers=("auto", "fast", "tight")):
     E = np.linalg.norm(rp.deviation(cell, other, X), axis=-1)
     mask = E > 0
     out = {}
@@ -110,6 +117,40 @@ def tightness_vs_rank(quick):
         print(f"  {Path(path).name:28s} worst median ratio where recall>=99%: tight "
               f"{worst if worst is None else round(worst, 6)}  fast "
               f"{worst_fast if worst_fast is None else round(worst_fast, 4)}", flush=True)
+    return out
+
+
+def default_tier(quick):
+    """Tightness and cost of the default tier on the checkpoints (section 4)."""
+    out = []
+    paths = sorted(glob.glob(str(ROOT / "validation/checkpoints/*memorization*.npz")))
+    for path in paths:
+        cell, meta = rp.load_with_metadata(path)
+        task = rp.tasks.memorization_all(K=int(meta.get("K", 2)), L=int(meta.get("L", 5)),
+                                         D=int(meta["D"]))
+        X = task.X
+        step = max(1, cell.n // (4 if quick else 8))
+        rows = []
+        for r in list(range(step, cell.n, step)) + [cell.n]:
+            other = rp.truncate_svd(cell, rank=r)
+            acc = recall_accuracy(other, task)
+            if acc < 0.99:
+                continue
+            E = np.linalg.norm(rp.deviation(cell, other, X), axis=-1)
+            bd = certified_bound(cell, other, X)
+            m = E > 0
+            rat = bd[m] / E[m] if m.any() else np.array([np.nan])
+            tm = time_interleaved({"deviation": lambda: rp.deviation(cell, other, X),
+                                   "auto": lambda: certified_bound(cell, other, X)},
+                                  repeats=1 if quick else 3, warmup=0)
+            cr = paired_ratio(tm["auto"], tm["deviation"])["median"]
+            rows.append({"rank": r, "recall_accuracy": acc, "median": float(np.median(rat)),
+                         "max": float(np.max(rat)), "bound_max": float(bd.max()),
+                         "cost_over_deviation": cr, "load": loadavg()})
+            print(f"  {Path(path).name:28s} rank {r:3d}: median {np.median(rat):.6g} max "
+                  f"{np.max(rat):.4g} bound_max {bd.max():.3g} cost {cr:.1f}x", flush=True)
+        out.append({"checkpoint": Path(path).name, "kind": cell.kind, "n": cell.n,
+                    "T": X.shape[0], "B": X.shape[1], "rows": rows})
     return out
 
 
@@ -179,6 +220,8 @@ def main(argv=None):
         rel = tightness_vs_rel(args.quick)
         print("tightness vs rank (memorization checkpoints)", flush=True)
         rank = tightness_vs_rank(args.quick)
+        print("default tier on the checkpoints", flush=True)
+        dft = default_tier(args.quick)
         print("cost", flush=True)
         cst = cost(args.quick)
     goals = {
@@ -190,13 +233,18 @@ def main(argv=None):
             or c["worst_tight_median_where_recall_ge_99"] <= 2 for c in rank),
         "fast_at_most_5x_deviation": all(
             cst[k]["fast_over_deviation"]["median"] <= 5 for k in cst if k.endswith("contractive")),
+        "default_median_at_most_2": all(
+            not np.isfinite(row["median"]) or row["median"] <= 2 for c in dft for row in c["rows"]),
+        "default_cost_at_most_20x_deviation": all(
+            row["cost_over_deviation"] <= 20 for c in dft for row in c["rows"]),
         "tight_at_most_50x_deviation": all(
             cst[k]["tight_over_deviation"]["median"] <= 50 for k in cst
             if k.endswith(("contractive", "expanding"))),
     }
     doc = {"benchmark": "bounds", "quick": bool(args.quick), "environment": environment(),
            "load_before": load0, "load_after": loadavg(),
-           "results": {"tightness_vs_rel": rel, "tightness_vs_rank": rank, "cost": cst},
+           "results": {"tightness_vs_rel": rel, "tightness_vs_rank": rank,
+                       "default_tier": dft, "cost": cst},
            "goals": goals, "seconds": time.perf_counter() - t0,
            "command": "python -m benchmarks.bench_bounds" + (" --quick" if args.quick else "")}
     path = write_json(Path(args.out) / "bounds.json", doc)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import rnnperturb as rp
-from rnnperturb.bounds.recall import certified_recall, certified_safe_rank, recall_margins
+from rnnperturb.bounds.recall import (_full_from, certified_recall, certified_safe_rank,
+                                      recall_margins)
 from rnnperturb.cells.random import random_cell
 from rnnperturb.perturb.low_rank import truncate_svd
 
@@ -44,6 +45,26 @@ def readout_net(kind, n, seed, task):
 
 TASK = rp.tasks.memorization_all(2, 5, 2)
 
+_CKPT = {}
+
+
+def recalling_net(kind):
+    """A shipped trained checkpoint (n = 64, D = 10) and its task: it recalls
+    all 32 sequences with O(1) margins, so the properties below run on 32
+    correct sequences (the least-squares ``readout_net`` recalls only 1-5)."""
+    if kind not in _CKPT:
+        cell, meta = rp.load_with_metadata(f"validation/checkpoints/{kind}_memorization_D10.npz")
+        _CKPT[kind] = (cell, rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]))
+    return _CKPT[kind]
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_recalling_net_recalls(kind):
+    cell, task = recalling_net(kind)
+    H = cell.run(task.X)
+    ok = ((np.argmax(cell.readout(H), -1) == task.targets) | ~task.recall).all(0)
+    assert ok.mean() == 1.0
+
 
 def design_test(cell, task, bound):
     """DESIGN §2(e): bound * max_j ||V_y - V_j|| < y_y - max_{j != y} y_j, per sequence."""
@@ -60,22 +81,55 @@ def design_test(cell, task, bound):
     return ok
 
 
+def _standin_properties(cell, other, task):
+    bound = standin_bound(cell, other, task.X)
+    res = certified_recall(cell, other, task, bound=bound)
+    assert np.all(res.correct[res.certified])
+    assert res.certified_accuracy <= res.accuracy
+    # the per-class test is implied by the DESIGN §2(e) test (it is sharper)
+    d = design_test(cell, task, bound)
+    assert np.all(res.certified[d])
+    # a larger bound certifies a subset
+    res2 = certified_recall(cell, other, task, bound=2 * bound)
+    assert np.all(res.certified[res2.certified])
+    return res
+
+
 @settings(max_examples=25, deadline=None)
 @given(kind=st.sampled_from(["elman", "mgru"]), n=st.integers(8, 24),
        rel=st.sampled_from([1e-3, 1e-2, 0.05, 0.2, 0.5]), seed=st.integers(0, 10 ** 6))
 def test_certified_implies_correct_standin(kind, n, rel, seed):
     cell = readout_net(kind, n, seed, TASK)
-    other = perturbed(cell, rel, np.random.default_rng(seed + 1))
-    bound = standin_bound(cell, other, TASK.X)
-    res = certified_recall(cell, other, TASK, bound=bound)
+    _standin_properties(cell, perturbed(cell, rel, np.random.default_rng(seed + 1)), TASK)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["elman", "mgru"]), rel=st.sampled_from([1e-3, 1e-2, 0.05, 0.2]),
+       seed=st.integers(0, 10 ** 6))
+def test_certified_implies_correct_standin_recalling(kind, rel, seed):
+    """The same properties on a net that recalls every sequence: the small
+    perturbations keep (and are certified to keep) most of them correct, the
+    large ones break some, so both sides of every implication are exercised."""
+    cell, task = recalling_net(kind)
+    res = _standin_properties(cell, perturbed(cell, rel, np.random.default_rng(seed)), task)
+    if rel <= 1e-3:
+        assert res.accuracy == 1.0 and res.certified_accuracy >= 0.5
+
+
+@settings(max_examples=4, deadline=None)
+@given(kind=st.sampled_from(["elman", "mgru"]), rel=st.sampled_from([1e-4, 1e-3, 1e-2]),
+       seed=st.integers(0, 10 ** 6))
+def test_certified_implies_correct_real_bound_recalling(kind, rel, seed):
+    """The library's default bound on a recalling net: sound against the float64
+    deviation, certified implies correct, and at rel = 1e-4 it certifies most."""
+    cell, task = recalling_net(kind)
+    other = perturbed(cell, rel, np.random.default_rng(seed))
+    res = certified_recall(cell, other, task)
     assert np.all(res.correct[res.certified])
-    assert res.certified_accuracy <= res.accuracy
-    # the per-class test is implied by the DESIGN §2(e) test (it is sharper)
-    d = design_test(cell, TASK, bound)
-    assert np.all(res.certified[d])
-    # a larger bound certifies a subset
-    res2 = certified_recall(cell, other, TASK, bound=2 * bound)
-    assert np.all(res.certified[res2.certified])
+    E = np.linalg.norm(rp.deviation(cell, other, task.X), axis=-1)
+    assert np.all(res.bound >= E)
+    if rel <= 1e-4:
+        assert res.certified_accuracy >= 0.9
 
 
 @settings(max_examples=15, deadline=None)
@@ -84,7 +138,7 @@ def test_certified_implies_correct_standin(kind, n, rel, seed):
 def test_certified_implies_correct_real_bound(kind, rel, seed):
     cell = readout_net(kind, 12, seed, TASK)
     other = perturbed(cell, rel, np.random.default_rng(seed + 1))
-    for tier in ("fast", "tight"):
+    for tier in ("auto", "fast", "tight"):
         res = certified_recall(cell, other, TASK, tier=tier)
         assert np.all(res.correct[res.certified])
         E = np.linalg.norm(rp.deviation(cell, other, TASK.X), axis=-1)
@@ -144,13 +198,6 @@ def test_safe_rank_standin_and_definitions():
     assert list(S.ranks) == list(range(13))
     assert np.all(S.certified_accuracy <= S.accuracy)
     assert S.accuracy[-1] == S.certified_accuracy[-1]        # rank n: no perturbation
-    full = np.where(S.accuracy >= 1)[0]
-    assert S.empirical_safe_rank == (S.ranks[full[0]] if full.size else None)
-    cfull = np.where(S.certified_accuracy >= 1)[0]
-    assert S.certified_safe_rank == (S.ranks[cfull[0]] if cfull.size else None)
-    if S.certified_safe_rank is not None and S.empirical_safe_rank is not None:
-        assert S.gap == S.certified_safe_rank - S.empirical_safe_rank >= 0
-        assert S.gap_fraction == S.gap / 12
     # the per-rank numbers equal single certified_recall calls
     r = 6
     one = certified_recall(cell, truncate_svd(cell, rank=r), TASK,
@@ -158,13 +205,50 @@ def test_safe_rank_standin_and_definitions():
     assert S.certified_accuracy[r] == one.certified_accuracy and S.accuracy[r] == one.accuracy
 
 
-def test_checkpoint_certified_implies_correct():
-    cell, meta = rp.load_with_metadata("validation/checkpoints/mgru_memorization_D10.npz")
-    task = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"])
-    for r in (8, 24, 48, 64):
-        res = certified_recall(cell, truncate_svd(cell, rank=r), task, tier="fast")
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_safe_rank_gap_on_recalling_net(kind):
+    """On a net that recalls everything both safe ranks exist, so the gap
+    definitions are checked (they were skipped on the least-squares nets)."""
+    cell, task = recalling_net(kind)
+    ranks = list(range(8, 65, 8))
+    S = certified_safe_rank(cell, task, ranks=ranks, bound_fn=standin_bound)
+    assert S.empirical_safe_rank is not None and S.certified_safe_rank is not None
+    full = np.where(S.accuracy >= 1)[0]
+    cfull = np.where(S.certified_accuracy >= 1)[0]
+    assert S.empirical_safe_rank == S.ranks[full[0]]
+    assert S.certified_safe_rank == S.ranks[cfull[0]]
+    assert S.gap == S.certified_safe_rank - S.empirical_safe_rank >= 0
+    assert S.gap_fraction == S.gap / cell.n
+    assert S.certified_safe_from == _full_from(S.ranks, S.certified_accuracy)
+    assert S.empirical_safe_from >= S.empirical_safe_rank
+    assert S.certified_accuracy[-1] == S.accuracy[-1] == 1.0
+    assert np.all(S.bound_ratio[:-1] >= 1.0)                 # the stand-in is >= exact
+
+
+def test_full_from():
+    r = np.array([0, 2, 4, 6, 8])
+    assert _full_from(r, np.array([0.5, 1.0, 0.9, 1.0, 1.0])) == 6     # not monotone
+    assert _full_from(r, np.array([1.0, 1.0, 1.0, 1.0, 1.0])) == 0
+    assert _full_from(r, np.array([1.0, 1.0, 1.0, 1.0, 0.9])) is None  # last rank fails
+    assert _full_from(r, np.array([0.0, 0.0, 0.0, 0.0, 1.0])) == 8
+    assert _full_from(np.array([3]), np.array([1.0])) == 3
+
+
+@pytest.mark.parametrize("kind,low", [("mgru", 32), ("elman", 56)])
+def test_checkpoint_certified_default_tier(kind, low):
+    """The default tier certifies every sequence at full rank (the rounding
+    floor of the bound is far below the margins), and a non-trivial fraction
+    at a truncated rank where the net still recalls (measured: MGRU rank 32:
+    32/32; Elman rank 56: 29/32); certified implies correct at every rank."""
+    cell, task = recalling_net(kind)
+    full = certified_recall(cell, truncate_svd(cell, rank=cell.n), task)
+    assert full.accuracy == 1.0 and full.certified_accuracy == 1.0
+    assert np.max(full.bound) < 1e-6
+    for r in (low, 16):
+        res = certified_recall(cell, truncate_svd(cell, rank=r), task)
         assert np.all(res.correct[res.certified])
-    assert res.accuracy == 1.0                                # rank n = the trained net
+        if r == low:
+            assert res.accuracy == 1.0 and res.certified_accuracy >= 0.75
 
 
 def test_errors():

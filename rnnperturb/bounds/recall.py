@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import as_inputs, check_compatible, check_int
-from rnnperturb.cells import cell_from_params
+from rnnperturb.cells.namespace import FLOAT
 from rnnperturb.verified.linalg import U64, gamma, up
 from rnnperturb.report.progress import progress
 from rnnperturb.propagate.deviation import first_order
@@ -69,9 +69,7 @@ __all__ = ["CertifiedRecall", "SafeRank", "certified_recall", "certified_safe_ra
 
 def _float64(cell):
     """The same cell in float64 (float32 parameters convert exactly)."""
-    if cell.dtype == np.float64:
-        return cell
-    return cell_from_params(cell.kind, dict(cell.params), dtype=np.float64)
+    return cell.astype(np.float64)
 
 
 def _check_task(task, cell):
@@ -96,20 +94,18 @@ def _check_task(task, cell):
 
 
 def _trajectory_error_estimate(cell, X3, H):
-    """Estimated ||h_t - fl(h_t)||_2 per (t, b): 100 x distance to a longdouble run + 1e-12."""
+    """Estimated ||h_t - fl(h_t)||_2 per (t, b): 100 x distance to a longdouble run
+    of the cell's own step (:meth:`Cell.forward` over the float namespace) + 1e-12."""
     ld = np.longdouble
     P = {k: np.asarray(v, dtype=ld) for k, v in cell.params.items()}
     Xl = np.asarray(X3, dtype=ld)
     h = np.zeros((X3.shape[1], cell.n), dtype=ld)
     err = np.empty(H.shape[:2])
+
+    def rec(k, a):
+        return FLOAT.matvec(P[k], a)
     for t in range(X3.shape[0]):
-        x = Xl[t]
-        if cell.kind == "elman":
-            h = np.tanh(h @ P["W"].T + x @ P["U"].T + P["b"])
-        else:
-            f = 1 / (1 + np.exp(-(h @ P["Wf"].T + x @ P["Uf"].T + P["bf"])))
-            c = np.tanh((f * h) @ P["Wh"].T + x @ P["Uh"].T + P["bh"])
-            h = (1 - f) * h + f * c
+        h = cell.forward(FLOAT, P, h, Xl[t], rec)[0]
         err[t] = np.sqrt(np.sum((h - H[t].astype(ld)) ** 2, axis=-1)).astype(np.float64)
     return 100.0 * err + 1e-12
 
@@ -200,10 +196,10 @@ def _ro(a):
 
 def _certified_bound():
     from rnnperturb.bounds import trajectory as bounds
-    return bounds.certified_bound
+    return bounds.certified_bound, bounds.certified_bounds
 
 
-def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = False,
+def certified_recall(cell, other, task, *, tier: str = "auto", rigorous: bool = False,
                      componentwise: bool = True, bound=None, componentwise_bound=None,
                      margins=None) -> CertifiedRecall:
     r"""Certify the recall of a perturbed network on every sequence of a task.
@@ -222,8 +218,9 @@ def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = 
     task : Task
         Classification task with a recall window, e.g.
         ``rp.tasks.memorization_all(2, 5, D)`` (all 32 sequences).
-    tier : {'fast', 'tight'}
-        Tier of the certified bound.
+    tier : {'auto', 'fast', 'tight'}
+        Tier of the certified bound (default ``'auto'``, see
+        :func:`rnnperturb.bounds.trajectory.certified_bound`).
     rigorous : bool
         Use the bound's interval-arithmetic mode (small nets only).
     componentwise : bool
@@ -251,10 +248,11 @@ def certified_recall(cell, other, task, *, tier: str = "fast", rigorous: bool = 
     margin, dnorm, dabs = recall_margins(c64, task) if margins is None else margins
     rho = None
     if bound is None:
-        cb = _certified_bound()
-        Bd = np.asarray(cb(c64, o64, X3, tier=tier, rigorous=rigorous), dtype=np.float64)
+        cb, cbs = _certified_bound()
         if componentwise and not rigorous:
-            rho = np.asarray(cb(c64, o64, X3, tier=tier, componentwise=True), dtype=np.float64)
+            Bd, rho = cbs(c64, o64, X3, tier=tier)                          # one pass
+        else:
+            Bd = np.asarray(cb(c64, o64, X3, tier=tier, rigorous=rigorous), dtype=np.float64)
     else:
         Bd = np.asarray(bound, dtype=np.float64)
         if Bd.shape != (T, B):
@@ -349,7 +347,7 @@ def _full_from(ranks, acc):
     return int(ranks[i])
 
 
-def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
+def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
                         componentwise: bool = True, bound_fn=None,
                         quiet: bool = True) -> SafeRank:
     r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
@@ -367,7 +365,8 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "fast",
         E.g. ``rp.tasks.memorization_all(2, 5, D)``.
     ranks : sequence of int, optional
         Ranks in [0, n]; default every rank 0..n.
-    tier : {'fast', 'tight'}
+    tier : {'auto', 'fast', 'tight'}
+        Tier of the certified bound (default ``'auto'``).
     componentwise : bool
     bound_fn : callable, optional
         ``bound_fn(cell, other, X) -> (T, B)``: a sound bound on

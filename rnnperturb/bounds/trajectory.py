@@ -16,7 +16,8 @@ computed; likewise :math:`r'_t`),
     \|e_t\|_2 \le \min\bigl(\|\,\cdot\,\|_2,\ \|\tilde e_t\|_2(1+u) + N_t + N'_t,\ \|w\|_2\bigr)
 
 with :math:`\rho_t \ge |r_t|` componentwise, :math:`N_t \ge \|r_t\|_2`, and
-:math:`w` the trivial width (2 per component for the Elman RNN, whatever
+:math:`w` the trivial width (:meth:`rnnperturb.cells.protocol.Cell.trivial_cap`,
+the width of :meth:`~rnnperturb.cells.protocol.Cell.state_bounds`; 2 per component for the Elman RNN, whatever
 :math:`h_0`, since :math:`h_t, h'_t \in (-1,1)^n` for :math:`t\ge1`; for the MGRU
 :math:`h_{t,i}` is a convex combination of :math:`h_{t-1,i}` and
 :math:`c_{t,i} \in (-1,1)`, so both trajectories stay in
@@ -31,8 +32,14 @@ as long as the bound on the rounding errors stays far below
 What must be controlled is the *amplification* of rounding errors along the
 trajectory; it has 16 decades of headroom before it matters.
 
-Rounding recursion (Elman; the MGRU is the same pattern, see :func:`_mgru_step`)
-----------------------------------------------------------------------------
+Rounding recursion (Elman; every cell proves the same pattern for its own step)
+------------------------------------------------------------------------------
+The step of this recursion is cell-specific and lives in the cell's module,
+:meth:`rnnperturb.cells.protocol.Cell.rounding_step` (Elman:
+:meth:`rnnperturb.cells.elman.ElmanRNN.rounding_step`, MGRU:
+:meth:`rnnperturb.cells.mgru.MGRU.rounding_step`); the driver below (caps,
+combination of the two trajectories, multi-step recursion) is written once.
+For the Elman cell:
 Computed: :math:`\tilde a_t = fl(W\tilde h_{t-1} + Ux_t + b)`,
 :math:`\tilde h_t = fl(\tanh\tilde a_t)`. Exact: :math:`a_t = W h_{t-1} + Ux_t + b`.
 Standard error bounds (any summation order, FMA or not) give
@@ -80,12 +87,24 @@ The MGRU is worse: its per-step Jacobian bound exceeds 1 even for
 :math:`\|W_f\|_2, \|W_h\|_2 < 1` (the :math:`\operatorname{diag}(1-f)` part alone
 has norm ≈ 1, and the triangle inequality adds the gate and candidate terms),
 so its fast tier loosens over long horizons even on contracting nets.
-The tight tier writes :math:`r_t = \tilde J_t r_{t-1} + g_t` with the *exact
-known* matrices :math:`\tilde J_t` (Elman: :math:`\operatorname{diag}(\tanh'(\tilde
-a_t))W`, second-order term by the exact monotone Taylor remainder
-:func:`rnnperturb.verified.activation.taylor_remainder_max`; MGRU: the floating-point
-Jacobian at :math:`\tilde h_{t-1}`, second-order term by interval radii of its
-factors) and a componentwise bound :math:`|g_t|\le\gamma_t`. Then
+The tight tier writes :math:`r_t = \hat J_t r_{t-1} + g_t` with *known*
+matrices :math:`\hat J_t` and a componentwise bound :math:`|g_t|\le\gamma_t`.
+:math:`\hat J_t` is the floating-point Jacobian, formed generically by running
+the cell's tangent step (:meth:`rnnperturb.cells.protocol.Cell.tangent`) on the
+standard basis, batched over the sequences (one 2-D GEMM per recurrent matrix).
+Let :math:`\tilde J_t` be the exact linear map of that tangent step with its
+coefficient vectors as computed. The cell's :meth:`rounding_step` bounds
+:math:`|(\bar J_t - \tilde J_t) r_{t-1}|` plus the local rounding (Elman:
+:math:`\tilde J = \operatorname{diag}(fl(1-\tilde h_t^2))W`, second-order term by
+the exact monotone Taylor remainder
+:func:`rnnperturb.verified.activation.taylor_remainder_max`; MGRU: interval
+radii of the factors of its Jacobian). The formation error is bounded
+generically: running the same tangent step on an
+:class:`rnnperturb.verified.linalg.AbsValue` gives its rounding depth
+:math:`D` and the majorant :math:`M\rho_{t-1}` with :math:`M \ge |\tilde J_t|`, and
+:math:`|\hat J_t - \tilde J_t| \le \gamma_D M` entrywise, so
+:math:`|(\tilde J_t - \hat J_t) r_{t-1}| \le \gamma_D M\rho_{t-1}` is added to
+:math:`\gamma_t`. Then
 :math:`r_t = \sum_k \tilde\Phi(t,k)\operatorname{diag}(\gamma_k)\xi_k`,
 :math:`|\xi_k|\le1`, is a zonotope whose Gram matrix obeys the Lyapunov
 recursion
@@ -98,8 +117,22 @@ so the growth is that of the *multi-step* propagators :math:`\tilde\Phi(t,k)`
 (4–8 on the trained nets) instead of products of per-step norms. It costs
 O(n^3) per step and sequence, so it is switched on per sequence, at the step
 s where the per-step bound first exceeds twice the accumulated local rounding
-(never, on contracting trajectories). Statement and proof: :class:`_Lyapunov`
-and :meth:`_MGRUTraj._tight`.
+(never, on contracting trajectories). Statement and proof: :class:`_Lyapunov`.
+Switching on at any step s is sound (the claim holds from any s with
+:math:`\|r_s\|\le N_s`), so *when* it is switched on is a cost choice only.
+
+Tiers
+-----
+``"fast"``: cheap row-sum majorants, per-step norms only. ``"tight"``:
+componentwise :math:`|W|v` products and the multi-step recursion switched on as
+above. ``"auto"`` (default): componentwise products, and the multi-step
+recursion switched on for a sequence only once the rounding bound of one of
+its trajectories exceeds :data:`AUTO_FRACTION` of the computed
+:math:`\|\tilde e_t\|_2` plus the floor :data:`AUTO_FLOOR`:math:`\,\|w\|_2`
+(and twice its accumulated local rounding). The bound then stays within a
+relative :math:`\sim10^{-3}` of the computed deviation where the fast tier
+would be loose, at the cost of the O(n^3) recursion only on the steps that
+need it.
 
 Rigorous mode
 -------------
@@ -113,255 +146,84 @@ from __future__ import annotations
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs
-from rnnperturb.verified.linalg import U64, gamma, row_norms_upper, spectral_norm_upper, up
+from rnnperturb.cells.namespace import FLOAT
 from rnnperturb.propagate.deviation import delta_recurrent
-from rnnperturb.verified.activation import (SIGMOID_KAPPA, TANH_KAPPA, _dsigmoid, _dtanh, act_error, slope_max,
-                        taylor_remainder_max)
+from rnnperturb.verified.linalg import ABS, U64, AbsValue, gamma, up, vec_norm_upper
 
-__all__ = ["certified_bound", "trivial_cap"]
+__all__ = ["certified_bound", "certified_bounds", "trivial_cap", "TIERS", "AUTO_FRACTION", "AUTO_FLOOR"]
 
 _TINY = 1e-120
-TIERS = ("fast", "tight")
+TIERS = ("auto", "fast", "tight")
+#: ``tier="auto"``: the multi-step recursion starts once a trajectory's rounding
+#: bound exceeds this fraction of the computed ||e~_t||_2 ...
+AUTO_FRACTION = 1e-9
+#: ... plus this fraction of the trivial cap ||w||_2 (the floor of the bound
+#: where the computed deviation is 0, e.g. at full rank).
+AUTO_FLOOR = 1e-12
 #: Limit of n*n*T*B for rigorous=True (mpmath interval arithmetic is slow).
 RIGOROUS_BUDGET = 4_000_000
-
-
-class _Mat:
-    """A float64 matrix with the verified constants the recursion needs."""
-
-    def __init__(self, A):
-        self.A = np.ascontiguousarray(A, dtype=np.float64)
-        self.AT = np.ascontiguousarray(self.A.T)
-        self.absT = np.ascontiguousarray(np.abs(self.A).T)
-        self.rs = up(np.abs(self.A).sum(axis=1), self.A.shape[1])  # row sums of |A|
-        self.rn = row_norms_upper(self.A)                          # row 2-norms
-        self.rn2 = up(self.rn * self.rn, 1)
-        self.norm = spectral_norm_upper(self.A) if self.A.shape[0] == self.A.shape[1] else \
-            float(np.sqrt(up(np.sum(self.rn2), self.A.shape[0])))
-
-    def absmv(self, v, vnorm, exact: bool):
-        """Componentwise bound on |A x| for every x with |x| <= v, ||x||_2 <= vnorm.
-
-        v : (B, c), vnorm : (B,). exact=True uses |A| v (a matvec), else the
-        cheap majorant rowsum(|A|) * max(v)."""
-        byrow = self.rn[None, :] * vnorm[:, None]
-        if exact:
-            el = up(v @ self.absT, self.A.shape[1])
-        else:
-            el = self.rs[None, :] * np.max(v, axis=1, keepdims=True)
-        return up(np.minimum(el, byrow), 1)
-
-    def dnorm(self, d):
-        """Upper bound on ||diag(d) A||_2 for d >= 0, shape (B, r) -> (B,)."""
-        a = up(np.max(d, axis=1) * self.norm, 1)
-        b = np.sqrt(up(np.sum(d * d * self.rn2[None, :], axis=1), d.shape[1])) * (1 + 2 * U64)
-        return np.minimum(a, b)
-
-
-def _nrm(v):
-    """Upper bound on the 2-norm of each row of v >= 0, (B, n) -> (B,)."""
-    return np.sqrt(up(np.sum(v * v, axis=-1), v.shape[-1])) * (1 + 2 * U64)
-
-
-def _widen(a, rad):
-    lo = a - rad - 4 * U64 * np.abs(a) - _TINY
-    hi = a + rad + 4 * U64 * np.abs(a) + _TINY
-    return lo, hi
-
-
-# --------------------------------------------------------------------------- cells
-class _ElmanTraj:
-    """Float trajectory of an Elman cell with its rounding enclosure."""
-
-    def __init__(self, W, U, b, h0, exact, hbound):
-        self.W, self.U = _Mat(W), _Mat(U)
-        self.b = np.asarray(b, np.float64)
-        self.absb = np.abs(self.b)
-        self.K = gamma(W.shape[0] + U.shape[1] + 3)
-        self.h = np.array(h0, dtype=np.float64)
-        self.rho = np.zeros_like(self.h)
-        self.N = np.zeros(self.h.shape[0])
-        self.exact = exact
-        self.eps = act_error("tanh")
-        self.hbound = hbound
-        self.lyap = _Lyapunov(self.h.shape[0], self.h.shape[1]) if exact else None
-
-    def step(self, x, absx, xnorm):
-        W, h, rho, N = self.W, self.h, self.rho, self.N
-        a = h @ W.AT + (x @ self.U.AT + self.b)
-        ah = np.abs(h)
-        loc_a = up(self.K * (W.absmv(ah, _nrm(ah), self.exact)
-                             + self.U.absmv(absx, xnorm, self.exact) + self.absb), 3)
-        prop_a = W.absmv(rho, N, self.exact)
-        rad = up(prop_a + loc_a, 2)
-        s = slope_max("tanh", *_widen(a, rad))
-        hn = np.tanh(a)
-        loc_h = up(s * loc_a + self.eps * np.abs(hn), 2) + _TINY
-        rho_n = up(s * prop_a + loc_h, 2)
-        N_n = up(W.dnorm(s) * N + _nrm(loc_h), 2)
-        N_n = np.minimum(N_n, _nrm(rho_n))
-        if self.lyap is not None:
-            # r_t = diag(d~) W r_{t-1} + g_t, |g_t| <= gam (see _Lyapunov):
-            # tanh(a) - tanh(a~) = tanh'(a~)(a - a~) + R, |R| <= q (exact remainder)
-            d = _dtanh(a)
-            dd = 3 * self.eps * d + _TINY
-            q = taylor_remainder_max("tanh", a, -rad, rad)
-            gam = up(dd * prop_a + (d + dd) * loc_a + q + self.eps * np.abs(hn), 4) + _TINY
-            N_n = np.minimum(N_n, self.lyap.step(
-                None, N_n, None,
-                lambda idx, C: _Lyapunov.elman_piece(d[idx], W, gam[idx], C)))
-            self.lyap.maybe_activate(N_n, _nrm(loc_h))
-        rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
-        self.h, self.rho, self.N = hn, rho_n, N_n
-        return hn
-
-
-class _MGRUTraj:
-    """Float trajectory of an MGRU cell with its rounding enclosure."""
-
-    def __init__(self, Wf, Uf, bf, Wh, Uh, bh, h0, exact, hbound):
-        self.Wf, self.Uf, self.Wh, self.Uh = _Mat(Wf), _Mat(Uf), _Mat(Wh), _Mat(Uh)
-        self.bf, self.bh = np.asarray(bf, np.float64), np.asarray(bh, np.float64)
-        self.absbf, self.absbh = np.abs(self.bf), np.abs(self.bh)
-        self.K = gamma(Wf.shape[0] + Uf.shape[1] + 3)
-        self.h = np.array(h0, dtype=np.float64)
-        self.rho = np.zeros_like(self.h)
-        self.N = np.zeros(self.h.shape[0])
-        self.exact = exact
-        self.et, self.es = act_error("tanh"), act_error("sigmoid")
-        self.hbound = hbound  # (B, n): |h_t| <= hbound for all t
-        self.lyap = _Lyapunov(self.h.shape[0], self.h.shape[1]) if exact else None
-
-    def step(self, x, absx, xnorm):
-        ex = self.exact
-        h, rho, N = self.h, self.rho, self.N
-        ah = np.abs(h)
-        # gate
-        af = h @ self.Wf.AT + (x @ self.Uf.AT + self.bf)
-        loc_af = up(self.K * (self.Wf.absmv(ah, _nrm(ah), ex)
-                              + self.Uf.absmv(absx, xnorm, ex) + self.absbf), 3)
-        rad_f = up(self.Wf.absmv(rho, N, ex) + loc_af, 2)
-        sf = slope_max("sigmoid", *_widen(af, rad_f))
-        with np.errstate(over="ignore"):
-            f = 1.0 / (1.0 + np.exp(-af))
-        rf = np.minimum(up(sf * rad_f + self.es * f, 2) + _TINY, 1.0)
-        rf_loc = np.minimum(up(sf * loc_af + self.es * f, 2) + _TINY, 1.0)
-        fm = np.minimum(f + rf, 1.0)            # bound on f over the box
-        # f * h
-        p = f * h
-        ap = np.abs(p)
-        rp = up(fm * rho + ah * rf + U64 * ap, 3)
-        rp_loc = up(ah * rf_loc + U64 * ap, 2)
-        # candidate
-        ac = p @ self.Wh.AT + (x @ self.Uh.AT + self.bh)
-        base_c = up(self.K * (self.Wh.absmv(ap, _nrm(ap), ex)
-                              + self.Uh.absmv(absx, xnorm, ex) + self.absbh), 3)
-        loc_ac = up(base_c + self.Wh.absmv(rp_loc, _nrm(rp_loc), ex), 2)
-        rad_c = up(base_c + self.Wh.absmv(rp, _nrm(rp), ex), 2)
-        sc = slope_max("tanh", *_widen(ac, rad_c))
-        c = np.tanh(ac)
-        cab = np.abs(c)
-        rc = up(sc * rad_c + self.et * cab, 2) + _TINY
-        rc_loc = up(sc * loc_ac + self.et * cab, 2) + _TINY
-        # new state
-        omf = 1.0 - f
-        hn = omf * h + f * c
-        rnd = up(4 * U64 * (np.abs(omf) * ah + f * cab), 2) + _TINY
-        gm = np.minimum(omf + rf, 1.0)          # bound on 1 - f over the box
-        rho_n = up(gm * rho + rf * ah + fm * rc + rf * cab + rnd, 5)
-        loc_h = up(rf_loc * ah + np.minimum(f + rf_loc, 1.0) * rc_loc + rf_loc * cab + rnd, 4)
-        # sup of ||J||_2 over the box (J = diag(1-f) + diag(sf (c-h)) Wf
-        #   + diag(f tanh') Wh (diag(f) + diag(h sf) Wf))
-        d1 = up(sf * (np.abs(c - h) * (1 + U64) + rc + rho), 3)
-        d2 = up(fm * sc, 1)
-        d3 = up(sf * (ah + rho), 1)
-        nu = up(np.max(gm, axis=1) + self.Wf.dnorm(d1)
-                + self.Wh.dnorm(d2) * up(np.max(fm, axis=1) + self.Wf.dnorm(d3), 2), 4)
-        N_n = up(nu * N + _nrm(loc_h), 2)
-        N_n = np.minimum(N_n, _nrm(rho_n))
-        if self.lyap is not None:
-            N_n = np.minimum(N_n, self._tight(h, rho, f, c, af, ac, rad_f, rad_c, rf, rc,
-                                              fm, loc_h, N_n))
-            self.lyap.maybe_activate(N_n, _nrm(loc_h))
-        rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
-        self.h, self.rho, self.N = hn, rho_n, N_n
-        return hn
-
-    def _tight(self, h, rho, f, c, af, ac, rad_f, rad_c, rf, rc, fm, loc_h, N_n):
-        r"""Linearisation about the computed state for the tight tier.
-
-        :math:`r_t = \tilde J_t r_{t-1} + g_t` with :math:`\tilde J_t` the
-        floating-point Jacobian at :math:`\tilde h_{t-1}` (formed explicitly)
-        and :math:`|g_t| \le |\bar J_t - \tilde J_t|\rho_{t-1} + \lambda_t`,
-        where :math:`\bar J_t = \int_0^1 J(\tilde h_{t-1} + \tau r_{t-1})d\tau`
-        (mean value theorem for vector functions) and :math:`\lambda_t` is the
-        local rounding bound. :math:`|J(\xi) - \tilde J_t|` is bounded over the
-        box by the radii of the scalar factors of
-        :math:`J = \operatorname{diag}(1-f) + \operatorname{diag}(\sigma'(c-\xi))W_f
-        + \operatorname{diag}(f\tanh')W_h(\operatorname{diag}(f)
-        + \operatorname{diag}(\xi\sigma')W_f)` (products :math:`|xy - \tilde x\tilde y|
-        \le (|\tilde x| + \delta x)\delta y + \delta x|\tilde y|`), plus the
-        rounding of forming :math:`\tilde J_t`."""
-        Wf, Wh = self.Wf, self.Wh
-        n = h.shape[1]
-        ah = np.abs(h)
-        sf = _dsigmoid(af)
-        tc = _dtanh(ac)
-        Rf = rf
-        Rs = up(SIGMOID_KAPPA * rad_f + 3 * self.es * sf, 2) + _TINY
-        Rt = up(TANH_KAPPA * rad_c + 3 * self.et * tc, 2) + _TINY
-        cmh = c - h
-        u2 = sf * cmh
-        u3 = f * tc
-        u4 = h * sf
-        R2 = up((sf + Rs) * (rc + rho) + Rs * np.abs(cmh) + 4 * U64 * np.abs(u2), 3)
-        R3 = up((f + Rf) * Rt + Rf * tc, 2)
-        R4 = up((ah + rho) * Rs + rho * sf, 2)
-        v = rho
-        Wfv = Wf.absmv(v, _nrm(v), True)
-        dJv = (Rf * v + R2 * Wfv
-               + R3 * Wh.absmv(fm * v, _nrm(fm * v), True)
-               + np.abs(u3) * Wh.absmv(Rf * v, _nrm(Rf * v), True))
-        w4 = (np.abs(u4) + R4) * Wfv
-        dJv = dJv + R3 * Wh.absmv(w4, _nrm(w4), True)
-        w5 = R4 * Wfv
-        dJv = dJv + np.abs(u3) * Wh.absmv(w5, _nrm(w5), True)
-        # rounding of forming J~ (inner dimension n in Wh diag(u4) Wf)
-        a4 = np.abs(u4) * Wfv
-        Jmaj = (np.abs(1 - f) * v + np.abs(u2) * Wfv
-                + np.abs(u3) * Wh.absmv(f * v, _nrm(f * v), True)
-                + np.abs(u3) * Wh.absmv(a4, _nrm(a4), True))
-        gam = up(dJv + gamma(n + 8) * Jmaj + loc_h, 12) + _TINY
-
-        def piece(idx, C):
-            J = (u2[idx, :, None] * Wf.A[None]
-                 + u3[idx, :, None] * (Wh.A[None] * f[idx, None, :])
-                 + u3[idx, :, None] * ((Wh.A[None] * u4[idx, None, :]) @ Wf.A))
-            ii = np.arange(n)
-            J[:, ii, ii] += 1 - f[idx]
-            return _Lyapunov.full_piece(J, gam[idx], C)
-        return self.lyap.step(None, N_n, None, piece)
-
-
-
-def _make_traj(cell, params, h0, exact, hbound):
-    if cell.kind == "elman":
-        return _ElmanTraj(params["W"], cell.U, cell.b, h0, exact, hbound)
-    return _MGRUTraj(params["Wf"], cell.Uf, cell.bf, params["Wh"], cell.Uh, cell.bh, h0,
-                     exact, hbound)
+_nrm = vec_norm_upper
 
 
 def trivial_cap(cell, h0, B: int) -> np.ndarray:
     r"""Per-component width :math:`w` of the set that contains both
-    trajectories for every t >= 1, shape (B, n).
-
-    Elman: 2 (both states are tanh outputs). MGRU: :math:`\max(h_{0,i},1) -
-    \min(h_{0,i},-1)` (convex combinations of :math:`h_{t-1}` and
-    :math:`c_t\in(-1,1)`)."""
+    trajectories for every t >= 1, shape (B, n): the cell's
+    :meth:`~rnnperturb.cells.protocol.Cell.trivial_cap` (Elman: 2; MGRU:
+    :math:`\max(h_{0,i},1) - \min(h_{0,i},-1)`)."""
     h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, cell.n))
-    if cell.kind == "elman":
-        return np.full((B, cell.n), 2.0)
-    return up(np.maximum(h0, 1.0) - np.minimum(h0, -1.0), 2)
+    return np.asarray(cell.trivial_cap(h0, B), dtype=np.float64)
+
+
+class _Trajectory:
+    """Float64 trajectory of one cell (nominal or perturbed recurrent matrices)
+    with its rounding enclosure: rho >= |r_t|, N >= ||r_t||_2."""
+
+    def __init__(self, cell, rec, h0, exact, multistep, hbound):
+        self.cell = cell
+        self.ctx = cell.rounding_context(rec)
+        P = {k: np.asarray(getattr(cell, k), np.float64) for k in cell.input_params}
+        P.update(rec)
+        self.P = P
+        self.h = np.array(h0, dtype=np.float64)
+        B, n = self.h.shape
+        self.rho = np.zeros_like(self.h)
+        self.N = np.zeros(B)
+        self.loc = np.zeros(B)
+        self.exact = exact
+        self.hbound = hbound
+        self.lyap = _Lyapunov(B, n) if multistep else None
+
+    def step(self, x, absx, xnorm):
+        h, rho, N = self.h, self.rho, self.N
+        lyap = self.lyap
+        linear = lyap is not None and bool(lyap.active.any())
+        hn, rho_n, N_n, loc, lin = self.cell.rounding_step(
+            self.ctx, h, rho, N, x, absx, xnorm, self.exact, linear)
+        if linear:
+            aux, gam = lin
+            idx = np.flatnonzero(lyap.active)
+            J, gam_i = self._linear_map(h[idx], rho[idx], {k: v[idx] for k, v in aux.items()},
+                                        gam[idx])
+            N_n = np.minimum(N_n, lyap.step(idx, J, gam_i))
+        self.loc = _nrm(loc)
+        rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
+        self.h, self.rho, self.N = hn, rho_n, N_n
+        return hn
+
+    def _linear_map(self, h, rho, aux, gam):
+        r"""The formed Jacobian :math:`\hat J` (k, n, n) of the cell's tangent at
+        ``(h, aux)`` and ``gam`` plus the formation error :math:`\gamma_D M\rho`."""
+        cell, P = self.cell, self.P
+        k, n = h.shape
+        basis = np.zeros((n, k, n))
+        ii = np.arange(n)
+        basis[ii, :, ii] = 1.0
+        Z = cell.tangent(FLOAT, P, h, aux, basis, lambda nm, v: FLOAT.matvec(P[nm], v),
+                         lambda nm: 0.0)                                  # (n_j, k, n_i)
+        J = np.ascontiguousarray(Z.transpose(1, 2, 0))
+        M = cell.tangent(ABS, P, h, aux, AbsValue(rho), lambda nm, v: v.matvec(P[nm]),
+                         lambda nm: 0.0)
+        return J, up(gam + gamma(M.depth) * M.bound(), 2) + _TINY
 
 
 def _check_tier(tier, rigorous):
@@ -371,7 +233,7 @@ def _check_tier(tier, rigorous):
         raise ValueError(f"rigorous: expected True or False, found {rigorous!r}")
 
 
-def certified_bound(cell, other, X, h0=None, *, tier: str = "fast", rigorous: bool = False,
+def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bool = False,
                     componentwise: bool = False):
     r"""Sound upper bound on :math:`\|h'_t - h_t\|_2` for every step.
 
@@ -381,21 +243,26 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "fast", rigorous: bo
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
-        Nominal and perturbed cell; ``other`` may differ only in its recurrent
-        matrices. float32 cells are analysed exactly in float64 (inputs are
-        first rounded to the cell's dtype, as :meth:`run` does).
+    cell, other : Cell
+        Nominal and perturbed cell (any registered cell type); ``other`` may
+        differ only in its recurrent matrices. float32 cells are analysed
+        exactly in float64 (inputs are first rounded to the cell's dtype, as
+        :meth:`run` does).
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
         Common initial state (zeros when None); any finite values.
-    tier : {'fast', 'tight'}
-        ``'fast'``: per-step norms and cheap majorants, O(B n^2) per step
-        (about 3–4x the cost of :func:`deviation` at n = 128). Tight on
-        contracting Elman nets; loosens on expanding nets and on the MGRU over
-        long horizons (per-step factors above 1 multiply).
-        ``'tight'``: adds componentwise :math:`|W|` products and the
-        multi-step propagator (Lyapunov) recursion, O(n^3) per step for
-        each sequence where per-step factors would grow.
+    tier : {'auto', 'fast', 'tight'}
+        ``'auto'`` (default): componentwise products, and the multi-step
+        (Lyapunov) recursion only for the sequences and steps where the
+        per-step rounding bound would exceed :data:`AUTO_FRACTION` of the
+        computed deviation (plus a floor); within a relative ~1e-3 of the
+        computed deviation on trained nets.
+        ``'fast'``: per-step norms and cheap majorants, O(B n^2) per step.
+        Tight on contracting Elman nets; loosens on expanding nets and on the
+        MGRU over long horizons (per-step factors above 1 multiply).
+        ``'tight'``: componentwise :math:`|W|` products and the multi-step
+        recursion for each sequence as soon as per-step factors grow, O(n^3)
+        per step and sequence.
     rigorous : bool
         Evaluate in mpmath interval arithmetic instead (small nets only:
         ``n*n*T*B <= RIGOROUS_BUDGET``).
@@ -407,8 +274,8 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "fast", rigorous: bo
     -------
     bound : ndarray, shape (T, B) or (T,)
         ``bound[t-1] >= ||h'_t - h_t||_2``, at most the trivial cap
-        (:math:`2\sqrt n` for the Elman RNN and for the MGRU with
-        :math:`\|h_0\|_\infty\le1`). With ``componentwise=True``: shape
+        :math:`\|w\|_2` (:math:`2\sqrt n` for the Elman RNN and for the MGRU
+        with :math:`\|h_0\|_\infty\le1`). With ``componentwise=True``: shape
         (T, B, n) or (T, n).
 
     Raises
@@ -434,25 +301,46 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "fast", rigorous: bo
         cap = _nrm(trivial_cap(cell, h0a, B))
         out = np.minimum(hi, cap[None, :])
         return out[:, 0] if single else out
+    del dW
     X3 = X3.astype(np.float64)
-    out = _bound_float(cell, other, dW, X3, h0a, tier, componentwise)
+    norm, comp = _bound_float(cell, other, X3, h0a, tier, componentwise)
+    out = comp if componentwise else norm
     if single:
         return out[:, 0]
     return out
 
 
-def _bound_float(cell, other, dW, X3, h0a, tier, componentwise):
+def certified_bounds(cell, other, X, h0=None, *, tier: str = "auto"):
+    r"""The norm bound and the componentwise bound of :func:`certified_bound`
+    from one pass (same values as two calls).
+
+    Returns
+    -------
+    bound : ndarray, shape (T, B) or (T,)
+    componentwise : ndarray, shape (T, B, n) or (T, n)
+    """
+    _check_tier(tier, False)
+    delta_recurrent(cell, other)
+    X3, single = as_inputs(X, cell.m, cell.dtype)
+    h0a = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype).astype(np.float64)
+    norm, comp = _bound_float(cell, other, X3.astype(np.float64), h0a, tier, True)
+    return (norm[:, 0], comp[:, 0]) if single else (norm, comp)
+
+
+def _bound_float(cell, other, X3, h0a, tier, componentwise):
     T, B = X3.shape[0], X3.shape[1]
     n = cell.n
-    exact = tier == "tight"
+    exact = tier != "fast"
     width = trivial_cap(cell, h0a, B)
-    hbound = np.maximum(np.abs(h0a), 1.0) if cell.kind == "mgru" else 1.0
-    nom = _make_traj(cell, {k: v.astype(np.float64) for k, v in cell.recurrent.items()},
-                     h0a, exact, hbound)
-    per = _make_traj(cell, {k: v.astype(np.float64) for k, v in other.recurrent.items()},
-                     h0a, exact, hbound)
+    lo, hi = cell.state_bounds(h0a)
+    hbound = np.maximum(np.abs(lo), np.abs(hi))          # |h_t| <= hbound, t >= 1
+    trajs = [_Trajectory(cell, {k: np.asarray(v, np.float64) for k, v in c.recurrent.items()},
+                         h0a, exact, tier != "fast", hbound) for c in (cell, other)]
+    nom, per = trajs
     cap = _nrm(width)
-    out = np.empty((T, B, n) if componentwise else (T, B))
+    floor = AUTO_FLOOR * cap
+    out = np.empty((T, B))
+    outc = np.empty((T, B, n)) if componentwise else None
     for t in range(T):
         x = X3[t]
         absx = np.abs(x)
@@ -460,52 +348,56 @@ def _bound_float(cell, other, dW, X3, h0a, tier, componentwise):
         h = nom.step(x, absx, xn)
         hp = per.step(x, absx, xn)
         e = np.abs(hp - h) * (1 + 2 * U64)
+        en = _nrm(e)
+        if tier != "fast":
+            thr = 0.0 if tier == "tight" else AUTO_FRACTION * en + floor
+            for tr in trajs:
+                tr.lyap.maybe_activate(tr.N, tr.loc, thr)
         comp = np.minimum(up(e + nom.rho + per.rho, 3), width)
         if componentwise:
-            out[t] = comp
-            continue
+            outc[t] = comp
         b1 = _nrm(comp)
-        b2 = up(_nrm(e) + nom.N + per.N, 3)
+        b2 = up(en + nom.N + per.N, 3)
         out[t] = np.minimum(np.minimum(b1, b2), cap)
-    return out
+    # An overflow (weights or inputs near the float range) makes the recursion NaN or Inf;
+    # the trivial cap is still a sound bound there, so it is what we return.
+    out = np.where(np.isfinite(out), out, cap[None, :])
+    if componentwise:
+        outc = np.where(np.isfinite(outc), outc, width[None])
+    return out, outc
 
 
 class _Lyapunov:
     r"""Gram matrices of the rounding zonotope, one per batch element.
 
-    Claim: if :math:`r_t = \tilde J_t r_{t-1} + g_t` for :math:`t > s` with
-    known matrices :math:`\tilde J_t`, :math:`\|r_s\|_2 \le N_s` and
+    Claim: if :math:`r_t = \hat J_t r_{t-1} + g_t` for :math:`t > s` with
+    known matrices :math:`\hat J_t`, :math:`\|r_s\|_2 \le N_s` and
     :math:`|g_k| \le \gamma_k` componentwise, then
 
     .. math::
         \|r_t\|_2 \le \sqrt{(1 + n(t-s))\,\lambda_{\max}(C_t)},\qquad
-        C_t = \tilde J_t C_{t-1}\tilde J_t^T + \operatorname{diag}(\gamma_t^2),\quad
+        C_t = \hat J_t C_{t-1}\hat J_t^T + \operatorname{diag}(\gamma_t^2),\quad
         C_s = N_s^2 I .
 
-    Proof: :math:`r_t = \tilde\Phi(t,s)N_s\eta + \sum_{s<k\le t}\tilde\Phi(t,k)
+    Proof: :math:`r_t = \hat\Phi(t,s)N_s\eta + \sum_{s<k\le t}\hat\Phi(t,k)
     \operatorname{diag}(\gamma_k)\xi_k = Z_t\zeta` with :math:`\|\eta\|_2\le1`,
     :math:`|\xi_k|\le1`, so :math:`\|\zeta\|_2^2\le 1 + n(t-s)`;
     :math:`\|r_t\|_2\le\|Z_t\|_2\|\zeta\|_2`, :math:`\|Z_t\|_2^2 =
     \lambda_{\max}(Z_tZ_t^T)` and :math:`Z_tZ_t^T = C_t`. In floating point we
     keep a computed :math:`\tilde C_t \succeq C_t` (Loewner order): if
     :math:`C_{t-1}\preceq\tilde C_{t-1}` then (congruence keeps the order)
-    :math:`C_t \preceq \tilde J_t\tilde C_{t-1}\tilde J_t^T + \operatorname{diag}(\gamma_t^2)
+    :math:`C_t \preceq \hat J_t\tilde C_{t-1}\hat J_t^T + \operatorname{diag}(\gamma_t^2)
     = S + \Delta`, where :math:`S` is the symmetrised computed product and
     :math:`|\Delta| \le E` with the classical bound
-    :math:`E = (2\gamma_n+\gamma_n^2)|\tilde J||\tilde C||\tilde J|^T + 2u|S|`;
+    :math:`E = (2\gamma_n+\gamma_n^2)|\hat J||\tilde C||\hat J|^T + 2u|S|`;
     Gershgorin gives :math:`\Delta \preceq \operatorname{diag}(E\mathbf 1)`, and
     :math:`E\mathbf 1` costs only matrix-vector products. Finally
     :math:`\lambda_{\max}(C_t) \le \min(\max_i\sum_j|\tilde C_{ij}|,\ \operatorname{tr}\tilde C)`
     (Gershgorin; trace of a positive semidefinite matrix).
     The growth of :math:`C_t` is that of the multi-step propagators
-    :math:`\tilde\Phi(t,k) = \tilde J_t\cdots\tilde J_{k+1}`, not of products of
-    per-step norms.
-
-    The recursion costs O(n^3) per step, so it is switched on per batch
-    element only once the per-step bound has amplified the accumulated local
-    rounding by more than :data:`ACTIVATE` (it starts from :math:`C_s = N_s^2 I`
-    with the per-step bound :math:`N_s`); on contracting trajectories it never
-    runs.
+    :math:`\hat\Phi(t,k) = \hat J_t\cdots\hat J_{k+1}`, not of products of
+    per-step norms. The claim holds from any start s, so the recursion may be
+    switched on at any step (:meth:`maybe_activate`).
     """
 
     ACTIVATE = 2.0
@@ -516,6 +408,18 @@ class _Lyapunov:
         self.steps = np.zeros(B, dtype=np.int64)
         self.active = np.zeros(B, dtype=bool)
         self.acc = np.zeros(B)       # accumulated norms of the local rounding
+
+    def step(self, idx, J, gam):
+        """Advance the active elements ``idx`` with their matrices ``J`` (k, n, n)
+        and ``gam`` (k, n); return the bound (inf where inactive)."""
+        out = np.full(self.active.shape, np.inf)
+        S, E1 = self.full_piece(J, self.C[idx])
+        C, lam = self._finish(S, E1, gam)
+        self.C[idx] = C
+        self.steps[idx] += 1
+        k = 1 + self.n * self.steps[idx]
+        out[idx] = np.sqrt(up(lam * k, 1)) * (1 + 4 * U64)
+        return out
 
     def _finish(self, S, E1, gam):
         n = self.n
@@ -528,26 +432,12 @@ class _Lyapunov:
                          up(np.trace(S, axis1=1, axis2=2), n))
         return S, np.maximum(lam, 0.0)
 
-    def step(self, N_prev, N_fast, loc_norm, prop):
-        """Advance one step. ``prop(idx)`` returns ``(S, E1, gam)`` pieces via
-        :meth:`elman_piece` / :meth:`full_piece` for the active indices.
-        Returns the bound to combine (min) with ``N_fast``."""
-        out = np.full(N_fast.shape, np.inf)
-        idx = np.flatnonzero(self.active)
-        if idx.size:
-            S, E1, gam = prop(idx, self.C[idx])
-            C, lam = self._finish(S, E1, gam)
-            self.C[idx] = C
-            self.steps[idx] += 1
-            k = 1 + self.n * self.steps[idx]
-            out[idx] = np.sqrt(up(lam * k, 1)) * (1 + 4 * U64)
-        return out
-
-    def maybe_activate(self, N_now, loc_norm):
-        """Switch on the elements whose per-step bound has amplified the
-        accumulated local rounding by more than ACTIVATE; start at C = N^2 I."""
+    def maybe_activate(self, N_now, loc_norm, threshold=0.0):
+        """Switch on the elements whose per-step bound exceeds both ACTIVATE
+        times the accumulated local rounding and ``threshold``; start at
+        C = N^2 I."""
         self.acc = up(self.acc + loc_norm, 2)
-        new = (~self.active) & (N_now > self.ACTIVATE * self.acc)
+        new = (~self.active) & (N_now > self.ACTIVATE * self.acc) & (N_now > threshold)
         if np.any(new):
             idx = np.flatnonzero(new)
             self.C[idx] = 0.0
@@ -558,21 +448,8 @@ class _Lyapunov:
             self.active[idx] = True
 
     @staticmethod
-    def elman_piece(d, W, gam, C):
-        """Pieces of C <- diag(d) W C W^T diag(d) + diag(gam^2), d and gam (k, n)."""
-        n = W.A.shape[0]
-        Z = W.A @ (C @ W.AT)                       # W C W^T, batched
-        S = d[:, :, None] * Z * d[:, None, :]
-        g = gamma(n + 1)
-        absW = np.abs(W.A)
-        v = d @ absW                                # |W|^T d
-        E1 = np.einsum("ij,bj->bi", absW, np.einsum("bij,bj->bi", np.abs(C), v))
-        E1 = d * up((2 * g + g * g) * E1, 3 * n)
-        return S, E1, gam
-
-    @staticmethod
-    def full_piece(J, gam, C):
-        """Pieces of C <- J C J^T + diag(gam^2) for explicit J (k, n, n)."""
+    def full_piece(J, C):
+        """``S = fl(J C J^T)`` and the row sums ``E1`` of its error bound, J (k, n, n)."""
         n = J.shape[1]
         S = J @ C @ np.swapaxes(J, 1, 2)
         g = gamma(n + 1)
@@ -580,4 +457,4 @@ class _Lyapunov:
         v = aJ.sum(axis=1)                          # |J|^T 1
         w = np.einsum("bij,bj->bi", np.abs(C), v)
         E1 = up((2 * g + g * g) * np.einsum("bij,bj->bi", aJ, w), 3 * n)
-        return S, E1, gam
+        return S, E1

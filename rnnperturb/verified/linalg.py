@@ -34,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["U64", "gamma", "up", "spectral_norm_upper", "frobenius_upper",
-           "row_norms_upper", "one_inf_upper"]
+           "row_norms_upper", "one_inf_upper", "vec_norm_upper", "widen", "VerifiedMatrix",
+           "AbsValue", "ABS"]
 
 U64 = 2.0 ** -53
 _TINY = 1e-120
@@ -141,3 +142,140 @@ def spectral_norm_upper(A):
     flat = A.reshape((-1,) + A.shape[-2:])
     out = np.array([_verified_single(a) for a in flat])
     return out.reshape(A.shape[:-2])
+
+
+# ------------------------------------------------ helpers of the rounding recursions
+def vec_norm_upper(v):
+    """Upper bound on the 2-norm of each row of ``v >= 0``, (..., n) -> (...)."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.sqrt(up(np.sum(v * v, axis=-1), v.shape[-1])) * (1 + 2 * U64)
+
+
+def widen(a, rad):
+    """An interval ``[lo, hi]`` that surely holds ``[a - rad, a + rad]`` (rounding included)."""
+    lo = a - rad - 4 * U64 * np.abs(a) - _TINY
+    hi = a + rad + 4 * U64 * np.abs(a) + _TINY
+    return lo, hi
+
+
+class VerifiedMatrix:
+    """A float64 matrix with the verified constants the rounding recursions need.
+
+    Attributes: ``A`` (r, c), ``AT`` its transpose, ``absT`` = |A|^T, ``rs``
+    (row sums of |A|, rounded up), ``rn`` (row 2-norms, rounded up), ``rn2``
+    (their squares), ``norm`` (verified upper bound on ||A||_2).
+    """
+
+    def __init__(self, A):
+        self.A = np.ascontiguousarray(A, dtype=np.float64)
+        self.AT = np.ascontiguousarray(self.A.T)
+        self.absT = np.ascontiguousarray(np.abs(self.A).T)
+        self.rs = up(np.abs(self.A).sum(axis=1), self.A.shape[1])
+        self.rn = row_norms_upper(self.A)
+        self.rn2 = up(self.rn * self.rn, 1)
+        self.norm = spectral_norm_upper(self.A) if self.A.shape[0] == self.A.shape[1] else \
+            float(np.sqrt(up(np.sum(self.rn2), self.A.shape[0])))
+
+    def absmv(self, v, vnorm, exact: bool):
+        """Componentwise bound on |A x| for every x with |x| <= v, ||x||_2 <= vnorm.
+
+        v : (B, c), vnorm : (B,). ``exact=True`` uses |A| v (a matvec), else
+        the cheap majorant rowsum(|A|) * max(v); both are combined (min) with
+        the row-norm bound ||A_i||_2 vnorm."""
+        byrow = self.rn[None, :] * vnorm[:, None]
+        if exact:
+            el = up(v @ self.absT, self.A.shape[1])
+        else:
+            el = self.rs[None, :] * np.max(v, axis=1, keepdims=True)
+        return up(np.minimum(el, byrow), 1)
+
+    def dnorm(self, d):
+        """Upper bound on ||diag(d) A||_2 for d >= 0, shape (B, r) -> (B,)."""
+        a = up(np.max(d, axis=1) * self.norm, 1)
+        b = np.sqrt(up(np.sum(d * d * self.rn2[None, :], axis=1), d.shape[1])) * (1 + 2 * U64)
+        return np.minimum(a, b)
+
+
+class AbsValue:
+    r"""Majorant evaluation of a *linear* expression, with its rounding depth.
+
+    Running a linear map :math:`v \mapsto L v` written with ``+ - *`` and
+    matrix products (e.g. a cell's tangent step, whose coefficient vectors are
+    ordinary arrays) on an ``AbsValue`` instead of an array computes
+
+    * ``val``: the same expression with every coefficient and matrix replaced
+      by its absolute value, i.e. :math:`|L|_{maj}|v|` for the nonnegative
+      matrix :math:`|L|_{maj} \ge |L|` (entrywise) of the expression;
+    * ``depth``: an upper bound :math:`D` on the number of roundings along any
+      path of the expression DAG (a product by a coefficient adds 1, a sum adds
+      1 to the deeper operand, a matrix product with inner dimension k adds k).
+
+    Standard error analysis (Higham, *Accuracy and Stability*, Lemma 3.1/3.3:
+    :math:`\prod (1+\delta_i)^{\pm1} = 1 + \theta_D`, :math:`|\theta_D|\le\gamma_D`)
+    then gives, for the floating-point evaluation of the same expression on
+    any ``v`` in any summation order,
+    :math:`|fl(Lv) - Lv| \le \gamma_D\,|L|_{maj}|v|`. ``val`` is itself
+    computed in floating point from nonnegative terms: :meth:`bound` inflates
+    it to a sure upper bound. Adding an exact zero (a Python ``0``/``0.0``)
+    is free.
+    """
+
+    __array_ufunc__ = None          # ndarray op AbsValue -> AbsValue's reflected op
+
+    def __init__(self, val, depth=0):
+        self.val = np.asarray(val, dtype=np.float64)
+        self.depth = int(depth)
+
+    @staticmethod
+    def _is_zero(o):
+        return isinstance(o, (int, float)) and o == 0
+
+    def __add__(self, o):
+        if self._is_zero(o):
+            return self
+        if isinstance(o, AbsValue):
+            return AbsValue(self.val + o.val, max(self.depth, o.depth) + 1)
+        raise TypeError("AbsValue: only linear expressions (no constant terms) are supported")
+
+    __radd__ = __add__
+    __sub__ = __add__
+    __rsub__ = __add__
+
+    def __neg__(self):
+        return self
+
+    def __mul__(self, o):
+        if isinstance(o, AbsValue):
+            raise TypeError("AbsValue: the expression must be linear in the argument")
+        return AbsValue(self.val * np.abs(o), self.depth + 1)
+
+    __rmul__ = __mul__
+
+    def matvec(self, A):
+        """:math:`|A| v` for a batch of rows, ``v @ |A|.T`` (inner dimension A.shape[1])."""
+        A = np.asarray(A, dtype=np.float64)
+        v = self.val
+        out = (v.reshape(-1, v.shape[-1]) @ np.abs(A).T).reshape(v.shape[:-1] + (A.shape[0],))
+        return AbsValue(out, self.depth + A.shape[1])
+
+    def bound(self):
+        """A sure upper bound on the exact majorant (covers the rounding of ``val``)."""
+        return up(self.val * (1 + 2 * gamma(max(self.depth, 1))), 1)
+
+
+class AbsNamespace:
+    """The namespace of :class:`AbsValue` (only ``matvec`` is needed by linear steps)."""
+
+    @staticmethod
+    def matvec(A, v):
+        if isinstance(v, AbsValue):
+            return v.matvec(A)
+        return np.asarray(v) @ np.asarray(A).T
+
+    @staticmethod
+    def asarray(A):
+        return A
+
+
+#: The majorant namespace.
+ABS = AbsNamespace()
