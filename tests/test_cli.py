@@ -84,7 +84,7 @@ def test_torch_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["analyze", "/nonexistent/x.npz"], "path: expected an existing .npz file"),
+    (["analyze", "/nonexistent/x.npz"], "FILE: expected an existing .npz file"),
     (["analyze", "{bad}"], "unreadable file"),
     (["analyze", "{nan}"], "W: expected finite values, found 1 NaN/Inf"),
     (["analyze", "{schema}"], "key 'cell': expected one of ['elman', 'mgru'], found 'gru'"),
@@ -97,7 +97,7 @@ def test_torch_file(tmp_path, capsys):
     (["analyze"], "usage error"),
     (["frobnicate"], "usage error"),
 ])
-def test_bad_input_one_line_exit_2(tmp_path, args, message):
+def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
     good = tmp_path / "good.npz"
     rp.save(good, random_cell("elman", 4, 2, seed=0))
     (tmp_path / "bad.npz").write_bytes(b"junk")
@@ -109,10 +109,57 @@ def test_bad_input_one_line_exit_2(tmp_path, args, message):
     subs = {"{good}": good, "{bad}": tmp_path / "bad.npz", "{nan}": tmp_path / "nan.npz",
             "{schema}": tmp_path / "schema.npz", "{badX}": tmp_path / "badX.npz"}
     argv = [str(subs.get(a, a)) for a in args]
-    proc = subprocess.run([sys.executable, "-m", "rnnperturb", *argv], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
     assert message in lines[0]
+    assert out == ""
+
+
+def test_subprocess_one_line_exit_2(tmp_path):
+    """The installed entry point (python -m rnnperturb) keeps the contract end to end."""
+    proc = subprocess.run([sys.executable, "-m", "rnnperturb", "analyze", str(tmp_path / "x.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"rnnperturb: error: FILE: expected an existing .npz file, found no file at "
+        f"'{tmp_path / 'x.npz'}'"]
+    assert proc.stdout == ""
+
+
+def test_json_is_strict_and_null_for_non_finite(small_file, capsys):
+    """--tolerance 1e-300: no rank passes; the recommendation's value is NaN -> null."""
+    cell, path = small_file
+    code, out, err = run_main(["analyze", path, "--ranks", "0", "--tolerance", "1e-300",
+                               "--horizon", "5", "--json"], capsys)
+    assert code == 0, err
+
+    def refuse(c):
+        raise AssertionError(f"non-strict JSON constant {c}")
+    data = json.loads(out, parse_constant=refuse)
+    assert data["recommendation"]["rank"] is None
+    assert data["recommendation"]["certified_max"] is None
+    assert "NaN" not in out and "Infinity" not in out
+    assert data["dtype"] == "float64" and data["warnings"] == []
+
+
+def test_table_header_names_the_trajectories(tmp_path, capsys):
+    cell = random_cell("elman", 6, 2, seed=2)
+    p = tmp_path / "f32.npz"
+    rp.save(p, rp.ElmanRNN(**{k: v.astype(np.float32) for k, v in cell.params.items()}))
+    code, out, err = run_main(["analyze", p, "--ranks", "3", "--quiet"], capsys)
+    assert code == 0, err
+    header = [ln for ln in out.splitlines() if ln.lstrip().startswith("rank")][0]
+    assert "exact(float32)" in header and "1st-order(float32)" in header
+    assert "certified(exact arith.)" in header
+    assert "float32 rounding not included" in out
+
+
+def test_help_documents_null_and_exit_codes(capsys):
+    code = main(["analyze", "--help"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "written as null" in out and "130 interrupted" in out and "exit status" in out

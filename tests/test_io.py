@@ -50,7 +50,7 @@ def test_load_errors(tmp_path):
 def test_pickled_object_is_refused(tmp_path):
     p = tmp_path / "obj.npz"
     np.savez(p, cell=np.array("elman"), W=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match=r"unreadable file .*allow_pickle"):
+    with pytest.raises(ValueError, match=r"key .W.: expected a numeric or string array, found dtype object .*allow_pickle=False"):
         rp.load(p)
 
 

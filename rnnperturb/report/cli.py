@@ -4,79 +4,254 @@ For every rank (or ``--ranks``) it prints the compression ratio, the norms of
 the truncation error and the exact, first-order and certified maximum
 deviation of the hidden state, on the file's own task inputs or on
 ``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m)). ``--tolerance``
-with ``--horizon`` recommends the smallest safe rank. Bad input gets one line
-on stderr and exit code 2.
+with ``--horizon`` recommends the smallest safe rank.
+
+Which trajectory each column describes: ``exact`` and ``1st-order`` are
+computed in the cell's own dtype (float32 checkpoints: float32 arithmetic);
+``certified`` is a sound upper bound for the exact (real-arithmetic) runs of
+the same weights, evaluated in verified float64, so for a float32 checkpoint it
+does not include float32 rounding and can lie below the float32 ``exact``
+column.
+
+``--json`` writes strict JSON (RFC 8259): a number that is not finite (NaN or
+±Inf, e.g. the recommendation's ``certified_max`` when no rank passes) is
+written as ``null``, never as ``NaN`` or ``Infinity``.
+
+Exit status: 0 success; 1 the output could not be written (closed stdout, full
+disk; one line on stderr); 2 bad input or usage (one line on stderr naming the
+argument, the expected and the found value); 130 interrupted (Ctrl-C, one
+line); 141 the reader of stdout went away (``| true``: no message, as for
+other Unix tools killed by SIGPIPE). Progress goes to stderr and is dropped
+silently when stderr is closed or full; it never stops the run.
+Set ``RNNPERTURB_TRACEBACK=1`` to get a traceback for an internal error.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "parse_ranks", "EXIT_OK", "EXIT_OUTPUT", "EXIT_USAGE",
+           "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"]
 
+EXIT_OK = 0
+EXIT_OUTPUT = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, exit 2
-        raise _UsageError(message)
+#: Longest ``--ranks`` text accepted (checked before it is parsed).
+MAX_RANKS_TEXT = 10_000
+
+_RANKS_EXPECTED = ("integers like '0,8,16' or ranges START:STOP[:STEP] like '0:64:8' or "
+                   "'64:0:-8' (STOP included)")
+
+_EPILOG = """\
+columns: 'exact' and '1st-order' are computed in the cell's own dtype (a float32
+checkpoint runs in float32); 'certified' is a sound upper bound for the
+exact-arithmetic runs of the same weights (verified float64), so for float32 it
+does not include float32 rounding.
+
+--json writes strict JSON: numbers that are not finite (NaN, +-Inf, e.g. the
+recommendation's certified_max when no rank passes) are written as null.
+
+exit status: 0 ok; 1 output could not be written (closed stdout, full disk);
+2 bad input or usage (one line on stderr naming the argument); 130 interrupted;
+141 stdout's reader went away (broken pipe).
+"""
 
 
 class _UsageError(Exception):
     pass
 
 
-def _parse_ranks(text: str, n: int) -> list[int]:
-    out = []
+class _OutputError(Exception):
+    pass
+
+
+class _BrokenPipe(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, exit 2
+        raise _UsageError(message)
+
+    def print_help(self, file=None):
+        _write_stdout(self.format_help())
+
+    def print_usage(self, file=None):
+        _write_stdout(self.format_usage())
+
+
+# ----------------------------------------------------------------------------- streams
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except Exception:   # not a real file (e.g. captured in tests): nothing to redirect
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _write_stdout(text: str) -> None:
+    """Write all of ``text`` to stdout and flush, or raise _BrokenPipe/_OutputError."""
+    out = sys.stdout
+    if out is None:
+        raise _OutputError("stdout: expected a writable standard output, found it closed "
+                           "(nothing was written)")
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise _BrokenPipe() from None
+    except (OSError, ValueError) as exc:
+        _silence_stdout()
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise _OutputError(f"stdout: expected to write the output, found an error ({why})") \
+            from None
+
+
+def _err(message: str) -> None:
+    """One line on stderr; never raises (a closed or full stderr is ignored)."""
+    try:
+        from rnnperturb.report.progress import end_line
+        end_line(sys.stderr)
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+# ----------------------------------------------------------------------------- options
+def parse_ranks(text, n: int) -> list[int]:
+    """Parse ``--ranks`` for a cell of hidden size ``n`` into a sorted list of ranks.
+
+    Items are separated by commas; each is an integer or a range
+    ``START:STOP[:STEP]`` with STOP included (``0:64:8`` is 0, 8, ..., 64;
+    ``64:0:-8`` the same ranks counted down). Every endpoint is checked to lie
+    in [0, n] before a range is built, so no range is larger than n + 1.
+
+    Raises
+    ------
+    ValueError
+        ``"--ranks: expected ..., found ..."`` for an empty text or item, a
+        non-integer, more than three fields, a zero step, an empty range, or a
+        rank outside [0, n].
+    """
+    name = "--ranks"
+    if not isinstance(text, str):
+        raise ValueError(f"{name}: expected a string of {_RANKS_EXPECTED}, found "
+                         f"{type(text).__name__}")
+    if len(text) > MAX_RANKS_TEXT:
+        raise ValueError(f"{name}: expected at most {MAX_RANKS_TEXT} characters, found "
+                         f"{len(text)}")
+    if not text.strip():
+        raise ValueError(f"{name}: expected {_RANKS_EXPECTED}, found {text!r}")
+    from rnnperturb._checks import describe
+    out: set[int] = set()
     for part in text.split(","):
-        part = part.strip()
+        item = part.strip()
+        if not item:
+            raise ValueError(f"{name}: expected {_RANKS_EXPECTED}, found an empty item in "
+                             f"{describe(text)}")
+        fields = [f.strip() for f in item.split(":")]
+        if len(fields) > 3:
+            raise ValueError(f"{name}: expected at most three fields START:STOP:STEP, found "
+                             f"{describe(item)} with {len(fields)} fields")
         try:
-            if ":" in part:
-                bits = [int(b) for b in part.split(":")]
-                out.extend(range(bits[0], bits[1] + 1, bits[2] if len(bits) > 2 else 1))
-            else:
-                out.append(int(part))
-        except (ValueError, IndexError):
-            raise ValueError(f"--ranks: expected integers like '0,8,16' or '0:64:8', found "
-                             f"{text!r}") from None
-    bad = [r for r in out if not 0 <= r <= n]
-    if bad or not out:
-        raise ValueError(f"--ranks: expected ranks in [0, {n}], found {bad or text!r}")
-    return sorted(set(out))
+            vals = [int(f) for f in fields]
+        except ValueError:
+            raise ValueError(f"{name}: expected {_RANKS_EXPECTED}, found {describe(item)}") \
+                from None
+        bad = [v for v in vals[:2] if not 0 <= v <= n]
+        if bad:
+            raise ValueError(f"{name}: expected ranks in [0, {n}], found [{describe(bad[0])}]")
+        if len(vals) == 1:
+            out.add(vals[0])
+            continue
+        start, stop = vals[0], vals[1]
+        step = vals[2] if len(vals) == 3 else 1
+        if step == 0:
+            raise ValueError(f"{name}: expected a non-zero STEP, found {describe(item)}")
+        if (stop - start) * step < 0:
+            raise ValueError(f"{name}: expected STOP reachable from START by STEP (a negative "
+                             f"STEP counts down), found the empty range {describe(item)}")
+        out.update(range(start, stop + (1 if step > 0 else -1), step))
+    return sorted(out)
 
 
+def _check_options(args) -> None:
+    """Option values that argparse's types let through."""
+    if args.nonlinearity is not None and args.nonlinearity != "tanh":
+        raise ValueError(f"--nonlinearity: expected 'tanh' (the only supported nn.RNN "
+                         f"nonlinearity), found {args.nonlinearity!r}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, found {args.seed}")
+    if (args.tolerance is None) != (args.horizon is None):
+        raise ValueError("--tolerance/--horizon: expected both or neither, found only one")
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance > 0):
+        raise ValueError(f"--tolerance: expected a finite number > 0, found {args.tolerance!r}")
+    if args.horizon is not None and args.horizon < 1:
+        raise ValueError(f"--horizon: expected an integer >= 1, found {args.horizon}")
+    if args.inputs is not None and not args.inputs.strip():
+        raise ValueError(f"--inputs: expected a path to an .npz file with key X, found "
+                         f"{args.inputs!r}")
+    if args.ranks is not None and not args.ranks.strip():
+        raise ValueError(f"--ranks: expected {_RANKS_EXPECTED}, found {args.ranks!r}")
+
+
+# ----------------------------------------------------------------------------- files
 def _load_model(path: str, nonlinearity: str | None):
-    from rnnperturb.io.pytorch import load_torch
-    from rnnperturb.io import load_with_metadata
+    from rnnperturb.io.pytorch import _load_torch
+    from rnnperturb.io.schema import _load
 
+    from rnnperturb._checks import check_regular_file, describe
+    if not path.strip():
+        raise ValueError(f"FILE: expected a path to an .npz checkpoint or a PyTorch .pt/.pth "
+                         f"state_dict, found {path!r}")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        if nonlinearity not in (None, "tanh"):
-            raise ValueError(f"--nonlinearity: expected 'tanh', found {nonlinearity!r}")
-        cell, meta = load_with_metadata(path)
+        cell, meta = _load(path, "FILE")
         return cell, meta, []
     if ext in (".pt", ".pth"):
-        cell, notes = load_torch(path, nonlinearity=nonlinearity or "tanh")
+        check_regular_file("FILE", path, what="PyTorch file")
+        cell, notes = _load_torch(path, "FILE", nonlinearity or "tanh")
         return cell, {}, notes
     raise ValueError(f"FILE: expected an .npz checkpoint or a PyTorch .pt/.pth state_dict, "
-                     f"found {path!r}")
+                     f"found {describe(path, 300)}")
 
 
-def _load_inputs(path: str, m: int):
-    if not os.path.exists(path):
-        raise ValueError(f"--inputs: expected an existing .npz file, found no file at {path!r}")
+def _load_inputs(path: str, cell):
+    from rnnperturb._checks import as_inputs, check_elements, describe
+    from rnnperturb.io.schema import read_npz
+
+    data = read_npz(path, name="--inputs", what=".npz file with key X")
+    where = f"--inputs {describe(path, 300)}"
+    if "X" not in data:
+        raise ValueError(f"{where}: expected key 'X', found keys {describe(sorted(data), 200)}")
+    X = data["X"]
+    if X.dtype.kind not in "fiu":
+        raise ValueError(f"{where}: key 'X': X: expected a real floating-point array, found "
+                         f"dtype {X.dtype}")
+    if X.ndim in (2, 3):
+        check_elements("--inputs", (X.shape[0], X.shape[1] if X.ndim == 3 else 1, cell.n),
+                       what="T x B x n")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z.files:
-                raise ValueError(f"--inputs: expected key 'X' in {path}, found {z.files}")
-            X = z["X"]
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"--inputs: expected an .npz file, found an unreadable file ({exc})") \
-            from None
-    from rnnperturb._checks import as_inputs
-    X3, _ = as_inputs(X, m, np.float64)
+        X3, _ = as_inputs(X, cell.m, cell.dtype)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     return X3, f"{X3.shape[1]} sequences of {X3.shape[0]} steps from {path}"
 
 
@@ -84,90 +259,212 @@ def _fmt_mat(d: dict) -> str:
     return "/".join(f"{v:.3g}" for v in d.values())
 
 
-def _analyze(args) -> int:
-    from rnnperturb.report.rank_analysis import analyze_ranks, default_inputs, recommend_rank
+def _json_safe(obj):
+    """Replace non-finite floats by None (strict JSON), recursively; numpy to Python."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj
+
+
+# ----------------------------------------------------------------------------- the command
+def _compute(args):
+    from rnnperturb._checks import check_elements, describe
+    from rnnperturb.report.rank_analysis import (_check_scales, analyze_ranks, default_inputs,
+                                                 recommend_rank)
 
     cell, meta, notes = _load_model(args.file, args.nonlinearity)
-    if args.inputs:
-        X, desc = _load_inputs(args.inputs, cell.m)
+    where = f"FILE {describe(args.file, 300)}"
+    try:
+        _check_scales(cell, np.zeros((1, 1, cell.m)))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    ranks = parse_ranks(args.ranks, cell.n) if args.ranks is not None else None
+    if args.inputs is not None:
+        X, desc = _load_inputs(args.inputs, cell)
+        try:
+            _check_scales(cell, X)
+        except ValueError as exc:
+            raise ValueError(f"--inputs {describe(args.inputs, 300)}: {exc}") from None
     else:
-        X, desc = default_inputs(cell, meta, seed=args.seed)
-    ranks = _parse_ranks(args.ranks, cell.n) if args.ranks else None
-    if (args.tolerance is None) != (args.horizon is None):
-        raise ValueError("--tolerance/--horizon: expected both or neither, found only one")
-    rows = analyze_ranks(cell, X, ranks=ranks, tier=args.tier, quiet=args.quiet or args.json)
+        try:
+            X, desc = default_inputs(cell, meta, seed=args.seed)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    check_elements("inputs", (X.shape[0], X.shape[1], cell.n), what="T x B x n")
+    if args.horizon is not None and args.horizon > X.shape[0]:
+        raise ValueError(f"--horizon: expected an integer in [1, {X.shape[0]}] (the number of "
+                         f"input steps), found {args.horizon}")
+    quiet = args.quiet or args.json
+    rows = analyze_ranks(cell, X, ranks=ranks, tier=args.tier, quiet=quiet)
     rec = None
     if args.tolerance is not None:
         rec = recommend_rank(cell, X, tolerance=args.tolerance, horizon=args.horizon,
                              method="certified", tier=args.tier)
+    return cell, meta, notes, X, desc, rows, rec
+
+
+def _analyze(args) -> str:
+    _check_options(args)
+    if sys.stdout is None:     # fail before the (possibly long) computation
+        raise _OutputError("stdout: expected a writable standard output, found it closed "
+                           "(nothing was computed)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cell, meta, notes, X, desc, rows, rec = _compute(args)
+    seen = []
+    for w in caught:
+        text = f"{w.category.__name__}: {' '.join(str(w.message).split())}"
+        if text not in seen:
+            seen.append(text)
+    dt = str(cell.dtype)
     if args.json:
-        out = {"file": args.file, "cell": cell.kind, "n": cell.n, "m": cell.m,
-               "inputs": desc, "notes": notes, "rows": [r.as_dict() for r in rows]}
+        out = {"file": args.file, "cell": cell.kind, "n": cell.n, "m": cell.m, "dtype": dt,
+               "inputs": desc, "notes": notes, "warnings": seen,
+               "rows": [r.as_dict() for r in rows]}
         if rec is not None:
             out["recommendation"] = {"rank": rec.rank, "certified_max": rec.value,
                                      "params": rec.params,
                                      "compression_ratio": rec.compression_ratio,
                                      "tolerance": rec.tolerance,
                                      "horizon": rec.horizon}
-        print(json.dumps(out, indent=1))
-        return 0
-    print(f"{args.file}: {cell.kind} cell, n={cell.n}, m={cell.m}, {cell.n_params} parameters")
-    print(f"inputs: {desc}")
-    for note in notes:
-        print(f"note: {note}")
+        return json.dumps(_json_safe(out), indent=1, allow_nan=False) + "\n"
+    lines = [f"{args.file}: {cell.kind} cell, n={cell.n}, m={cell.m}, {cell.n_params} "
+             f"parameters, {dt}",
+             f"inputs: {desc}"]
+    lines += [f"note: {note}" for note in notes]
+    lines += [f"warning: {w}" for w in seen]
     mats = "/".join(cell.recurrent_names)
-    print(f"{'rank':>6} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
-          f"{'exact':>10} {'1st-order':>10} {'certified':>10}")
+    lines.append(f"{'rank':>6} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
+                 f"{'exact(' + dt + ')':>16} {'1st-order(' + dt + ')':>20} "
+                 f"{'certified(exact arith.)':>24}")
     for r in rows:
         rk = "/".join(str(v) for v in r.rank.values())
-        print(f"{rk:>6} {r.compression_ratio:7.3f} {_fmt_mat(r.dW_spectral):>20} "
-              f"{_fmt_mat(r.dW_frobenius):>16} {r.exact_max:10.4g} {r.first_order_max:10.4g} "
-              f"{r.certified_max:10.4g}")
-    print("deviation columns: max over time and sequences of ||h'_t - h_t||_2; "
-          "ratio = stored parameters compressed / original")
+        lines.append(f"{rk:>6} {r.compression_ratio:7.3f} {_fmt_mat(r.dW_spectral):>20} "
+                     f"{_fmt_mat(r.dW_frobenius):>16} {r.exact_max:16.4g} "
+                     f"{r.first_order_max:20.4g} {r.certified_max:24.4g}")
+    lines.append("deviation columns: max over time and sequences of ||h'_t - h_t||_2; "
+                 "ratio = stored parameters compressed / original")
+    lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; certified "
+                 f"bounds the exact-arithmetic runs of the same weights"
+                 + (" (float32 rounding not included)" if dt == "float32" else ""))
     if rec is not None:
         if rec.rank is None:
-            print(f"recommendation: no rank below full keeps the certified deviation "
-                  f"<= {rec.tolerance:g} over {rec.horizon} steps")
+            lines.append(f"recommendation: no rank below full keeps the certified deviation "
+                         f"<= {rec.tolerance:g} over {rec.horizon} steps")
         else:
-            print(f"recommendation: rank {rec.rank} keeps the certified deviation <= "
-                  f"{rec.tolerance:g} over {rec.horizon} steps (bound {rec.value:.4g}, "
-                  f"{rec.params} stored parameters, ratio {rec.compression_ratio:.3f})")
-    return 0
+            lines.append(f"recommendation: rank {rec.rank} keeps the certified deviation <= "
+                         f"{rec.tolerance:g} over {rec.horizon} steps (bound {rec.value:.4g}, "
+                         f"{rec.params} stored parameters, ratio {rec.compression_ratio:.3f})")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="rnnperturb", description="Perturbation analysis of RNN recurrent weights.")
+    """The argument parser of ``rnnperturb`` (errors raise instead of exiting)."""
+    p = _Parser(prog="rnnperturb", description="Perturbation analysis of RNN recurrent weights.",
+                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    a = sub.add_parser("analyze", help="rank-by-rank deviation analysis of a weights file")
-    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch nn.RNN state_dict")
+    a = sub.add_parser("analyze", help="rank-by-rank deviation analysis of a weights file",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch nn.RNN state_dict "
+                                "(.pt/.pth, read with weights_only=True); a regular file")
     a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m)")
-    a.add_argument("--ranks", help="ranks, e.g. '0,8,16' or '0:64:8' (default every rank)")
+    a.add_argument("--ranks", help="ranks, e.g. '0,8,16', '0:64:8' or '64:0:-8' (STOP "
+                                   "included; default every rank)")
     a.add_argument("--tier", choices=("fast", "tight"), default="tight",
                    help="certified-bound tier (default tight; fast is cheaper but "
                         "often vacuous on trained, expanding nets)")
-    a.add_argument("--tolerance", type=float, help="allowed max deviation for a recommendation")
-    a.add_argument("--horizon", type=int, help="horizon (steps) for the recommendation")
+    a.add_argument("--tolerance", type=float,
+                   help="allowed max deviation for a recommendation (finite, > 0)")
+    a.add_argument("--horizon", type=int,
+                   help="horizon (steps, 1..T of the inputs) for the recommendation")
     a.add_argument("--nonlinearity", help="for PyTorch files: only 'tanh' is supported")
-    a.add_argument("--seed", type=int, default=0, help="seed of the default inputs")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.add_argument("--seed", type=int, default=0, help="seed (>= 0) of the default inputs")
+    a.add_argument("--json", action="store_true",
+                   help="machine-readable output: strict JSON, non-finite numbers as null")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def main(argv=None) -> int:
+def _run(argv) -> int:
+    if argv is not None:
+        argv = list(argv)
+        bad = [a for a in argv if not isinstance(a, str)]
+        if bad:
+            raise _UsageError(f"argv: expected strings, found {type(bad[0]).__name__} "
+                              f"{bad[0]!r}")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command != "analyze":
-            raise _UsageError("expected a command: analyze")
-        return _analyze(args)
+    except SystemExit as exc:   # --help (printed through _write_stdout)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    if args.command != "analyze":
+        raise _UsageError("expected a command: analyze")
+    with np.errstate(all="ignore"):      # results are checked for finiteness instead
+        text = _analyze(args)
+    _write_stdout(text)
+    return EXIT_OK
+
+
+def _interrupted(restore: bool) -> None:
+    """One line for Ctrl-C; a further Ctrl-C is ignored while it is written and, when
+    running as the program (``restore=False``), until the process exits."""
+    import signal
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):   # not the main thread
+        old = None
+    try:
+        _err("rnnperturb: interrupted")
+    finally:
+        if old is not None and restore:
+            signal.signal(signal.SIGINT, old)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (see the module docstring).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+    """
+    try:
+        return _run(argv)
     except _UsageError as exc:
-        print(f"rnnperturb: usage error: {exc} (see 'rnnperturb analyze --help')", file=sys.stderr)
-        return 2
+        _err(f"rnnperturb: usage error: {exc} (see 'rnnperturb analyze --help')")
+        return EXIT_USAGE
     except ValueError as exc:
-        print(f"rnnperturb: error: {exc}", file=sys.stderr)
-        return 2
+        _err(f"rnnperturb: error: {' '.join(str(exc).splitlines())}")
+        return EXIT_USAGE
+    except _OutputError as exc:
+        _err(f"rnnperturb: error: {exc}")
+        return EXIT_OUTPUT
+    except _BrokenPipe:
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _interrupted(restore=argv is not None)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        _err("rnnperturb: error: out of memory (try fewer --ranks or smaller --inputs)")
+        return EXIT_OUTPUT
+    except Exception as exc:
+        if os.environ.get("RNNPERTURB_TRACEBACK", "") not in ("", "0"):
+            raise
+        _err(f"rnnperturb: internal error: {type(exc).__name__}: "
+             f"{' '.join(str(exc).split())[:300]} (set RNNPERTURB_TRACEBACK=1 for details; "
+             f"please report)")
+        return EXIT_OUTPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import as_inputs, check_int, check_positive
+from rnnperturb._checks import (MAX_ELEMENTS, as_generator, as_inputs, check_elements, check_int,
+                                check_positive, check_scale, describe)
 
-__all__ = ["RankRow", "analyze_ranks", "RankRecommendation", "recommend_rank", "default_inputs"]
+__all__ = ["RankRow", "analyze_ranks", "RankRecommendation", "recommend_rank", "default_inputs",
+           "sound_cap"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,42 @@ class RankRow:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def sound_cap(cell) -> float:
+    r"""The trivial bound on :math:`\|h'_t - h_t\|_2` from :math:`h_0 = 0`: the
+    2-norm (rounded up) of the cell's :meth:`~rnnperturb.cells.Cell.trivial_cap`
+    (:math:`2\sqrt n` for the Elman RNN and the MGRU), the same cap the certified
+    bound never exceeds.
+    """
+    from rnnperturb.verified.linalg import vec_norm_upper
+    return float(vec_norm_upper(cell.trivial_cap(np.zeros(cell.n), 1))[0])
+
+
+def _capped_max(bound, cap: float) -> float:
+    """max of a certified bound, with NaN/Inf/over-cap entries replaced by the sound cap.
+
+    A bound whose arithmetic overflowed is NaN or Inf; the cap is still sound."""
+    b = np.asarray(bound, dtype=np.float64)
+    b = np.where(np.isfinite(b) & (b <= cap), b, cap)
+    return float(np.max(b)) if b.size else 0.0
+
+
+def _check_scales(cell, X3) -> None:
+    """Refuse weights and inputs whose magnitude overflows the analysis (named)."""
+    for k, v in cell.params.items():
+        check_scale(k, v, dtype=cell.dtype)
+    check_scale("X", X3, dtype=cell.dtype)
+
+
+def _check_finite_result(what: str, values, ranks, cell) -> None:
+    v = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(v)
+    if np.any(bad):
+        r = ranks[int(np.argmax(bad))]
+        raise ValueError(f"X: expected weights and inputs for which the {what} deviation stays "
+                         f"finite in {cell.dtype}, found an overflow (NaN/Inf) at rank "
+                         f"{describe(r)}")
 
 
 def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool = True,
@@ -62,6 +100,15 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
     Returns
     -------
     list of RankRow
+        ``certified_max`` is never NaN: where the bound's arithmetic overflows
+        it is the sound cap 2 sqrt(n) (see :func:`sound_cap`).
+
+    Raises
+    ------
+    ValueError
+        For bad inputs or ranks (named), for weights or inputs so large that the
+        analysis would overflow (``check_scale``), and when T x B x n exceeds
+        ``MAX_ELEMENTS``.
     """
     from rnnperturb.bounds.trajectory import certified_bound
     from rnnperturb.perturb.cost import compression_cost
@@ -69,18 +116,36 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
     from rnnperturb.propagate.rank_sweep import rank_sweep
     from rnnperturb.perturb.low_rank import truncate_svd
 
-    as_inputs(X, cell.m, cell.dtype)
-    ranks = list(range(cell.n + 1)) if ranks is None else [
-        check_int("ranks", r, low=0, high=cell.n) for r in ranks]
-    sweep = rank_sweep(cell, X, ranks)
+    X3, _ = as_inputs(X, cell.m, cell.dtype)
+    check_elements("X", (X3.shape[0], X3.shape[1], cell.n), what="T x B x n")
+    _check_scales(cell, X3)
+    if tier not in ("fast", "tight"):
+        raise ValueError(f"tier: expected 'fast' or 'tight', found {describe(tier)}")
+    if ranks is None:
+        ranks = list(range(cell.n + 1))
+    else:
+        if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+            raise ValueError(f"ranks: expected a sequence of integers, found {describe(ranks)}")
+        ranks = [check_int("ranks", r, low=0, high=cell.n) for r in ranks]
+        if not ranks:
+            raise ValueError("ranks: expected at least one rank, found an empty sequence")
+    wanted = set(ranks)
+    # guard: rank_sweep fails (IndexError) when every rank is n (nothing truncated), so
+    # sweep rank 0 along and drop it from the rows
+    sweep = rank_sweep(cell, X, ranks if min(ranks) < cell.n else list(ranks) + [0])
+    keep = [i for i in range(len(sweep.ranks)) if set(sweep.rank(i).values()) <= wanted]
     exact, first = sweep.exact_max, sweep.first_order_max
+    _check_finite_result("exact", [exact[i] for i in keep], [sweep.rank(i) for i in keep], cell)
+    _check_finite_result("first-order", [first[i] for i in keep], [sweep.rank(i) for i in keep],
+                         cell)
     spec, frob = sweep.dW_spectral, sweep.dW_frobenius
+    cap = sound_cap(cell)
     rows = []
-    for i in progress(range(len(sweep.ranks)), desc="ranks", quiet=quiet):
+    for i in progress(keep, desc="ranks", quiet=quiet):
         rank = sweep.rank(i)
         small = truncate_svd(cell, rank=rank)
         cost = compression_cost(cell, small)
-        cb = float(np.max(certified_bound(cell, small, X, tier=tier))) if certified else None
+        cb = _capped_max(certified_bound(cell, small, X, tier=tier), cap) if certified else None
         rows.append(RankRow(rank=rank, compression_ratio=float(cost.ratio_params),
                             params=int(cost.params),
                             dW_spectral={k: float(v[i]) for k, v in spec.items()},
@@ -169,7 +234,12 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
     T = X3.shape[0] if horizon is None else check_int("horizon", horizon, low=1, high=X3.shape[0])
     X3 = X3[:T]
     if method not in ("certified", "first_order"):
-        raise ValueError(f"method: expected 'certified' or 'first_order', found {method!r}")
+        raise ValueError(f"method: expected 'certified' or 'first_order', found {describe(method)}")
+    if tier not in ("fast", "tight"):
+        raise ValueError(f"tier: expected 'fast' or 'tight', found {describe(tier)}")
+    check_elements("X", (X3.shape[0], X3.shape[1], cell.n), what="T x B x n")
+    _check_scales(cell, X3)
+    cap = sound_cap(cell)
     evidence = []
     cache = {}
 
@@ -178,9 +248,10 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
         if key not in cache:
             small = truncate_svd(cell, rank=rank)
             if method == "certified":
-                v = float(np.max(certified_bound(cell, small, X3, tier=tier)))
+                v = _capped_max(certified_bound(cell, small, X3, tier=tier), cap)
             else:
                 v = float(np.linalg.norm(first_order(cell, small, X3), axis=-1).max())
+                _check_finite_result("first-order", [v], [rank], cell)
             evidence.append((dict(rank), v))
             cache[key] = (v, compression_cost(cell, small))
         return cache[key]
@@ -240,27 +311,108 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
     -------
     X : ndarray, shape (T, B, m)
     description : str
+
+    Raises
+    ------
+    ValueError
+        Naming the metadata key (``meta_K``, ``meta_D``, ...) when a task's
+        parameter is missing, not an integer/number, out of range, inconsistent
+        with the cell's input size, or would allocate more than
+        ``MAX_ELEMENTS`` input numbers (checked before allocating).
     """
     from rnnperturb import tasks
 
-    meta = meta or {}
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta: expected a dict of metadata, found {type(meta).__name__}")
+    batch = check_int("batch", batch, low=1)
+    T = check_int("T", T, low=1)
     name = meta.get("task")
-    rng = np.random.default_rng(seed)
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"meta_task: expected a string, found {describe(name)}")
+    rng = as_generator(seed)
     if name == "memorization":
-        K, L, D = int(meta["K"]), int(meta["L"]), int(meta["D"])
-        if K ** L <= 1024:
+        K = _meta_int(meta, "K", low=2)
+        L = _meta_int(meta, "L", low=1, high=MAX_ELEMENTS)
+        D = _meta_int(meta, "D", low=0, high=MAX_ELEMENTS)
+        _meta_m(cell, "K", K + 2, f"K + 2 = {K + 2}")
+        every = L <= 10 and K ** L <= 1024      # (K >= 2: L > 10 means K**L > 1024)
+        B = K ** L if every else batch
+        check_elements("meta_D" if D >= L else "meta_L", (2 * L + D + 1, B, K + 2),
+                       what="T = 2L + D + 1 steps x B x m")
+        if every:
             return tasks.memorization_all(K, L, D).X, f"all {K ** L} memorization sequences (D={D})"
         return (tasks.memorization(K, L, D, batch=batch, seed=rng).X,
                 f"{batch} sampled memorization sequences (K={K}, L={L}, D={D}, seed={seed})")
     if name == "kback":
-        rep = float(meta.get("repeat", meta.get("repeat_lo", 0.0)))
-        t = tasks.kback(int(meta["K"]), int(meta["k"]), int(meta.get("T", 50)), repeat=rep,
-                        batch=batch, seed=rng)
+        K = _meta_int(meta, "K", low=2)
+        k = _meta_int(meta, "k", low=1, high=MAX_ELEMENTS)
+        Tk = _meta_int(meta, "T", low=k + 1, default=50)
+        rep_key = "repeat" if "repeat" in meta else "repeat_lo"
+        rep = _meta_float(meta, rep_key, default=0.0)
+        if not 0 <= rep < 1:
+            raise ValueError(f"meta_{rep_key}: expected a probability in [0, 1), found {rep!r}")
+        _meta_m(cell, "K", K, f"K = {K}")
+        check_elements("meta_T", (Tk, batch, K), what="T x B x m")
+        t = tasks.kback(K, k, Tk, repeat=rep, batch=batch, seed=rng)
         return t.X, f"{batch} k-back sequences (repeat={rep}, seed={seed})"
     if name == "ar_signal":
-        t = tasks.ar_signal(int(meta.get("T", 200)), tau=float(meta["tau"]),
-                            noise=float(meta["noise"]), horizon=int(meta.get("horizon", 0)),
-                            batch=batch, seed=rng)
+        Ta = _meta_int(meta, "T", low=12, default=200)
+        hz = _meta_int(meta, "horizon", low=0, high=Ta - 12, default=0)
+        tau = _meta_float(meta, "tau")
+        noise = _meta_float(meta, "noise")
+        if not tau > 0:
+            raise ValueError(f"meta_tau: expected a finite number > 0, found {tau!r}")
+        if not noise >= 0:
+            raise ValueError(f"meta_noise: expected a finite number >= 0, found {noise!r}")
+        _meta_m(cell, "task", 1, "1 (one AR(1) signal)")
+        check_elements("meta_T", (Ta + hz, batch, 1), what="T x B x m")
+        t = tasks.ar_signal(Ta, tau=tau, noise=noise, horizon=hz, batch=batch, seed=rng)
         return t.X, f"{batch} AR(1) signal sequences (seed={seed})"
+    check_elements("T", (T, batch, cell.m), what="T x B x m")
     X = rng.standard_normal((T, batch, cell.m)) / np.sqrt(cell.m)
     return X, f"{batch} sequences of {T} steps, i.i.d. N(0, 1/m) inputs (seed={seed})"
+
+
+_MISSING = object()
+
+
+def _meta_value(meta, key, default):
+    v = meta.get(key, _MISSING)
+    if v is _MISSING:
+        if default is _MISSING:
+            raise ValueError(f"meta_{key}: expected a value (the checkpoint's task "
+                             f"{meta.get('task')!r} needs it), found the key missing")
+        return default
+    if isinstance(v, np.ndarray):
+        raise ValueError(f"meta_{key}: expected a 0-d number, found an array of shape {v.shape}")
+    return v
+
+
+def _meta_int(meta, key, *, low=None, high=None, default=_MISSING) -> int:
+    """An integer metadata value (integral floats accepted), named ``meta_<key>``."""
+    v = _meta_value(meta, key, default)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"meta_{key}: expected an integer, found {describe(v)}")
+    if isinstance(v, (float, np.floating)):
+        if not (np.isfinite(v) and float(v).is_integer()):
+            raise ValueError(f"meta_{key}: expected an integer, found {describe(v)}")
+        v = int(v)
+    return check_int(f"meta_{key}", int(v), low=low, high=high)
+
+
+def _meta_float(meta, key, *, default=_MISSING) -> float:
+    v = _meta_value(meta, key, default)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"meta_{key}: expected a real number, found {describe(v)}")
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"meta_{key}: expected a finite number, found {v!r}")
+    return v
+
+
+def _meta_m(cell, key, m, formula):
+    if m != cell.m:
+        raise ValueError(f"meta_{key}: expected a task whose input size {formula} equals the "
+                         f"cell's m = {cell.m}, found m = {m}")
