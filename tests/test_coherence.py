@@ -84,14 +84,13 @@ def test_trajectory_coherence_exact_for_isotropic_propagator(lam, rep):
 def test_predicted_coherence_against_double_sum(kind):
     """Isotropic-propagator prediction: sum lam^{2t-k-l} K_kl / sum lam^{2(t-k)} K_kk with the
     forcing Gram K_kl = sum_m (a_k.a_l) tr(B_k^T B_l), built here from cell.jvp columns."""
-    from rnnperturb.stats.noise import _linearise
     cell = random_cell(kind, 4, 2, spectral_norm=1.1, seed=6)
     X = _inputs(12, 1, 2, 3)[:, 0]
     lam = 0.8
     h = np.zeros((1, 4))
     vecs = []
     for t in range(12):
-        hn, _, forc = _linearise(cell, h, X[t][None])
+        hn, _, forc = cell.linearise(h, X[t][None])
         # B_k columns from the cell's own jvp: B e_i = d h_t / d(preact) along e_i
         per = {}
         for k, (_, _, a) in forc.items():

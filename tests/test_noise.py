@@ -12,7 +12,7 @@ import scipy.stats
 
 import rnnperturb as rp
 from rnnperturb.cells.random import random_cell
-from rnnperturb.stats.noise import _linearise, monte_carlo_noise, noise_response
+from rnnperturb.stats.noise import monte_carlo_noise, noise_response
 
 CKPT_DIR = os.path.join(os.path.dirname(__file__), "..", "validation", "checkpoints")
 
@@ -27,7 +27,7 @@ def test_linearisation_matches_cell_jvp_and_jacobian(kind, rng):
     x = rng.standard_normal((4, 3))
     dh = rng.standard_normal((4, 6))
     dW = {k: rng.standard_normal((6, 6)) for k in cell.recurrent_names}
-    hn, J, forc = _linearise(cell, h, x)
+    hn, J, forc = cell.linearise(h, x)
     np.testing.assert_allclose(hn, cell.step(h, x), rtol=0, atol=1e-14)
     np.testing.assert_allclose(J, cell.jacobian(h, x), rtol=0, atol=1e-13)
     pred = np.einsum("bij,bj->bi", J, dh)
@@ -44,7 +44,7 @@ def _naive(cell, X, V, frozen):
     h = np.zeros((1, cell.n))
     Js, forcs = [], []
     for t in range(T):
-        h, J, forc = _linearise(cell, h, X[t][None])
+        h, J, forc = cell.linearise(h, X[t][None])
         Js.append(J[0])
         forcs.append({k: (d, Bt[0], a[0]) for k, (d, Bt, a) in forc.items()})
     out = np.zeros(T)

@@ -186,9 +186,9 @@ def compression_cost(cell, compressed, *, index_bytes: int = 4) -> CompressionCo
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
         The original.
-    compressed : ElmanRNN or MGRU
+    compressed : Cell
         A compressed version (truncated, pruned, quantized, noisy, ...); it
         may differ from ``cell`` only in its recurrent matrices.
     index_bytes : int
@@ -215,7 +215,7 @@ def factors(cell, *, tol: float | None = None) -> dict:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
         Typically the output of :func:`rnnperturb.truncate_svd`.
     tol : float, optional
         Singular values at or below ``tol`` count as zero (default

@@ -83,7 +83,7 @@ def quantize(cell, *, bits: int, scheme: str = "per_matrix", names=None):
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     bits : int
         Bits per weight, 2..32: :math:`2^{b-1}-1` levels on each side of zero.
     scheme : {'per_matrix', 'per_row'}
@@ -93,7 +93,7 @@ def quantize(cell, *, bits: int, scheme: str = "per_matrix", names=None):
 
     Returns
     -------
-    ElmanRNN or MGRU
+    Cell
     """
     names = _names(cell, names)
     new = {k: quantize_matrix(cell.recurrent[k], bits=bits, scheme=scheme)[0].astype(cell.dtype)
@@ -106,7 +106,7 @@ def prune(cell, *, fraction: float, names=None):
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     fraction : float in [0, 1]
         Fraction of the entries of each matrix set to zero: the
         ``round(fraction * n**2)`` smallest in magnitude.
@@ -115,7 +115,7 @@ def prune(cell, *, fraction: float, names=None):
 
     Returns
     -------
-    ElmanRNN or MGRU
+    Cell
     """
     names = _names(cell, names)
     frac = check_positive("fraction", fraction, allow_zero=True)
@@ -137,7 +137,7 @@ def weight_noise(cell, *, std: float, seed, names=None):
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     std : float, >= 0
         Standard deviation of every entry.
     seed : int or numpy.random.Generator
@@ -147,7 +147,7 @@ def weight_noise(cell, *, std: float, seed, names=None):
 
     Returns
     -------
-    ElmanRNN or MGRU
+    Cell
     """
     names = _names(cell, names)
     s = check_positive("std", std, allow_zero=True)

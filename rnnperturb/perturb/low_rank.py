@@ -53,7 +53,7 @@ forcing :math:`\Delta W a_k` at step k reaches the target steps with energy
 is the observability Gramian of the targets seen from step k
 (:math:`P_k = \sum_{t\in\text{target},\,t\ge k}\Phi(t,k)^\top\Phi(t,k)`), :math:`J` the
 step Jacobian and :math:`B_k` the map from the matrix's pre-activation to
-:math:`h_k` (``rnnperturb.stats.noise`` lists both for each cell). Neglecting the
+:math:`h_k` (both from :meth:`rnnperturb.cells.Cell.linearise`). Neglecting the
 cross terms between different forcing steps (the coherent part), the target
 error is :math:`\operatorname{vec}(\Delta W)^\top\big[\sum_{k,b} a a^\top\otimes O\big]\operatorname{vec}(\Delta W)`.
 We approximate the sum by one Kronecker product :math:`M_w\otimes Q` (one step
@@ -196,12 +196,6 @@ def weighted_low_rank(W, *, rank: int, moment=None, left=None) -> np.ndarray:
     return A if Qih is None else Qih @ A
 
 
-def _regressor_trajectory(cell, X3, h):
-    """Nominal regressors a_t of every recurrent matrix: dict name -> (T, B, n)."""
-    from rnnperturb.stats.noise import _trajectory
-    return _trajectory(cell, X3, h)
-
-
 def forcing_moments(cell, X, *, h0=None) -> dict[str, np.ndarray]:
     r"""Second moments of the regressors over the nominal trajectory.
 
@@ -213,7 +207,7 @@ def forcing_moments(cell, X, *, h0=None) -> dict[str, np.ndarray]:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
 
@@ -223,7 +217,9 @@ def forcing_moments(cell, X, *, h0=None) -> dict[str, np.ndarray]:
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
     h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
-    A = _regressor_trajectory(cell, X3, h)
+    from rnnperturb.propagate.deviation import regressor_trajectory
+
+    A = regressor_trajectory(cell, X3, h)
     N = X3.shape[0] * X3.shape[1]
     return {k: np.einsum("tbi,tbj->ij", a, a) / N for k, a in A.items()}
 
@@ -260,19 +256,17 @@ def _reach(cell, X3, h, mask):
     (t = T-1 .. 0, 0-based) and recurrent matrix ``(t, name, a, O)``: the
     regressors a (B, n) and the observability Gramians
     :math:`O = B_t^\top P_t B_t` (B, n, n) of the target steps ``mask`` (T, B)."""
-    from rnnperturb.stats.noise import _linearise
-
     T, B = X3.shape[:2]
     n = cell.n
     Hprev = np.empty((T, B, n), dtype=h.dtype)
     for t in range(T):
         Hprev[t] = h
-        h = cell._step(h, X3[t])
+        h = cell.step(h, X3[t])
     P = np.zeros((B, n, n))
     J_next = None
     eye = np.eye(n)
     for t in range(T - 1, -1, -1):
-        _, J, forc = _linearise(cell, Hprev[t], X3[t])
+        _, J, forc = cell.linearise(Hprev[t], X3[t])
         if J_next is not None:
             P = np.swapaxes(J_next, 1, 2) @ P @ J_next
         P[mask[t]] += eye
@@ -290,7 +284,7 @@ def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     target : None, int or array_like of bool, shape (T,) or (T, B)
         Steps whose state matters: None = the last step, an int k = the last k
@@ -332,7 +326,7 @@ def truncation_weights(cell, X, *, weighting: str = "forcing", target=None,
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     weighting : {'forcing', 'propagation'}
     target, ridge, h0 :
@@ -366,7 +360,7 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     rank : int or dict of str to int
         An int applies to every recurrent matrix; a dict names some of them
         (``{"W": r}``, ``{"Wf": r1, "Wh": r2}``), the others stay untouched.
@@ -391,7 +385,7 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
 
     Returns
     -------
-    ElmanRNN or MGRU
+    Cell
         Same type; only the named recurrent matrices differ.
 
     Raises

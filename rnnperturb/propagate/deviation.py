@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, check_compatible
+from rnnperturb.cells import FLOAT
 
-__all__ = ["deviation", "first_order", "delta_recurrent"]
+__all__ = ["deviation", "first_order", "delta_recurrent", "regressor_trajectory"]
 
 
 def delta_recurrent(cell, other) -> dict[str, np.ndarray]:
@@ -36,8 +37,8 @@ def deviation(cell, other, X, h0=None) -> np.ndarray:
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
-        Nominal and perturbed cell; ``other`` may differ only in its recurrent
+    cell, other : Cell
+        Nominal and perturbed cell (same type); ``other`` may differ only in its recurrent
         matrices (else ``ValueError`` naming the difference).
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
@@ -55,7 +56,7 @@ def first_order(cell, other, X, h0=None) -> np.ndarray:
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
+    cell, other : Cell
         Nominal and perturbed cell (see :func:`deviation`).
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, shape (B, n) or (n,), optional
@@ -71,6 +72,35 @@ def first_order(cell, other, X, h0=None) -> np.ndarray:
     ell = np.zeros_like(h)
     L = np.empty((X3.shape[0],) + h.shape, dtype=cell.dtype)
     for t in range(X3.shape[0]):
-        h, ell = cell._jvp(h, X3[t], ell, dW)
+        hn, aux, regs = cell.nominal(h, X3[t])
+        force = {k: FLOAT.matvec(v, regs[k]) for k, v in dW.items()}
+        ell = cell.tangent_step(h, aux, ell, force)
         L[t] = ell
+        h = hn
     return L[:, 0, :] if single else L
+
+
+def regressor_trajectory(cell, X3, h) -> dict[str, np.ndarray]:
+    r"""The regressors :math:`a_{k,t}` (the vector each recurrent matrix
+    multiplies, :meth:`Cell.nominal`) along the nominal trajectory.
+
+    Parameters
+    ----------
+    cell : Cell
+    X3 : ndarray, shape (T, B, m)
+    h : ndarray, shape (B, n)
+        :math:`h_0`.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (T, B, n)
+        ``A[k][t-1]`` is :math:`a_{k,t}`, for every name in
+        ``cell.recurrent_names`` (float64).
+    """
+    T, B = X3.shape[:2]
+    A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
+    for t in range(T):
+        h, _, regs = cell.nominal(h, X3[t])
+        for k, a in regs.items():
+            A[k][t] = a
+    return A

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, check_int
-from rnnperturb.cells import sigmoid
+from rnnperturb.cells import FLOAT
 
 __all__ = ["RankSweep", "rank_sweep"]
 
@@ -218,38 +218,25 @@ def _tail_sums(Lg):
     return cum
 
 
-def _nominal(cell, h, x):
-    """Nominal step quantities for the tangent step and the regressors."""
-    if cell.kind == "elman":
-        hn = np.tanh(cell.preactivation(h, x))
-        return hn, {"d": 1.0 - hn ** 2}, {"W": h}
-    f = sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
-    c = np.tanh((f * h) @ cell.Wh.T + x @ cell.Uh.T + cell.bh)
-    hn = (1.0 - f) * h + f * c
-    return hn, {"f": f, "c": c, "h": h, "sp": f * (1.0 - f), "g": f * (1.0 - c ** 2)}, \
-        {"Wf": h, "Wh": f * h}
-
-
 def _mm(A, W):
     """``A @ W.T`` for a stack A (K, B, n) as one 2-D GEMM."""
     return (A.reshape(-1, A.shape[-1]) @ W.T).reshape(A.shape[:-1] + (W.shape[0],))
 
 
-def _tangent(cell, nom, L, F):
-    """One tangent-linear step for a batch of tangents L (K, B, n) with forcing F."""
-    if cell.kind == "elman":
-        a = _mm(L, cell.W)
-        if "W" in F:
-            a += F["W"]
-        return nom["d"] * a
-    daf = _mm(L, cell.Wf)
-    if "Wf" in F:
-        daf += F["Wf"]
-    df = nom["sp"] * daf
-    dac = _mm(df * nom["h"] + nom["f"] * L, cell.Wh)
-    if "Wh" in F:
-        dac += F["Wh"]
-    return (1.0 - nom["f"]) * L + df * (nom["c"] - nom["h"]) + nom["g"] * dac
+def _tangent_rec(params, F):
+    """``rec`` of the tangent step, :math:`W_k v + F_k`: the forcing is added in
+    place to the fresh GEMM result (no extra temporary of the (K, B, n) stack)."""
+    def rec(k, v):
+        out = _mm(v, params[k])
+        if k in F:
+            out += F[k]
+        return out
+    return rec
+
+
+def _no_input(k):
+    """``dinp`` of the tangent step: the inputs do not move."""
+    return 0.0
 
 
 def _apply(Hs, spec):
@@ -295,21 +282,13 @@ def _rank_groups(rk, n, G=8):
     return out
 
 
-def _stacked_step(cell, Hs, x, specs):
-    """Exact step for stacked states Hs (P, B, n) with per-point truncated matrices."""
-    if cell.kind == "elman":
-        return np.tanh(_apply(Hs, specs["W"]) + (x @ cell.U.T + cell.b))
-    f = sigmoid(_apply(Hs, specs["Wf"]) + (x @ cell.Uf.T + cell.bf))
-    c = np.tanh(_apply(f * Hs, specs["Wh"]) + (x @ cell.Uh.T + cell.bh))
-    return (1.0 - f) * Hs + f * c
-
-
 def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep:
     r"""Exact and first-order deviation of SVD truncation at many ranks at once.
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
+        Any registered cell (:mod:`rnnperturb.cells`).
     X : array_like, shape (T, B, m) or (T, m)
     ranks : None, sequence of int, or dict of str to sequence of int
         None: every rank 0..n for every recurrent matrix together; a sequence:
@@ -347,6 +326,7 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
     # tail positions per group for every point
     tailpos = [np.array([g["pos"][pt[gi]] for pt in points]) for gi, g in enumerate(plan.groups)]
     out = {key: np.empty((R, T, B)) for key in ("exact", "first_order", "residual", "forcing")}
+    params = cell.params
     step = max(1, _CHUNK // max(1, B * n))
     chunks = [np.arange(i, min(R, i + step)) for i in range(0, R, step)]
     for ch in progress(chunks, desc="rank sweep", quiet=quiet or len(chunks) == 1):
@@ -359,16 +339,19 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
                 U, sv, Vt = plan.svd[k]
                 smask = sv[None, :] * (np.arange(n)[None, :] < rk[:, None])
                 specs[k] = ("factored", U, Vt, smask, _rank_groups(rk, n), cell.recurrent[k])
+
+        def stacked(name, a, specs=specs):      # W_name a at every point's truncation
+            return _apply(a, specs[name])
         untouched = np.nonzero(np.all(rank_arr[ch] == n, axis=1))[0]
         h = h_init.copy()
         Hs = np.repeat(h[None], len(ch), axis=0)
         L = np.zeros((plan.K, B, n))
         for t in progress(range(T), desc="rank sweep", quiet=quiet or len(chunks) > 1):
             x = X3[t]
-            hn, nom, A = _nominal(cell, h, x)
-            F = plan.block_forcing(A, B)
-            L = _tangent(cell, nom, L, F)
-            Hs = _stacked_step(cell, Hs, x, specs)
+            hn, aux, A = cell.nominal(h, x)
+            rec = _tangent_rec(params, plan.block_forcing(A, B))
+            L = cell.tangent(FLOAT, params, h, aux, L, rec, _no_input)
+            Hs = cell.forward(FLOAT, params, Hs, x, stacked)[0]
             E = Hs - hn[None]
             if untouched.size:              # the cell itself: no deviation at all
                 E[untouched] = 0.0

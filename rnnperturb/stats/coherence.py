@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
-from rnnperturb.stats.noise import _linearise, noise_response, noise_variances
+from rnnperturb.stats.noise import noise_response, noise_variances
 
 __all__ = [
     "coherence_ratio", "FixedCoherence", "fixed_coherence", "trajectory_coherence",
@@ -85,7 +85,7 @@ def coherence_ratio(cell, X, *, std: float = 1.0, var=None, h0=None) -> np.ndarr
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     std, var, h0
         As in :func:`rnnperturb.noise_response` (a common scale cancels).
@@ -132,7 +132,7 @@ def fixed_coherence(cell, other, X, *, h0=None) -> FixedCoherence:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     other : same cell type, or dict of str to ndarray (n, n)
         The perturbed cell, or the perturbation ΔW per recurrent matrix.
     X : array_like, shape (T, B, m) or (T, m)
@@ -149,12 +149,13 @@ def fixed_coherence(cell, other, X, *, h0=None) -> FixedCoherence:
         dW = delta_recurrent(cell, other)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype).astype(np.float64)
+    cell = cell.astype(np.float64)
     T, B = X3.shape[:2]
     ell = np.zeros((B, cell.n))
     Q = np.zeros((B, cell.n, cell.n))
     coh, inc = np.zeros((T, B)), np.zeros((T, B))
     for t in range(T):
-        hn, J, forc = _linearise(cell, h, X3[t])
+        hn, J, forc = cell.linearise(h, X3[t])
         f = np.zeros((B, cell.n))
         for k, (diag, Bt, a) in forc.items():
             if k in dW:
@@ -286,12 +287,13 @@ def propagator_decay(cell, X, *, std: float = 1.0, var=None, h0=None) -> np.ndar
     V = noise_variances(cell, std=std, var=var)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    cell = cell.astype(np.float64)
     B, n = X3.shape[1], cell.n
     P = np.zeros((B, n, n))
     idx = np.arange(n)
     logs, cnt = np.zeros(B), np.zeros(B)
     for t in range(X3.shape[0]):
-        hn, J, forc = _linearise(cell, h, X3[t])
+        hn, J, forc = cell.linearise(h, X3[t])
         tr0 = np.trace(P, axis1=1, axis2=2)
         P = J @ P @ np.swapaxes(J, 1, 2)
         tr1 = np.trace(P, axis1=1, axis2=2)
@@ -344,7 +346,7 @@ def predicted_coherence(cell, X, *, h0=None, lam=None) -> np.ndarray:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     h0 : array_like, optional
     lam : float, optional
@@ -359,11 +361,12 @@ def predicted_coherence(cell, X, *, h0=None, lam=None) -> np.ndarray:
     T, B = X3.shape[:2]
     lams = (np.atleast_1d(propagator_decay(cell, X3, h0=h)) if lam is None
             else np.full(B, check_positive("lam", lam, allow_zero=True)))
+    cell = cell.astype(np.float64)
     A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
     Bv = {k: np.empty((T, B, cell.n * cell.n)) for k in cell.recurrent_names}
     hh = h.copy()
     for t in range(T):
-        hn, _, forc = _linearise(cell, hh, X3[t])
+        hn, _, forc = cell.linearise(hh, X3[t])
         for k, (diag, Bt, a) in forc.items():
             A[k][t] = a
             Bv[k][t] = (np.einsum("bi,ij->bij", Bt, np.eye(cell.n)) if diag

@@ -42,8 +42,6 @@ import numpy as np
 import scipy.linalg
 
 from rnnperturb._checks import as_h0, as_inputs, as_param, check_int, check_positive
-from rnnperturb.cells import sigmoid
-from rnnperturb.stats.noise import _linearise
 
 __all__ = [
     "LinearMemory", "linear_memory", "memory_capacity", "fisher_memory_curve",
@@ -221,7 +219,8 @@ def simulated_memory_curve(A, v, *, noise: float, kmax: int, steps: int = 20000,
 
 
 def input_jacobian(cell, h, x) -> np.ndarray:
-    r"""Input Jacobian :math:`\partial h_t/\partial x_t` of one step.
+    r"""Input Jacobian :math:`\partial h_t/\partial x_t` of one step, in float64
+    (:meth:`rnnperturb.cells.Cell.input_jacobian`).
 
     Elman: :math:`D_tU`. MGRU:
     :math:`\operatorname{diag}(c-h)S U_f + \operatorname{diag}(f\odot(1-c^2))
@@ -229,25 +228,15 @@ def input_jacobian(cell, h, x) -> np.ndarray:
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
-    h : array_like, shape (B, n)
-    x : array_like, shape (B, m)
+    cell : Cell
+    h : array_like, shape (B, n) or (n,)
+    x : array_like, shape (B, m) or (m,)
 
     Returns
     -------
     ndarray, shape (B, n, m)
     """
-    h = np.atleast_2d(np.asarray(h, dtype=np.float64))
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    if cell.kind == "elman":
-        d = 1.0 - np.tanh(cell.preactivation(h, x)) ** 2
-        return d[:, :, None] * cell.U[None]
-    f = sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
-    c = np.tanh((f * h) @ cell.Wh.T + x @ cell.Uh.T + cell.bh)
-    dfdx = (f * (1 - f))[:, :, None] * cell.Uf[None]
-    g = f * (1 - c ** 2)
-    return (c - h)[:, :, None] * dfdx + g[:, :, None] * (
-        cell.Wh[None] @ (h[:, :, None] * dfdx) + cell.Uh[None])
+    return cell.astype(np.float64).input_jacobian(np.atleast_2d(h), np.atleast_2d(x))
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,8 +250,9 @@ class DelayLinearisation:
     v : ndarray, shape (n,)
         Mean input Jacobian times the input direction.
     gate_mean : float or None
-        MGRU: mean gate value f over the delay (a small f keeps the state);
-        None for the Elman RNN.
+        Mean overwrite gate over the delay (:meth:`Cell.overwrite_gate`; the
+        MGRU's f, a small value keeps the state); None for a cell without a
+        gate (the Elman RNN).
     jacobian_spread : float
         Relative spread ``mean ||J_t - A||_F / ||A||_F`` (how well one A
         describes the delay).
@@ -282,7 +272,7 @@ def delay_linearisation(cell, X, steps, direction, *, h0=None) -> DelayLinearisa
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     steps : array_like of int
         1-based steps t whose Jacobians :math:`\partial h_t/\partial h_{t-1}`
@@ -298,6 +288,7 @@ def delay_linearisation(cell, X, steps, direction, *, h0=None) -> DelayLinearisa
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
     h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    cell = cell.astype(np.float64)
     steps = np.asarray(steps)
     if steps.ndim != 1 or steps.size == 0 or steps.dtype.kind not in "iu" \
             or steps.min() < 1 or steps.max() > X3.shape[0]:
@@ -309,12 +300,15 @@ def delay_linearisation(cell, X, steps, direction, *, h0=None) -> DelayLinearisa
     for t in range(1, X3.shape[0] + 1):
         x = X3[t - 1].astype(np.float64)
         if t in want:
-            _, J, _ = _linearise(cell, h, x)
+            hn, J, _ = cell.linearise(h, x)
             Js.append(J)
-            vs.append(input_jacobian(cell, h, x) @ d)
-            if cell.kind == "mgru":
-                gates.append(sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf))
-        h = cell._step(h, x)
+            vs.append(cell.input_jacobian(h, x) @ d)
+            gate = cell.overwrite_gate(cell.nominal(h, x)[1])
+            if gate is not None:
+                gates.append(gate)
+            h = hn
+        else:
+            h = cell.step(h, x)
         if t >= max(want):
             break
     Js = np.concatenate(Js)

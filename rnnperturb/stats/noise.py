@@ -56,7 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
-from rnnperturb.cells import sigmoid
+from rnnperturb.cells import FLOAT
+from rnnperturb.propagate.deviation import regressor_trajectory
 
 __all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarloNoise"]
 
@@ -64,58 +65,12 @@ __all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarlo
 _CHUNK_ELEMS = 1 << 22
 
 
-def _linearise(cell, h, x):
-    r"""One step of the nominal trajectory and its tangent-linear pieces.
-
-    Parameters
-    ----------
-    cell : ElmanRNN or MGRU
-    h : ndarray, shape (B, n)
-        :math:`h_{t-1}`.
-    x : ndarray, shape (B, m)
-
-    Returns
-    -------
-    hn : ndarray, shape (B, n)
-        :math:`h_t`.
-    J : ndarray, shape (B, n, n)
-        Step Jacobian.
-    forcing : dict name -> (diag, Bt, a)
-        For every recurrent matrix: ``diag`` is True when :math:`B_t` is
-        diagonal, and ``Bt`` then holds its diagonal (B, n); else ``Bt`` is
-        (B, n, n). ``a`` (B, n) is the vector the matrix multiplies.
-    """
-    if cell.kind == "elman":
-        hn = np.tanh(cell.preactivation(h, x))
-        d = 1.0 - hn ** 2
-        J = d[:, :, None] * cell.W[None, :, :]
-        return hn, J, {"W": (True, d, h)}
-    f = sigmoid(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
-    fh = f * h
-    c = np.tanh(fh @ cell.Wh.T + x @ cell.Uh.T + cell.bh)
-    hn = (1.0 - f) * h + f * c
-    sp = f * (1.0 - f)                       # sigma'
-    g = f * (1.0 - c ** 2)                   # d h_t / d (candidate preactivation)
-    n = cell.n
-    # J = diag(1-f) + diag(c-h) S Wf + diag(g) Wh [diag(h) S Wf + diag(f)],  S = diag(sp)
-    dfdh = sp[:, :, None] * cell.Wf[None]                     # (B, n, n)
-    inner = h[:, :, None] * dfdh
-    idx = np.arange(n)
-    inner[:, idx, idx] += f
-    J = (c - h)[:, :, None] * dfdh + g[:, :, None] * (cell.Wh[None] @ inner)
-    J[:, idx, idx] += 1.0 - f
-    # B_f = [diag(c-h) + diag(g) Wh diag(h)] diag(sp)
-    Bf = g[:, :, None] * cell.Wh[None] * (h * sp)[:, None, :]
-    Bf[:, idx, idx] += (c - h) * sp
-    return hn, J, {"Wf": (False, Bf, h), "Wh": (True, g, fh)}
-
-
 def noise_variances(cell, *, std=None, var=None) -> dict:
     """Resolve ``std``/``var`` into one entry-wise variance per recurrent matrix.
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     std : float, optional
         Standard deviation of every entry of the matrices not named in ``var``.
     var : dict of str to (float or array_like (n, n)), optional
@@ -152,18 +107,6 @@ def noise_variances(cell, *, std=None, var=None) -> dict:
     return {k: v for k, v in out.items() if not (np.ndim(v) == 0 and v == 0.0)}
 
 
-def _trajectory(cell, X3, h):
-    """Forcing inputs a_t of every recurrent matrix: dict name -> (T, B, n)."""
-    T, B = X3.shape[:2]
-    A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
-    for t in range(T):
-        hn, _, forc = _linearise(cell, h, X3[t])
-        for k, (_, _, a) in forc.items():
-            A[k][t] = a
-        h = hn
-    return A
-
-
 def _basis(A, uniform, rtol):
     """Orthonormal basis (B, n, r) of the forcing inputs of one matrix."""
     B, n = A.shape[1], A.shape[2]
@@ -182,7 +125,7 @@ def _frozen(cell, X3, h, V, rtol, quiet=True):
 
     T, B = X3.shape[:2]
     n = cell.n
-    A = _trajectory(cell, X3, h.copy())
+    A = regressor_trajectory(cell, X3, h.copy())
     bases = {k: _basis(A[k], np.ndim(V[k]) == 0, rtol) for k in V}
     out = np.zeros((T, B))
     idx = np.arange(n)
@@ -195,7 +138,7 @@ def _frozen(cell, X3, h, V, rtol, quiet=True):
         M = {k: np.zeros((nb, n, U.shape[2], n)) for k, U in bases.items()}
         for t in progress(range(T), desc=f"noise_response (frozen) {b0 + 1}/{B}",
                           quiet=quiet):
-            hn, J, forc = _linearise(cell, hb, X3[t, sl])
+            hn, J, forc = cell.linearise(hb, X3[t, sl])
             for k, Mk in M.items():
                 r = Mk.shape[2]
                 Mk = (J @ Mk.reshape(nb, n, r * n)).reshape(nb, n, r, n)
@@ -222,7 +165,7 @@ def _fresh(cell, X3, h, V):
     P = np.zeros((B, n, n))
     idx = np.arange(n)
     for t in range(T):
-        hn, J, forc = _linearise(cell, h, X3[t])
+        hn, J, forc = cell.linearise(h, X3[t])
         P = J @ P @ np.swapaxes(J, 1, 2)
         for k, Vk in V.items():
             diag, Bt, a = forc[k]
@@ -258,7 +201,7 @@ def _frozen_at(cell, X3, h, V, times):
         nb = hb.shape[0]
         Js, forcs = [], []
         for t in range(tmax):
-            hb, J, forc = _linearise(cell, hb, X3[t, sl])
+            hb, J, forc = cell.linearise(hb, X3[t, sl])
             Js.append(J)
             forcs.append({k: forc[k] for k in V})
         for ti, t in enumerate(times):
@@ -298,7 +241,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     std : float, optional
         Standard deviation ``s`` of every entry of every recurrent matrix
@@ -341,9 +284,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     X3, single = as_inputs(X, cell.m, cell.dtype)
     X3 = X3.astype(np.float64)
     h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
-    if cell.dtype != np.float64:
-        from rnnperturb.cells import cell_from_params
-        cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
+    cell = cell.astype(np.float64)
     if times is not None:
         tarr = np.atleast_1d(np.asarray(times))
         if tarr.ndim != 1 or tarr.size == 0 or tarr.dtype.kind not in "iu" \
@@ -383,11 +324,13 @@ class MonteCarloNoise:
 
 
 def _mc_step(cell, h, x, Wd, rng, V, frozen):
-    """Exact step for ``d`` draws at once: h (d, B, n), x (B, m).
+    r"""Exact step for ``d`` draws at once: h (d, B, n), x (B, m): the cell's own
+    :meth:`~rnnperturb.cells.Cell.forward` with every recurrent product
+    :math:`W_k a` replaced by :math:`W_k a + \Delta W_k a`.
 
     Frozen: ``Wd[name]`` holds the per-draw perturbation (d, n, n).
-    Fresh: :math:`\\Delta W_t a` is drawn directly; for i.i.d. entries it is
-    exactly :math:`N(0, \\operatorname{diag}(V (a\\odot a)))` and independent
+    Fresh: :math:`\Delta W_t a` is drawn directly; for i.i.d. entries it is
+    exactly :math:`N(0, \operatorname{diag}(V (a\odot a)))` and independent
     of the past, so no matrix needs to be drawn.
     """
     def pert(name, a):
@@ -399,12 +342,11 @@ def _mc_step(cell, h, x, Wd, rng, V, frozen):
         q = Vk * np.sum(a * a, -1, keepdims=True) if np.ndim(Vk) == 0 else (a * a) @ Vk.T
         return np.sqrt(q) * rng.standard_normal(a.shape)
 
-    if cell.kind == "elman":
-        return np.tanh(h @ cell.W.T + pert("W", h) + x @ cell.U.T + cell.b)
-    f = sigmoid(h @ cell.Wf.T + pert("Wf", h) + x @ cell.Uf.T + cell.bf)
-    fh = f * h
-    c = np.tanh(fh @ cell.Wh.T + pert("Wh", fh) + x @ cell.Uh.T + cell.bh)
-    return (1.0 - f) * h + f * c
+    P = cell.params
+
+    def rec(name, a):
+        return FLOAT.matvec(P[name], a) + pert(name, a)
+    return cell.forward(FLOAT, P, h, x, rec)[0]
 
 
 def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
@@ -420,7 +362,7 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
     std, frozen, var, h0
         As in :func:`noise_response`.
@@ -447,9 +389,7 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
     X3, single = as_inputs(X, cell.m, cell.dtype)
     X3 = X3.astype(np.float64)
     h0_ = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
-    if cell.dtype != np.float64:
-        from rnnperturb.cells import cell_from_params
-        cell = cell_from_params(cell.kind, cell.params, dtype=np.float64)
+    cell = cell.astype(np.float64)
     Hn = cell.run(X3, h0_)
     T, B = X3.shape[:2]
     s1 = np.zeros((T, B))
