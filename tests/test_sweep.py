@@ -111,3 +111,11 @@ def test_bad_inputs():
     sw = rp.rank_sweep(cell, _inputs(T=4, B=1, m=2), [2])
     with pytest.raises(ValueError, match="rank: expected one of the swept points"):
         sw.index(3)
+
+
+def test_sweep_at_full_rank_only_is_zero():
+    """A grid with only rank n (nothing truncated) gives exactly zero deviation."""
+    cell = random_cell("elman", 4, 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    sw = rp.rank_sweep(cell, X, ranks=[4])
+    assert sw.exact.shape == (1, 5) and np.all(sw.exact == 0) and np.all(sw.first_order == 0)

@@ -164,7 +164,7 @@ class _Plan:
             for j in range(K):
                 ind[j, bounds[j]:bounds[j + 1]] = 1.0
             pos = {r: j for j, r in enumerate(bounds)}      # tail index; r = n -> K (zero)
-            single = (np.array(bounds[:-1]) if all(bounds[j + 1] - bounds[j] == 1
+            single = (np.array(bounds[:-1], dtype=np.intp) if all(bounds[j + 1] - bounds[j] == 1
                                                    for j in range(K)) else None)
             self.groups.append({"names": names, "grid": grid, "ind": ind, "pos": pos,
                                 "offset": offset, "K": K, "single": single})

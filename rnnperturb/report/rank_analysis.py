@@ -130,9 +130,7 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
         if not ranks:
             raise ValueError("ranks: expected at least one rank, found an empty sequence")
     wanted = set(ranks)
-    # guard: rank_sweep fails (IndexError) when every rank is n (nothing truncated), so
-    # sweep rank 0 along and drop it from the rows
-    sweep = rank_sweep(cell, X, ranks if min(ranks) < cell.n else list(ranks) + [0])
+    sweep = rank_sweep(cell, X, ranks)
     keep = [i for i in range(len(sweep.ranks)) if set(sweep.rank(i).values()) <= wanted]
     exact, first = sweep.exact_max, sweep.first_order_max
     _check_finite_result("exact", [exact[i] for i in keep], [sweep.rank(i) for i in keep], cell)
