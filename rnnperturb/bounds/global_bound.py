@@ -93,6 +93,20 @@ back to the trivial cap (:math:`2\sqrt n` or the box cap
 :math:`\|u + u'\|_2 \le 2\sqrt n`) for long horizons: ``vacuous`` is True, a
 ``RuntimeWarning`` is issued, and ``asymptote`` is the cap itself, never a
 finite value below it.
+
+**Where the pieces live.** This module is the generic driver and its
+outward-rounded toolkit; it never looks at the cell type. Everything
+cell-specific is a documented protocol method of the cell
+(:class:`rnnperturb.cells.protocol.Cell`, section "global bound"):
+``global_box_map`` (the state-box map of refinement 1), ``global_simple`` (the
+rate and forcing of the simple bound) and ``global_recursion`` (refinements
+2-6: :meth:`rnnperturb.cells.elman.ElmanRNN.global_recursion`,
+:meth:`rnnperturb.cells.mgru.MGRU.global_recursion`). The driver checks that the
+cell's :meth:`~rnnperturb.cells.protocol.Cell.state_bounds` keep every state in
+:math:`[-1, 1]` (which the caps :math:`2\sqrt n` and :math:`|e_{t,i}| \le 2`
+use; for the MGRU this is :math:`\rho_0 \le 1`), iterates the boxes, runs the
+simple bound, caps and combines. A cell without the methods raises
+``NotImplementedError`` naming the cell and the method.
 """
 from __future__ import annotations
 
@@ -101,28 +115,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import check_compatible, check_int, check_positive
-from rnnperturb.verified.linalg import U64, frobenius_upper, gamma, row_norms_upper, spectral_norm_upper, up
+from rnnperturb._checks import MAX_HORIZON, check_compatible, check_horizon, check_positive
+from rnnperturb.verified.linalg import U64, frobenius_upper, row_norms_upper, spectral_norm_upper, up
 
-__all__ = ["GlobalBound", "global_bound", "simple_contraction_bound"]
+__all__ = ["GlobalBound", "global_bound", "simple_contraction_bound", "HORIZON_LIMIT"]
+
+#: Largest ``horizon`` :func:`global_bound` accepts (time and memory are linear in it;
+#: beyond it use ``GlobalBound.asymptote``, valid at every step).
+HORIZON_LIMIT = MAX_HORIZON
 
 _TINY = 1e-300
 _KAPPA_ITERS = 400        # iterations of the downward box / asymptote iterations
 
 
-# ----------------------------------------------------------------- rounding
-def _dn(x, k=1):
+# --------------------------------------------------- outward-rounded toolkit
+# Shared with the cells' global-bound sections (``global_box_map``,
+# ``global_simple``, ``global_recursion`` in rnnperturb/cells/*.py).
+def dn(x, k=1):
     """A lower bound of a computed non-negative quantity (k operations)."""
     x = np.asarray(x, dtype=np.float64)
     return np.maximum(x * (1.0 - 2 * (k + 2) * U64) - _TINY, 0.0)
 
 
-def _tanh_up(a):
+def tanh_up(a):
     """Upper bound of tanh(a) for a >= 0, at most 1."""
     return np.minimum(np.tanh(a) * (1 + 8 * U64) + _TINY, 1.0)
 
 
-def _tanh_dn(a):
+def tanh_dn(a):
     """Lower bound of tanh(a) for a >= 0."""
     return np.maximum(np.tanh(a) * (1 - 8 * U64) - _TINY, 0.0)
 
@@ -132,36 +152,137 @@ def _sig(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
-def _sig_up(a):
+def sig_up(a):
+    """Upper bound of the logistic sigmoid, at most 1."""
     return np.minimum(_sig(a) * (1 + 16 * U64) + _TINY, 1.0)
 
 
-def _sig_dn(a):
+def sig_dn(a):
+    """Lower bound of the logistic sigmoid, at least 0."""
     return np.maximum(_sig(a) * (1 - 16 * U64) - _TINY, 0.0)
 
 
-def _tanh_slope_up(lo):
+def tanh_slope_up(lo):
     """Upper bound of max tanh' on {|a| >= lo}: tanh'(max(lo, 0))."""
-    th = _tanh_dn(np.maximum(lo, 0.0))
-    return np.minimum(up(1.0 - _dn(th * th), 2), 1.0)
+    th = tanh_dn(np.maximum(lo, 0.0))
+    return np.minimum(up(1.0 - dn(th * th), 2), 1.0)
 
 
-def _sig_slope_up(lo):
+def sig_slope_up(lo):
     """Upper bound of max sigma' on {|a| >= lo}: sigma'(max(lo, 0)) <= 1/4."""
     s = _sig(np.maximum(lo, 0.0))
     return np.minimum(up(s * (1.0 - s), 2) * (1 + 64 * U64), 0.25)
 
 
-def _norm_up(M, k: int = 8):
+def norm_up(M, k: int = 8):
     r"""Verified upper bound on :math:`\|M_{exact}\|_2` for a computed matrix ``M``
     whose entries carry a relative rounding error of at most ``k/2`` units:
     :math:`\|M\|_2 + k u \|M\|_F`."""
     return float(spectral_norm_upper(M) + k * U64 * frobenius_upper(M))
 
 
-def _mv(A_abs, v):
-    """Upper bound of |A| v for non-negative A_abs and v."""
+def mv_up(A_abs, v):
+    """Upper bound of |A| v for non-negative A_abs (r, c) and v (c,) or (c, k)."""
     return up(A_abs @ v, A_abs.shape[-1])
+
+
+def vec_norm_up(v) -> float:
+    r"""Upper bound of :math:`\|v\|_2` for a non-negative vector ``v`` (n,)."""
+    return float(np.sqrt(up(v @ v, len(v))) * (1 + 2 * U64))
+
+
+def input_reach(U, r):
+    """Upper bound of max_{|x|<=r} |U_i x| = r ||U_i||_2, per row: shape (n,)."""
+    return up(row_norms_upper(U) * r, 1)
+
+
+def forcing_sup(A, u):
+    r"""Upper bound of :math:`\max_{|h| \le u}\|A h\|_2` (one box), by several methods.
+
+    ``A`` (r, n) is a computed matrix whose entries carry a relative rounding error
+    of at most ``4u``; that error is added as ``8u`` times the column bound.
+    ``u`` (n,) is the box.
+    """
+    if not np.any(u) or not np.any(A):
+        return 0.0
+    AD = A * u[None, :]
+    col = np.sqrt(up(np.sum(AD * AD, axis=0), A.shape[0])) * (1 + 4 * U64)
+    c1 = float(up(np.sum(col), A.shape[1]))
+    best = min(c1, float(up(norm_up(A) * np.sqrt(up(np.sum(u * u), len(u))), 2)))
+    for w in (np.ones_like(u), col):
+        if np.min(w) <= 1e-150:
+            continue
+        nrm = norm_up(AD / np.sqrt(w)[None, :], 16)
+        best = min(best, float(up(nrm * np.sqrt(up(np.sum(w), len(w))), 2)))
+    return float(up(best + 8 * U64 * c1, 1))
+
+
+def optimise_scaling(M, s0, maxiter=30, log_range=4.0):
+    """A positive s (min 1) with small ||diag(s) M diag(1/s)||_2 (local, heuristic:
+    the rate it gives is recomputed as a verified bound). The gradient of the
+    largest singular value sigma (pair u, v) in log s_i is sigma (u_i^2 - v_i^2)."""
+    from scipy.optimize import minimize
+
+    def f(x):
+        s = np.exp(x)
+        B = (s[:, None] * M) / s[None, :]
+        w, Q = np.linalg.eigh(B.T @ B)
+        v = Q[:, -1]
+        sig = float(np.sqrt(max(w[-1], 0.0)))
+        if sig == 0:
+            return 0.0, np.zeros_like(x)
+        u = B @ v / sig
+        return sig, sig * (u * u - v * v)
+
+    x0 = np.clip(np.log(s0), -log_range, log_range)
+    try:
+        res = minimize(f, x0, jac=True, method="L-BFGS-B",
+                       bounds=[(-log_range, log_range)] * len(x0), options={"maxiter": maxiter})
+        x = res.x if np.all(np.isfinite(res.x)) else x0
+    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover
+        x = x0
+    s = np.exp(x - np.min(x))
+    return s
+
+
+def perron(M_abs, iters=200):
+    """Positive approximate Perron vector of a non-negative matrix (min 1)."""
+    n = M_abs.shape[0]
+    v = np.ones(n)
+    A = M_abs + 1e-9 * (np.max(M_abs) + 1e-300) * np.ones((n, n)) / n
+    for _ in range(iters):
+        w = A @ v
+        nw = np.max(w)
+        if not nw > 0:
+            return np.ones(n)
+        v = w / nw
+    v = np.maximum(v, 1e-6 * np.max(v))
+    return v / np.min(v)
+
+
+def cw_rate(M_abs):
+    """Verified upper bound on the spectral radius of M_abs >= 0 (Collatz–Wielandt)."""
+    best = float(np.max(up(M_abs.sum(axis=1), M_abs.shape[1])))
+    s = perron(M_abs)
+    val = float(np.max(mv_up(M_abs, s) / dn(s))) * (1 + 4 * U64)
+    return min(best, val)
+
+
+def descend_fixed_point(step, start):
+    r"""Downward iteration :math:`V \leftarrow \min(V, \text{start}, \text{step}(V))` from
+    ``start`` (n,) until it stalls (at most 400 iterations).
+
+    If ``start`` bounds :math:`|e_t|` for every t and ``step`` is a monotone map with
+    :math:`|e_t| \le \text{step}(|e_{t-1}|)`, every iterate bounds :math:`|e_t|` for
+    every t (induction over t from :math:`e_0 = 0 \le` every iterate)."""
+    V = np.array(start, dtype=np.float64)
+    for _ in range(_KAPPA_ITERS):
+        nV = np.minimum(V, np.minimum(start, step(V)))
+        done = np.all(nV >= V * (1 - 1e-13))
+        V = nV
+        if done:
+            break
+    return V
 
 
 # ----------------------------------------------------------------- results
@@ -198,7 +319,7 @@ class GlobalBound:
         where the bias dominates.
     scaling : ndarray, shape (n,)
         The diagonal scaling :math:`s` (``min(s) = 1``) of the best
-        norm recursion (ones for the MGRU).
+        norm recursion (ones where the cell has none).
     capped : ndarray of bool, shape (T,)
         Steps where ``bound`` equals the trivial cap of that step,
         :math:`\min(2\sqrt n, \|u_t + u'_t\|_2)` (the bound says nothing more
@@ -218,6 +339,66 @@ class GlobalBound:
     capped: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class StateBoxes:
+    r"""The state boxes the driver hands to a cell's ``global_recursion``.
+
+    Attributes
+    ----------
+    u, up : ndarray, shape (T+1, n)
+        Time-exact boxes :math:`|h_{t,i}| \le u_{t,i}` of the nominal and
+        :math:`|h'_{t,i}| \le u'_{t,i}` of the perturbed cell (``u[0] = rho0``).
+    u_sup, up_sup : ndarray, shape (n,)
+        Boxes valid at every step.
+    ecap : ndarray, shape (T, n)
+        :math:`|e_{t,i}| \le \min(u_{t,i} + u'_{t,i}, 2)`, ``ecap[t-1]`` for step t.
+    ecap_sup : ndarray, shape (n,)
+        The same, valid at every step.
+    reach : dict of str to ndarray (n,)
+        For every recurrent matrix, :math:`r\|U_{i,:}\|_2` (rounded up) of the
+        input matrix of the same pre-activation (:attr:`Cell.input_of`).
+    cap : float
+        :math:`\min(2\sqrt n, \|\text{ecap\_sup}\|_2)`, bounds every :math:`\|e_t\|_2`.
+    cap_t : ndarray, shape (T,)
+        :math:`\min(2\sqrt n, \|\text{ecap}_t\|_2)`, step by step.
+    """
+
+    u: np.ndarray
+    up: np.ndarray
+    u_sup: np.ndarray
+    up_sup: np.ndarray
+    ecap: np.ndarray
+    ecap_sup: np.ndarray
+    reach: dict
+    cap: float
+    cap_t: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Refined:
+    r"""What a cell's ``global_recursion`` returns.
+
+    Attributes
+    ----------
+    bound : ndarray, shape (T,)
+        Upper bound on :math:`\|e_t\|_2`, every admissible input.
+    rate : float
+        Smallest verified geometric factor of the cell's recursions (inf: none).
+    asymptote : float
+        Bound valid at every step (inf when none was found).
+    slope : ndarray, shape (n,)
+        Slope bound of the cell's output nonlinearity (reported as ``GlobalBound.slope``).
+    scaling : ndarray, shape (n,)
+        Diagonal scaling of the best norm recursion (ones when none).
+    """
+
+    bound: np.ndarray
+    rate: float
+    asymptote: float
+    slope: np.ndarray
+    scaling: np.ndarray
+
+
 def _freeze(a):
     a = np.array(a, dtype=np.float64) if not isinstance(a, np.ndarray) or a.dtype != bool else a
     a.setflags(write=False)
@@ -225,41 +406,52 @@ def _freeze(a):
 
 
 # ------------------------------------------------------------- common parts
+def _check_state_range(cell, rho0, h0_norm):
+    r"""The bound needs :math:`|h_{t,i}| \le 1` for every t >= 1 (hence
+    :math:`\|h_t\|_2 \le \sqrt n` and :math:`|e_{t,i}| \le 2`): checked against
+    the cell's :meth:`~rnnperturb.cells.protocol.Cell.state_bounds` at the corners
+    :math:`h_0 = \pm\rho_0 \mathbf 1` of the box that holds the ball
+    :math:`\|h_0\|_2 \le \rho_0` (the state bounds of both cells are monotone in
+    each component of :math:`h_0`)."""
+    name = type(cell).__name__
+    n = cell.n
+
+    def inside(rho):
+        lo, hi = cell.state_bounds(np.stack([np.full(n, -rho), np.full(n, rho)]))
+        return bool(np.all(np.asarray(lo) >= -1.0) and np.all(np.asarray(hi) <= 1.0))
+
+    if not inside(0.0):
+        raise NotImplementedError(
+            f"global_bound: {name}.state_bounds leaves [-1, 1]; the global bound needs every "
+            f"state in [-1, 1]")
+    if not inside(rho0):
+        raise ValueError(
+            f"h0_norm: expected a value that keeps every state of the {name} in [-1, 1] "
+            f"(the bound uses |h| <= 1; {name}.state_bounds contain h_0: at most 1), "
+            f"found {h0_norm!r}")
+
+
 def _setup(cell, other, horizon, input_norm, h0_norm):
     check_compatible(cell, other)
-    T = check_int("horizon", horizon, low=1)
+    T = check_horizon("horizon", horizon, limit=HORIZON_LIMIT)
     r = check_positive("input_norm", input_norm, allow_zero=True)
     rho0 = check_positive("h0_norm", h0_norm, allow_zero=True)
-    if cell.kind == "mgru" and rho0 > 1:
-        raise ValueError(f"h0_norm: expected at most 1 for the MGRU (the bound uses |h| <= 1), "
-                         f"found {h0_norm!r}")
+    _check_state_range(cell, rho0, h0_norm)
     P = {k: np.asarray(v, dtype=np.float64) for k, v in cell.params.items()}
     Q = {k: np.asarray(v, dtype=np.float64) for k, v in other.params.items()}
     return T, r, rho0, P, Q
 
 
-def _input_reach(U, r):
-    """Upper bound of max_{|x|<=r} |U_i x| = r ||U_i||_2, per row."""
-    return up(row_norms_upper(U) * r, 1)
-
-
 def _simple(cell, P, Q, T, rho0):
-    """The simple contraction bound (DESIGN §2(c)); returns (bound, rate, cap)."""
+    """The simple contraction bound (DESIGN §2(c)); returns (bound, rate, cap, asymptote).
+
+    The cell gives the rate and the forcing as a function of a bound on
+    ``||h_{t-1}||_2``: ``rho0`` at t = 1, ``sqrt(n)`` after (``|h_i| <= 1``)."""
     n = cell.n
     sq = float(np.sqrt(n)) * (1 + 2 * U64)
     cap = 2.0 * sq
-    if cell.kind == "elman":
-        rate = spectral_norm_upper(Q["W"])
-        dW = _norm_up(Q["W"] - P["W"])
-        f_first, f_rest = float(up(dW * rho0)), float(up(dW * sq))
-    else:
-        nf, nh = spectral_norm_upper(Q["Wf"]), spectral_norm_upper(Q["Wh"])
-        dWf = _norm_up(Q["Wf"] - P["Wf"])
-        dWh = _norm_up(Q["Wh"] - P["Wh"])
-        k = float(up((2.0 + nh) / 4.0, 2))
-        rate = float(up(1.0 + nh + k * nf, 3))
-        f_first = float(up(rho0 * (dWh + k * dWf), 3))
-        f_rest = float(up(sq * (dWh + k * dWf), 3))
+    rate, forcing = cell.global_simple(P, Q)
+    f_first, f_rest = forcing(rho0), forcing(sq)
     out = np.empty(T)
     E = 0.0
     for t in range(T):
@@ -267,7 +459,7 @@ def _simple(cell, P, Q, T, rho0):
         out[t] = min(E, cap)
     asym = np.inf
     if rate < 1:        # E_t <= X for all t by induction, X = max forcing / (1 - rate)
-        asym = min(cap, float(up(max(f_first, f_rest) / _dn(1.0 - rate, 1), 2)))
+        asym = min(cap, float(up(max(f_first, f_rest) / dn(1.0 - rate, 1), 2)))
     return out, float(rate), cap, asym
 
 
@@ -277,7 +469,8 @@ def simple_contraction_bound(cell, other, *, horizon: int, input_norm: float = 1
 
     Elman: :math:`\|e_t\| \le \|W'\|_2\|e_{t-1}\| + \|\Delta W\|_2\sqrt n`
     (:math:`\|\Delta W\|_2\rho_0` at t = 1). The MGRU form is in the module
-    docstring. It does not depend on ``input_norm`` (kept for a uniform call).
+    docstring; each cell supplies its ingredients (``global_simple``). It does
+    not depend on ``input_norm`` (kept for a uniform call).
 
     Returns
     -------
@@ -287,15 +480,26 @@ def simple_contraction_bound(cell, other, *, horizon: int, input_norm: float = 1
     return _simple(cell, P, Q, T, rho0)[0]
 
 
-# --------------------------------------------------------------------- Elman
-def _elman_box_map(W_abs, b_abs, reach):
-    def phi(v):
-        return _tanh_up(up(b_abs + _mv(W_abs, v) + reach, 3))
-    return phi
+def state_boxes(phi, n, T, rho0, start):
+    r"""Time-exact boxes and a box valid at every step, from a box map.
 
+    Parameters
+    ----------
+    phi : callable
+        ``phi(v)`` (n,) -> (n,): an upper bound of :math:`|h_t|` given
+        :math:`|h_{t-1}| \le v`, monotone in ``v``.
+    n, T : int
+    rho0 : float
+        :math:`|h_{0,i}| \le \rho_0`.
+    start : float
+        A box valid at every step (every iterate of the downward iteration is one).
 
-def _boxes(phi, n, T, rho0, start):
-    """Time-exact boxes u[0..T] and a box valid at every step (downward iteration)."""
+    Returns
+    -------
+    u : ndarray, shape (T+1, n)
+        ``u[0] = rho0``, ``u[t] = min(phi(u[t-1]), v)``.
+    v : ndarray, shape (n,)
+    """
     v = np.full(n, max(start, rho0))
     for _ in range(_KAPPA_ITERS):
         nv = np.minimum(np.maximum(phi(v), rho0), v)
@@ -310,338 +514,20 @@ def _boxes(phi, n, T, rho0, start):
     return u, v
 
 
-def _centers(Wm, b, U, r, T, rho0, box):
-    r"""Input-free centre trajectory and a radius around it (Elman).
-
-    :math:`\tilde c_t = fl(\tanh(W\tilde c_{t-1} + b))`, :math:`\tilde c_0 = 0`, and
-    :math:`\rho_t \ge \|h_t - \tilde c_t\|_2` for every input with
-    :math:`\|x\| \le r`: tanh is 1-Lipschitz elementwise, so
-    :math:`\rho_t = \|W\|_2\rho_{t-1} + \|U\|_2 r + \|\delta_t\|_2` with
-    :math:`\delta_t` the rounding error of the step that computed
-    :math:`\tilde c_t`; also :math:`\rho_t \le \|u_t + |\tilde c_t|\|_2`.
-
-    Returns ``c`` (T+1, n) and ``rho`` (T+1,).
-    """
-    n = Wm.shape[0]
-    nW, nU = _norm_up(Wm), _norm_up(U)
-    Wa, ba = np.abs(Wm), np.abs(b)
-    c = np.zeros((T + 1, n))
-    rho = np.empty(T + 1)
-    rho[0] = rho0
-    for t in range(1, T + 1):
-        c[t] = np.tanh(Wm @ c[t - 1] + b)
-        delta = up(gamma(n + 2) * (Wa @ np.abs(c[t - 1]) + ba), n + 1) + 8 * U64 * np.abs(c[t])
-        nd = float(np.sqrt(up(delta @ delta, n)) * (1 + 2 * U64))
-        lip = float(up(nW * rho[t - 1] + nU * r + nd, 3))
-        boxr = float(np.sqrt(up(np.sum((box[t] + np.abs(c[t])) ** 2), 2 * n)) * (1 + 4 * U64))
-        rho[t] = min(lip, boxr)
-    return c, rho
-
-
-def _centre_forcing(w, dW, dWa, c, rho_c, nA):
-    r"""Upper bound of :math:`\|\mathrm{diag}(w)\Delta W h\|_2` over
-    :math:`\|h - c\|_2 \le \rho_c`, with :math:`nA \ge \|\mathrm{diag}(w)\Delta W\|_2`."""
-    n = len(c)
-    z = np.abs(w * (dW @ c)) + w * up(gamma(n + 3) * (dWa @ np.abs(c)), n + 1)
-    return float(up(np.sqrt(up(z @ z, n)) * (1 + 4 * U64) + nA * rho_c, 2))
-
-
-def _colnorm_weights(A_abs2, w):
-    """Upper bounds of the column norms of diag(w) A: sqrt(sum_i w_i^2 A_ij^2)."""
-    return np.sqrt(up((w * w) @ A_abs2, A_abs2.shape[0])) * (1 + 2 * U64)
-
-
-def _forcing_sup(A, u):
-    r"""Upper bound of :math:`\max_{|h| \le u}\|A h\|_2` (one box), by several methods.
-
-    ``A`` is a computed matrix whose entries carry a relative rounding error of
-    at most ``4u``; that error is added as ``8u`` times the column bound.
-    """
-    if not np.any(u) or not np.any(A):
-        return 0.0
-    AD = A * u[None, :]
-    col = np.sqrt(up(np.sum(AD * AD, axis=0), A.shape[0])) * (1 + 4 * U64)
-    c1 = float(up(np.sum(col), A.shape[1]))
-    best = min(c1, float(up(_norm_up(A) * np.sqrt(up(np.sum(u * u), len(u))), 2)))
-    for w in (np.ones_like(u), col):
-        if np.min(w) <= 1e-150:
-            continue
-        nrm = _norm_up(AD / np.sqrt(w)[None, :], 16)
-        best = min(best, float(up(nrm * np.sqrt(up(np.sum(w), len(w))), 2)))
-    return float(up(best + 8 * U64 * c1, 1))
-
-
-def _optimise_scaling(M, s0, maxiter=30, log_range=4.0):
-    """A positive s (min 1) with small ||diag(s) M diag(1/s)||_2 (local, heuristic:
-    the rate it gives is recomputed as a verified bound). The gradient of the
-    largest singular value sigma (pair u, v) in log s_i is sigma (u_i^2 - v_i^2)."""
-    from scipy.optimize import minimize
-
-    def f(x):
-        s = np.exp(x)
-        B = (s[:, None] * M) / s[None, :]
-        w, Q = np.linalg.eigh(B.T @ B)
-        v = Q[:, -1]
-        sig = float(np.sqrt(max(w[-1], 0.0)))
-        if sig == 0:
-            return 0.0, np.zeros_like(x)
-        u = B @ v / sig
-        return sig, sig * (u * u - v * v)
-
-    x0 = np.clip(np.log(s0), -log_range, log_range)
-    try:
-        res = minimize(f, x0, jac=True, method="L-BFGS-B",
-                       bounds=[(-log_range, log_range)] * len(x0), options={"maxiter": maxiter})
-        x = res.x if np.all(np.isfinite(res.x)) else x0
-    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover
-        x = x0
-    s = np.exp(x - np.min(x))
-    return s
-
-
-def _perron(M_abs, iters=200):
-    """Positive approximate Perron vector of a non-negative matrix (min 1)."""
-    n = M_abs.shape[0]
-    v = np.ones(n)
-    A = M_abs + 1e-9 * (np.max(M_abs) + 1e-300) * np.ones((n, n)) / n
-    for _ in range(iters):
-        w = A @ v
-        nw = np.max(w)
-        if not nw > 0:
-            return np.ones(n)
-        v = w / nw
-    v = np.maximum(v, 1e-6 * np.max(v))
-    return v / np.min(v)
-
-
-def _cw_rate(M_abs):
-    """Verified upper bound on the spectral radius of M_abs >= 0 (Collatz–Wielandt)."""
-    best = float(np.max(up(M_abs.sum(axis=1), M_abs.shape[1])))
-    s = _perron(M_abs)
-    val = float(np.max(_mv(M_abs, s) / _dn(s))) * (1 + 4 * U64)
-    return min(best, val)
-
-
-def _elman(cell, P, Q, T, r, rho0):
+def _boxes(cell, P, Q, T, r, rho0):
+    """State boxes of both cells (from the cell's ``global_box_map``), the deviation
+    boxes and the trivial caps (a :class:`StateBoxes`)."""
     n = cell.n
-    W, Wp, U, b = P["W"], Q["W"], P["U"], P["b"]
-    dW = Wp - W                       # computed: relative error <= u per entry
-    Wa, Wpa, dWa = np.abs(W), np.abs(Wp), np.abs(dW) * (1 + 2 * U64)
-    reach = _input_reach(U, r)
-    babs = np.abs(b)
-    u, hsup = _boxes(_elman_box_map(Wa, babs, reach), n, T, rho0, 1.0)
-    up_, hsupp = _boxes(_elman_box_map(Wpa, babs, reach), n, T, rho0, 1.0)
-
-    def slopes(v, vp):
-        R = np.maximum(up(_mv(Wa, v) + reach, 2), up(_mv(Wpa, vp) + reach, 2))
-        return _tanh_slope_up(_dn(babs - R, 2) * (babs > R))
-
-    centres = [_centers(W, b, U, r, T, rho0, u), _centers(Wp, b, U, r, T, rho0, up_)]
-    g_sup = slopes(hsup, hsupp)
-    G = np.array([slopes(u[t - 1], up_[t - 1]) for t in range(1, T + 1)])   # (T, n)
-    G = np.minimum(G, g_sup[None, :])
+    reach = {k: input_reach(P[cell.input_of[k]], r) for k in cell.recurrent_names}
+    u, hsup = state_boxes(cell.global_box_map(P, reach), n, T, rho0, 1.0)
+    up_, hsupp = state_boxes(cell.global_box_map(Q, reach), n, T, rho0, 1.0)
     ecap = np.minimum(up(u[1:] + up_[1:], 1), 2.0)                            # (T, n)
     ecap_sup = np.minimum(up(hsup + hsupp, 1), 2.0)
     sq = float(np.sqrt(n)) * (1 + 2 * U64)
-
-    # ---- norm recursions with diagonal scalings (DESIGN §2(c))
-    GWp = g_sup[:, None] * Wp
-    sp = _perron(np.abs(GWp))
-    s_list = [np.ones(n), sp]
-    # a locally optimised scaling, only when it may bring the rate near or below 1
-    if min(_norm_up(GWp), _norm_up(sp[:, None] * GWp / sp[None, :])) < 1.25:
-        s_list.append(_optimise_scaling(GWp, sp))
-    best = np.full(T, np.inf)
-    best_rate, best_asym, best_s, best_end = np.inf, np.inf, s_list[0], np.inf
-    dW2 = dW * dW * (1 + 4 * U64)
-    for s in s_list:
-        smin = float(_dn(np.min(s)))
-        SG_sup = s * g_sup
-        rates = [_norm_up(SG_sup[:, None] * Wp / s[None, :]),
-                 _norm_up(SG_sup[:, None] * W / s[None, :])]
-        A_sup = SG_sup[:, None] * dW
-        nA = _norm_up(A_sup)
-        F_sup = [_forcing_sup(A_sup, hsup), _forcing_sup(A_sup, hsupp)]
-        E = 0.0
-        Et = np.empty(T)
-        for t in range(T):
-            col = _colnorm_weights(dW2, s * G[t])
-            Fs = []
-            for k, box in enumerate((u[t], up_[t])):
-                c1 = float(up(col @ box, n))
-                c2 = float(up(nA * np.sqrt(up(box @ box, n)), 2))
-                cc, rc = centres[k][0][t], centres[k][1][t]
-                c3 = _centre_forcing(s * G[t], dW, dWa, cc, rc, nA)
-                Fs.append(min(c1, c2, c3, F_sup[k]))
-            capS = float(np.sqrt(up(np.sum((s * ecap[t]) ** 2), 2 * n)) * (1 + 4 * U64))
-            E = min(capS, float(up(rates[0] * E + Fs[0], 2)), float(up(rates[1] * E + Fs[1], 2)))
-            Et[t] = E / smin * (1 + 2 * U64)
-        best = np.minimum(best, Et)
-        if Et[-1] < best_end:
-            best_end, best_s = Et[-1], s
-        capS_sup = float(np.sqrt(up(np.sum((s * ecap_sup) ** 2), 2 * n)) * (1 + 4 * U64))
-        for k in range(2):
-            best_rate = min(best_rate, float(rates[k]))
-            if rates[k] < 1:
-                a = min(capS_sup, float(up(F_sup[k] / _dn(1.0 - rates[k], 1), 2)))
-                best_asym = min(best_asym, a / smin * (1 + 2 * U64))
-
-    # ---- elementwise recursion (both role orders)
-    V = np.zeros(n)
-    vec = np.empty(T)
-    for t in range(T):
-        a1 = G[t] * _mv(Wpa, V) + G[t] * _mv(dWa, u[t])
-        a2 = G[t] * _mv(Wa, V) + G[t] * _mv(dWa, up_[t])
-        V = np.minimum(ecap[t], up(np.minimum(a1, a2), 3))
-        vec[t] = float(np.sqrt(up(V @ V, n)) * (1 + 2 * U64))
-    best = np.minimum(best, vec)
-    M1, M2 = g_sup[:, None] * Wpa, g_sup[:, None] * Wa
-    vrate = min(_cw_rate(M1), _cw_rate(M2))
-    if vrate < 1:
-        f1, f2 = g_sup * _mv(dWa, hsup), g_sup * _mv(dWa, hsupp)
-        Vs = ecap_sup.copy()
-        for _ in range(_KAPPA_ITERS):
-            nV = np.minimum(Vs, np.minimum(ecap_sup, up(np.minimum(
-                g_sup * _mv(Wpa, Vs) + f1, g_sup * _mv(Wa, Vs) + f2), 3)))
-            done = np.all(nV >= Vs * (1 - 1e-13))
-            Vs = nV
-            if done:
-                break
-        best_asym = min(best_asym, float(np.sqrt(up(Vs @ Vs, n)) * (1 + 2 * U64)))
-    best_rate = min(best_rate, vrate)
-    cap = min(2.0 * sq, float(np.sqrt(up(ecap_sup @ ecap_sup, n)) * (1 + 2 * U64)))
+    cap = min(2.0 * sq, vec_norm_up(ecap_sup))
     cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
-    return best, best_rate, best_asym, cap, cap_t, hsup, g_sup, best_s
-
-
-# ---------------------------------------------------------------------- MGRU
-def _mgru_gate_ranges(Wf_abs, Wh_abs, bf, bh, reach_f, reach_h, v):
-    """Gate and candidate ranges of one cell for |h_{t-1}| <= v."""
-    Rf = up(_mv(Wf_abs, v) + reach_f, 2)
-    flo, fhi = _sig_dn(bf - Rf), _sig_up(bf + Rf)
-    Rc = up(_mv(Wh_abs, fhi * v) + reach_h, 2)
-    cmax = _tanh_up(up(np.abs(bh) + Rc, 1))
-    return Rf, flo, fhi, Rc, cmax
-
-
-def _mgru_box_map(Wf_abs, Wh_abs, bf, bh, reach_f, reach_h):
-    def phi(v):
-        _, flo, fhi, _, cmax = _mgru_gate_ranges(Wf_abs, Wh_abs, bf, bh, reach_f, reach_h, v)
-        return np.minimum(up(np.maximum((1 - flo) * v + flo * cmax,
-                                        (1 - fhi) * v + fhi * cmax), 3), 1.0)
-    return phi
-
-
-def _mgru(cell, P, Q, T, r, rho0):
-    n = cell.n
-    Wf, Wh, Wfp, Whp = P["Wf"], P["Wh"], Q["Wf"], Q["Wh"]
-    bf, bh = P["bf"], P["bh"]
-    rf, rh = _input_reach(P["Uf"], r), _input_reach(P["Uh"], r)
-    A = {"Wf": np.abs(Wf), "Wh": np.abs(Wh)}
-    Ap = {"Wf": np.abs(Wfp), "Wh": np.abs(Whp)}
-    dWf, dWh = np.abs(Wfp - Wf) * (1 + 2 * U64), np.abs(Whp - Wh) * (1 + 2 * U64)
-    u, hsup = _boxes(_mgru_box_map(A["Wf"], A["Wh"], bf, bh, rf, rh), n, T, rho0, 1.0)
-    up_, hsupp = _boxes(_mgru_box_map(Ap["Wf"], Ap["Wh"], bf, bh, rf, rh), n, T, rho0, 1.0)
-
-    def quantities(v, vp):
-        Rf, flo, fhi, Rc, cmax = _mgru_gate_ranges(A["Wf"], A["Wh"], bf, bh, rf, rh, v)
-        Rfp, flop, fhip, Rcp, cmaxp = _mgru_gate_ranges(Ap["Wf"], Ap["Wh"], bf, bh, rf, rh, vp)
-        Rfm, Rcm = np.maximum(Rf, Rfp), np.maximum(Rc, Rcp)
-        sf = _sig_slope_up(_dn(np.abs(bf) - Rfm, 2) * (np.abs(bf) > Rfm))
-        sc = _tanh_slope_up(_dn(np.abs(bh) - Rcm, 2) * (np.abs(bh) > Rcm))
-        return dict(flo=flo, fhi=fhi, cmax=cmax, flop=flop, fhip=fhip, cmaxp=cmaxp,
-                    sf=sf, sc=sc, v=v, vp=vp)
-
-    def step(E, q, role):
-        """Bound on |e_t| given |e_{t-1}| <= E (role 0: nominal as 'h'; 1: swapped)."""
-        if role == 0:
-            Wfo, Who, v, flo_o, fhi_o, fhi_s, cm = (Ap["Wf"], Ap["Wh"], q["v"], q["flop"],
-                                                    q["fhip"], q["fhi"], q["cmax"])
-        else:
-            Wfo, Who, v, flo_o, fhi_o, fhi_s, cm = (A["Wf"], A["Wh"], q["vp"], q["flo"],
-                                                    q["fhi"], q["fhip"], q["cmaxp"])
-        df = up(q["sf"] * (_mv(Wfo, E) + _mv(dWf, v)), 2)
-        dfh = up(fhi_o * E + v * df, 2)
-        dc = up(q["sc"] * (_mv(Who, dfh) + _mv(dWh, fhi_s * v)), 2)
-        conv = np.maximum((1 - flo_o) * E + flo_o * dc, (1 - fhi_o) * E + fhi_o * dc)
-        return up(conv + (cm + v) * df, 4)
-
-    def majorant(q, role):
-        if role == 0:
-            Wfo, Who, v, flo_o, fhi_o, cm = Ap["Wf"], Ap["Wh"], q["v"], q["flop"], q["fhip"], q["cmax"]
-        else:
-            Wfo, Who, v, flo_o, fhi_o, cm = A["Wf"], A["Wh"], q["vp"], q["flo"], q["fhi"], q["cmaxp"]
-        sfW = q["sf"][:, None] * Wfo
-        inner = np.diag(fhi_o) + v[:, None] * sfW
-        M = np.diag(1 - flo_o) + (fhi_o * q["sc"])[:, None] * up(Who @ inner, n + 1) \
-            + (cm + v)[:, None] * sfW
-        return up(M, 4)
-
-    ecap = np.minimum(up(u[1:] + up_[1:], 1), 2.0)
-    ecap_sup = np.minimum(up(hsup + hsupp, 1), 2.0)
-    E = np.zeros(n)
-    vec = np.empty(T)
-    for t in range(T):
-        q = quantities(u[t], up_[t])
-        E = np.minimum(ecap[t], np.minimum(step(E, q, 0), step(E, q, 1)))
-        vec[t] = float(np.sqrt(up(E @ E, n)) * (1 + 2 * U64))
-    qs = quantities(hsup, hsupp)
-    rate = min(_cw_rate(majorant(qs, 0)), _cw_rate(majorant(qs, 1)))
-    asym = np.inf
-    if rate < 1:
-        Vs = ecap_sup.copy()
-        for _ in range(_KAPPA_ITERS):
-            nV = np.minimum(Vs, np.minimum(ecap_sup, np.minimum(step(Vs, qs, 0), step(Vs, qs, 1))))
-            done = np.all(nV >= Vs * (1 - 1e-13))
-            Vs = nV
-            if done:
-                break
-        asym = float(np.sqrt(up(Vs @ Vs, n)) * (1 + 2 * U64))
-    sq = float(np.sqrt(n)) * (1 + 2 * U64)
-    cap = min(2.0 * sq, float(np.sqrt(up(ecap_sup @ ecap_sup, n)) * (1 + 2 * U64)))
-    cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
-
-    # ---- signed norm recursion (module docstring, MGRU), both role orders
-    dWf_s, dWh_s = Wfp - Wf, Whp - Wh
-    roles = []
-    for role in (0, 1):
-        if role == 0:
-            Wfo, Who, vs, vt = Wfp, Whp, hsup, u
-            flo_o, fhi_o, fhi_s, cm = qs["flop"], qs["fhip"], qs["fhi"], qs["cmax"]
-        else:
-            Wfo, Who, vs, vt = Wf, Wh, hsupp, up_
-            flo_o, fhi_o, fhi_s, cm = qs["flo"], qs["fhi"], qs["fhip"], qs["cmaxp"]
-        a = float(np.max(up(1.0 - flo_o, 1)))
-        Pd, Qd, Sd = up((cm + vs) * qs["sf"], 2), up(fhi_o * qs["sc"], 1), qs["sf"]
-        nQWu = _norm_up(Qd[:, None] * Who * vs[None, :])
-        rate_r = float(up(a + _norm_up(Pd[:, None] * Wfo)
-                          + _norm_up(Qd[:, None] * Who * fhi_o[None, :])
-                          + nQWu * _norm_up(Sd[:, None] * Wfo), 4))
-        # forcings: (matrix, boxes of its input at steps 0..T-1, box valid at every step)
-        parts, sups = [], []
-        for A, boxes, bsup in ((Pd[:, None] * dWf_s, vt[:-1], vs),
-                               (Sd[:, None] * dWf_s, vt[:-1], vs),
-                               (Qd[:, None] * dWh_s, fhi_s[None, :] * vt[:-1], fhi_s * vs)):
-            col = np.sqrt(up(np.sum(A * A, axis=0), n)) * (1 + 16 * U64)
-            nA = _norm_up(A)
-            sup = _forcing_sup(A, bsup)
-            per_t = np.minimum(up(boxes @ col, n),
-                               up(nA * np.sqrt(up(np.sum(boxes ** 2, axis=1), n)), 2))
-            parts.append(np.minimum(per_t, sup))
-            sups.append(sup)
-        F_t = up(parts[0] + nQWu * parts[1] + parts[2], 3)                  # (T,)
-        roles.append((rate_r, F_t))
-        if rate_r < 1:   # ||e_t|| <= X = F_sup / (1 - rate) for every t, by induction
-            Fs = float(up(sups[0] + nQWu * sups[1] + sups[2], 3))
-            asym = min(asym, cap, float(up(Fs / _dn(1.0 - rate_r, 1), 2)))
-        rate = min(rate, rate_r)
-    En = 0.0
-    normrec = np.empty(T)
-    for t in range(T):
-        En = min(float(cap_t[t]), *(float(up(rr * En + Ft[t], 2)) for rr, Ft in roles))
-        normrec[t] = En
-    vec = np.minimum(vec, normrec)
-    return np.minimum(vec, cap_t), rate, asym, cap, cap_t, hsup, qs["sc"], np.ones(n)
+    return StateBoxes(u=u, up=up_, u_sup=hsup, up_sup=hsupp, ecap=ecap, ecap_sup=ecap_sup,
+                      reach=reach, cap=cap, cap_t=cap_t)
 
 
 # ----------------------------------------------------------------------- API
@@ -653,16 +539,21 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
         \sup_{\|x_s\|_2 \le r,\ \|h_0\|_2 \le \rho_0} \|h'_t - h_t\|_2 \le G_t ,
         \qquad t = 1, \dots, T,
 
-    for the Elman RNN :math:`h_t = \tanh(W h_{t-1} + U x_t + b)` and the MGRU
-    (see the module docstring for the derivation and the refinements).
+    for any cell that implements the global-bound protocol methods
+    (``global_box_map``, ``global_simple``, ``global_recursion``; see
+    :class:`rnnperturb.cells.protocol.Cell`): the Elman RNN
+    :math:`h_t = \tanh(W h_{t-1} + U x_t + b)` and the MGRU (see the module
+    docstring for the derivation and the refinements). A cell without them
+    raises ``NotImplementedError`` naming the cell and the method.
 
     Parameters
     ----------
-    cell, other : ElmanRNN or MGRU
+    cell, other : Cell
         Nominal and perturbed cell; ``other`` may differ only in its recurrent
         matrices.
     horizon : int
-        Number of steps T (>= 1).
+        Number of steps T, in [1, :data:`HORIZON_LIMIT`] (:math:`10^6`; cost is
+        linear in T: beyond, use ``asymptote``, valid at every step).
     input_norm : float
         r: every input satisfies :math:`\|x_t\|_2 \le r`.
     h0_norm : float
@@ -680,6 +571,14 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
     or GlobalBound
         With ``full_output=True``.
 
+    Raises
+    ------
+    ValueError
+        ``horizon`` not an int in [1, HORIZON_LIMIT], a negative or NaN
+        ``input_norm`` / ``h0_norm``, an incompatible ``other``.
+    NotImplementedError
+        The cell type does not implement the global-bound protocol.
+
     Warns
     -----
     RuntimeWarning
@@ -688,15 +587,16 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
     """
     T, r, rho0, P, Q = _setup(cell, other, horizon, input_norm, h0_norm)
     simple, simple_rate, cap2, simple_asym = _simple(cell, P, Q, T, rho0)
-    fn = _elman if cell.kind == "elman" else _mgru
-    ref, rate, asym, cap, cap_t, hsup, slope, s = fn(cell, P, Q, T, r, rho0)
-    bound = np.minimum(np.minimum(np.minimum(ref, cap_t), simple), cap2)
+    boxes = _boxes(cell, P, Q, T, r, rho0)
+    cap, cap_t = boxes.cap, boxes.cap_t
+    ref = cell.global_recursion(P, Q, r, rho0, boxes)
+    bound = np.minimum(np.minimum(np.minimum(ref.bound, cap_t), simple), cap2)
     if rho0 == 0:
         bound[0] = 0.0          # h_0 = 0 gives e_1 = 0 exactly (Delta W h_0 = 0)
     if all(np.array_equal(P[k], Q[k]) for k in cell.recurrent_names):
         bound[:] = 0.0          # Delta W = 0: e_t = 0 exactly (the recursions' tiny
         # absolute rounding terms would otherwise be amplified by factors >= 1)
-    rate, asym = min(rate, simple_rate), min(asym, simple_asym)
+    rate, asym = min(ref.rate, simple_rate), min(ref.asymptote, simple_asym)
     vacuous = not (rate < 1 and asym < cap)
     if vacuous:
         asym = cap
@@ -708,6 +608,6 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
         return bound
     return GlobalBound(bound=_freeze(bound), vacuous=bool(vacuous), rate=float(rate),
                        asymptote=float(asym), simple=_freeze(simple),
-                       simple_rate=float(simple_rate), cap=float(cap), hmax=_freeze(hsup),
-                       slope=_freeze(slope), scaling=_freeze(s),
+                       simple_rate=float(simple_rate), cap=float(cap), hmax=_freeze(boxes.u_sup),
+                       slope=_freeze(ref.slope), scaling=_freeze(ref.scaling),
                        capped=_freeze(bound >= np.minimum(cap_t, cap2)))
