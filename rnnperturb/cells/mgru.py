@@ -59,6 +59,7 @@ class MGRU(Cell):
     recurrent_names: ClassVar[tuple[str, ...]] = ("Wf", "Wh")
     input_params: ClassVar[tuple[str, ...]] = ("Uf", "bf", "Uh", "bh")
     input_of: ClassVar[dict[str, str]] = {"Wf": "Uf", "Wh": "Uh"}
+    bias_of: ClassVar[dict[str, str]] = {"Wf": "bf", "Wh": "bh"}
     diagonal_forcing: ClassVar[tuple[str, ...]] = ("Wh",)
 
     def __post_init__(self):
@@ -95,11 +96,284 @@ class MGRU(Cell):
         h0 = np.asarray(h0, np.float64)
         return np.minimum(h0, -1.0), np.maximum(h0, 1.0)
 
-    def trivial_cap(self, h0, B: int) -> np.ndarray:
+
+    # ----- certified trajectory bound (bounds/trajectory.py)
+    def rounding_context(self, rec):
+        """Verified constants of one float64 trajectory with recurrent matrices
+        ``rec`` (dict of (n, n)); see :meth:`Cell.rounding_step`."""
+        from rnnperturb.verified.linalg import VerifiedMatrix, gamma
+        bf, bh = np.asarray(self.bf, np.float64), np.asarray(self.bh, np.float64)
+        return {"Wf": VerifiedMatrix(rec["Wf"]), "Wh": VerifiedMatrix(rec["Wh"]),
+                "Uf": VerifiedMatrix(self.Uf), "Uh": VerifiedMatrix(self.Uh), "bf": bf,
+                "bh": bh, "absbf": np.abs(bf), "absbh": np.abs(bh),
+                "K": gamma(self.n + self.m + 3)}
+
+    def rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact, linear):
+        r"""One MGRU step with its rounding enclosure (protocol:
+        :meth:`Cell.rounding_step`; proof in :mod:`rnnperturb.bounds.trajectory`).
+
+        Per-step norm: :math:`\sup\|J\|_2` over the box, with
+        :math:`J = \operatorname{diag}(1-f) + \operatorname{diag}(\sigma'(c-\xi))W_f
+        + \operatorname{diag}(f\tanh')W_h(\operatorname{diag}(f) + \operatorname{diag}(\xi\sigma')W_f)`.
+
+        Linear part (``linear=True``): :math:`\tilde J` is the map of
+        :meth:`tangent` with its float coefficient vectors
+        :math:`fl(1-\tilde f)`, :math:`\tilde s = fl(\tilde f fl(1-\tilde f))`,
+        :math:`fl(\tilde c-\tilde h)`, :math:`\tilde\tau = fl(1-\tilde c^2)`, and
+        ``gam`` bounds :math:`\sup_\xi|J(\xi)-\tilde J|\rho_{t-1}` plus the local
+        rounding, by the radii of the factors (products
+        :math:`|xy - \tilde x\tilde y| \le (|\tilde x| + \delta x)\delta y + \delta x|\tilde y|`):
+        :math:`|\sigma'(\xi) - \tilde s| \le \kappa_\sigma\rho^{a_f} + \epsilon_\sigma\tilde f(1+\epsilon_\sigma) + 3u\tilde s`
+        (:math:`\sigma(\tilde a) = \tilde f + \eta`, :math:`\sigma(1-\sigma) - \tilde f(1-\tilde f) = \eta(1 - 2\tilde f - \eta)`),
+        and likewise for :math:`\tanh'` with :math:`\tilde\tau`.
+        """
+        from rnnperturb.verified.activation import (SIGMOID_KAPPA, TANH_KAPPA, act_error,
+                                                    slope_max)
+        from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm, widen
+        tiny = 1e-120
+        ex = exact
+        Wf, Wh, Uf, Uh = ctx["Wf"], ctx["Wh"], ctx["Uf"], ctx["Uh"]
+        et, es = act_error("tanh"), act_error("sigmoid")
+        ah = np.abs(h)
+        # gate
+        af = h @ Wf.AT + (x @ Uf.AT + ctx["bf"])
+        loc_af = up(ctx["K"] * (Wf.absmv(ah, nrm(ah), ex) + Uf.absmv(absx, xnorm, ex)
+                                + ctx["absbf"]), 3)
+        rad_f = up(Wf.absmv(rho, N, ex) + loc_af, 2)
+        sf = slope_max("sigmoid", *widen(af, rad_f))
+        with np.errstate(over="ignore"):
+            f = 1.0 / (1.0 + np.exp(-af))
+        rf = np.minimum(up(sf * rad_f + es * f, 2) + tiny, 1.0)
+        rf_loc = np.minimum(up(sf * loc_af + es * f, 2) + tiny, 1.0)
+        fm = np.minimum(f + rf, 1.0)            # bound on f over the box
+        # f * h
+        p = f * h
+        ap = np.abs(p)
+        rp = up(fm * rho + ah * rf + U64 * ap, 3)
+        rp_loc = up(ah * rf_loc + U64 * ap, 2)
+        # candidate
+        ac = p @ Wh.AT + (x @ Uh.AT + ctx["bh"])
+        base_c = up(ctx["K"] * (Wh.absmv(ap, nrm(ap), ex) + Uh.absmv(absx, xnorm, ex)
+                                + ctx["absbh"]), 3)
+        loc_ac = up(base_c + Wh.absmv(rp_loc, nrm(rp_loc), ex), 2)
+        rad_c = up(base_c + Wh.absmv(rp, nrm(rp), ex), 2)
+        sc = slope_max("tanh", *widen(ac, rad_c))
+        c = np.tanh(ac)
+        cab = np.abs(c)
+        rc = up(sc * rad_c + et * cab, 2) + tiny
+        rc_loc = up(sc * loc_ac + et * cab, 2) + tiny
+        # new state
+        omf = 1.0 - f
+        hn = omf * h + f * c
+        rnd = up(4 * U64 * (np.abs(omf) * ah + f * cab), 2) + tiny
+        gm = np.minimum(omf + rf, 1.0)          # bound on 1 - f over the box
+        rho_n = up(gm * rho + rf * ah + fm * rc + rf * cab + rnd, 5)
+        loc_h = up(rf_loc * ah + np.minimum(f + rf_loc, 1.0) * rc_loc + rf_loc * cab + rnd, 4)
+        # sup of ||J||_2 over the box
+        d1 = up(sf * (np.abs(c - h) * (1 + U64) + rc + rho), 3)
+        d2 = up(fm * sc, 1)
+        d3 = up(sf * (ah + rho), 1)
+        nu = up(np.max(gm, axis=1) + Wf.dnorm(d1)
+                + Wh.dnorm(d2) * up(np.max(fm, axis=1) + Wf.dnorm(d3), 2), 4)
+        N_n = up(nu * N + nrm(loc_h), 2)
+        N_n = np.minimum(N_n, nrm(rho_n))
+        lin = None
+        if linear:
+            s_t = f * (1 - f)                   # the coefficients of tangent()
+            t_t = 1 - c * c
+            cmh = c - h
+            acmh = np.abs(cmh)
+            Rs = up(SIGMOID_KAPPA * rad_f + (es * f + 1e-119) * (1 + 1e-14) + 3 * U64 * s_t,
+                    3) + tiny
+            Rt = up(TANH_KAPPA * rad_c + et * cab * (2 * cab + et + 1e-100) + U64 * c * c
+                    + 1.01 * U64 * np.abs(t_t), 4) + 1e-119
+            Romf = up(rf + U64 * np.abs(omf), 1)
+            u3 = up(f * np.abs(t_t), 1)
+            u4 = up(ah * np.abs(s_t), 1)
+            R2 = up((np.abs(s_t) + Rs) * (rc + rho + U64 * acmh) + Rs * acmh, 4)
+            R3 = up((f + rf) * Rt + rf * np.abs(t_t), 2)
+            R4 = up((ah + rho) * Rs + rho * np.abs(s_t), 2)
+            v = rho
+            Wfv = Wf.absmv(v, np.minimum(N, nrm(v)), True)
+            w4 = (u4 + R4) * Wfv
+            w5 = R4 * Wfv
+            dJv = (Romf * v + R2 * Wfv
+                   + R3 * Wh.absmv(fm * v, nrm(fm * v), True)
+                   + u3 * Wh.absmv(rf * v, nrm(rf * v), True)
+                   + R3 * Wh.absmv(w4, nrm(w4), True)
+                   + u3 * Wh.absmv(w5, nrm(w5), True))
+            gam = up(dJv + loc_h, 8) + tiny
+            lin = ({"f": f, "c": c}, gam)
+        return hn, rho_n, N_n, loc_h, lin
+
+    # ----- memory statistics (stats/memory.py)
+    def overwrite_gate(self, aux):
+        """The gate :math:`f_t` (near 0 keeps the state)."""
+        return aux["f"]
+
+    # ----- global bound (bounds/global_bound.py)
+    @staticmethod
+    def _global_gate_ranges(Wf_abs, Wh_abs, bf, bh, reach_f, reach_h, v):
+        """Gate and candidate ranges of one cell for |h_{t-1}| <= v:
+        ``(Rf, flo, fhi, Rc, cmax)``, all (n,), rounded outward."""
+        from rnnperturb.bounds.global_bound import mv_up, sig_dn, sig_up, tanh_up
         from rnnperturb.verified.linalg import up
-        h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, self.n))
-        lo, hi = self.state_bounds(h0)
-        return up(hi - lo, 2)
+        Rf = up(mv_up(Wf_abs, v) + reach_f, 2)
+        flo, fhi = sig_dn(bf - Rf), sig_up(bf + Rf)
+        Rc = up(mv_up(Wh_abs, fhi * v) + reach_h, 2)
+        cmax = tanh_up(up(np.abs(bh) + Rc, 1))
+        return Rf, flo, fhi, Rc, cmax
+
+    def global_box_map(self, P, reach):
+        r"""The largest convex combination of :math:`u_{t-1}` and the candidate box
+        over the gate range, :math:`\max_{f \in \{f_{lo}, f_{hi}\}} (1-f)u + f c_{max}`
+        (protocol: :meth:`Cell.global_box_map`)."""
+        from rnnperturb.verified.linalg import up
+        Wf_abs, Wh_abs, bf, bh = np.abs(P["Wf"]), np.abs(P["Wh"]), P["bf"], P["bh"]
+        rf, rh = reach["Wf"], reach["Wh"]
+
+        def phi(v):
+            _, flo, fhi, _, cmax = self._global_gate_ranges(Wf_abs, Wh_abs, bf, bh, rf, rh, v)
+            return np.minimum(up(np.maximum((1 - flo) * v + flo * cmax,
+                                            (1 - fhi) * v + fhi * cmax), 3), 1.0)
+        return phi
+
+    def global_simple(self, P, Q):
+        r"""From :math:`e_t = (1-f')\odot e_{t-1} + f'\odot(c'-c) + (f'-f)\odot(c-h_{t-1})`,
+        :math:`|\sigma'| \le 1/4`, :math:`|h|, |c| \le 1`: rate
+        :math:`1 + \|W_h'\| + \tfrac{2+\|W_h'\|}{4}\|W_f'\|`, forcing
+        :math:`s(\|\Delta W_h\| + \tfrac{2+\|W_h'\|}{4}\|\Delta W_f\|)` (protocol:
+        :meth:`Cell.global_simple`)."""
+        from rnnperturb.bounds.global_bound import norm_up
+        from rnnperturb.verified.linalg import spectral_norm_upper, up
+        nf, nh = spectral_norm_upper(Q["Wf"]), spectral_norm_upper(Q["Wh"])
+        dWf = norm_up(Q["Wf"] - P["Wf"])
+        dWh = norm_up(Q["Wh"] - P["Wh"])
+        k = float(up((2.0 + nh) / 4.0, 2))
+        rate = float(up(1.0 + nh + k * nf, 3))
+        return rate, (lambda s: float(up(s * (dWh + k * dWf), 3)))
+
+    def global_recursion(self, P, Q, r, rho0, boxes):
+        r"""The MGRU refinements 5 and 6 of :mod:`rnnperturb.bounds.global_bound`
+        (protocol: :meth:`Cell.global_recursion`).
+
+        Elementwise, with gate ranges :math:`[f_{lo}, f_{hi}]`, candidate box
+        :math:`c_{max}`, slope bounds :math:`s_f, s_c` (below 1/4 and 1 only where
+        the bias dominates):
+        :math:`|e_t| \le \max_{f' \in \{f'_{lo}, f'_{hi}\}}((1-f')|e| + f'|\delta c|)
+        + (c_{max} + u)|\delta f|` with :math:`|\delta f| \le s_f(|W_f'||e| + |\Delta W_f|u)`,
+        :math:`|\delta c| \le s_c(|W_h'|(f'_{hi}|e| + u|\delta f|) + |\Delta W_h|f_{hi}u)`
+        (both role orders); and the signed norm recursion of the module docstring.
+        """
+        from rnnperturb.bounds.global_bound import (Refined, cw_rate, descend_fixed_point, dn,
+                                                    forcing_sup, mv_up, norm_up, sig_slope_up,
+                                                    tanh_slope_up, vec_norm_up)
+        from rnnperturb.verified.linalg import U64, up
+        n = self.n
+        u, up_, hsup, hsupp = boxes.u, boxes.up, boxes.u_sup, boxes.up_sup
+        ecap, ecap_sup = boxes.ecap, boxes.ecap_sup
+        T = ecap.shape[0]
+        Wf, Wh, Wfp, Whp = P["Wf"], P["Wh"], Q["Wf"], Q["Wh"]
+        bf, bh = P["bf"], P["bh"]
+        rf, rh = boxes.reach["Wf"], boxes.reach["Wh"]
+        A = {"Wf": np.abs(Wf), "Wh": np.abs(Wh)}
+        Ap = {"Wf": np.abs(Wfp), "Wh": np.abs(Whp)}
+        dWf, dWh = np.abs(Wfp - Wf) * (1 + 2 * U64), np.abs(Whp - Wh) * (1 + 2 * U64)
+        ranges = self._global_gate_ranges
+
+        def quantities(v, vp):
+            Rf, flo, fhi, Rc, cmax = ranges(A["Wf"], A["Wh"], bf, bh, rf, rh, v)
+            Rfp, flop, fhip, Rcp, cmaxp = ranges(Ap["Wf"], Ap["Wh"], bf, bh, rf, rh, vp)
+            Rfm, Rcm = np.maximum(Rf, Rfp), np.maximum(Rc, Rcp)
+            sf = sig_slope_up(dn(np.abs(bf) - Rfm, 2) * (np.abs(bf) > Rfm))
+            sc = tanh_slope_up(dn(np.abs(bh) - Rcm, 2) * (np.abs(bh) > Rcm))
+            return dict(flo=flo, fhi=fhi, cmax=cmax, flop=flop, fhip=fhip, cmaxp=cmaxp,
+                        sf=sf, sc=sc, v=v, vp=vp)
+
+        def step(E, q, role):
+            """Bound on |e_t| given |e_{t-1}| <= E (role 0: nominal as 'h'; 1: swapped)."""
+            if role == 0:
+                Wfo, Who, v, flo_o, fhi_o, fhi_s, cm = (Ap["Wf"], Ap["Wh"], q["v"], q["flop"],
+                                                        q["fhip"], q["fhi"], q["cmax"])
+            else:
+                Wfo, Who, v, flo_o, fhi_o, fhi_s, cm = (A["Wf"], A["Wh"], q["vp"], q["flo"],
+                                                        q["fhi"], q["fhip"], q["cmaxp"])
+            df = up(q["sf"] * (mv_up(Wfo, E) + mv_up(dWf, v)), 2)
+            dfh = up(fhi_o * E + v * df, 2)
+            dc = up(q["sc"] * (mv_up(Who, dfh) + mv_up(dWh, fhi_s * v)), 2)
+            conv = np.maximum((1 - flo_o) * E + flo_o * dc, (1 - fhi_o) * E + fhi_o * dc)
+            return up(conv + (cm + v) * df, 4)
+
+        def majorant(q, role):
+            if role == 0:
+                Wfo, Who, v, flo_o, fhi_o, cm = (Ap["Wf"], Ap["Wh"], q["v"], q["flop"], q["fhip"],
+                                                 q["cmax"])
+            else:
+                Wfo, Who, v, flo_o, fhi_o, cm = (A["Wf"], A["Wh"], q["vp"], q["flo"], q["fhi"],
+                                                 q["cmaxp"])
+            sfW = q["sf"][:, None] * Wfo
+            inner = np.diag(fhi_o) + v[:, None] * sfW
+            M = np.diag(1 - flo_o) + (fhi_o * q["sc"])[:, None] * up(Who @ inner, n + 1) \
+                + (cm + v)[:, None] * sfW
+            return up(M, 4)
+
+        E = np.zeros(n)
+        vec = np.empty(T)
+        for t in range(T):
+            q = quantities(u[t], up_[t])
+            E = np.minimum(ecap[t], np.minimum(step(E, q, 0), step(E, q, 1)))
+            vec[t] = vec_norm_up(E)
+        qs = quantities(hsup, hsupp)
+        rate = min(cw_rate(majorant(qs, 0)), cw_rate(majorant(qs, 1)))
+        asym = np.inf
+        if rate < 1:
+            Vs = descend_fixed_point(lambda V: np.minimum(step(V, qs, 0), step(V, qs, 1)),
+                                     ecap_sup)
+            asym = vec_norm_up(Vs)
+        cap, cap_t = boxes.cap, boxes.cap_t
+
+        # ---- signed norm recursion (module docstring, MGRU), both role orders
+        dWf_s, dWh_s = Wfp - Wf, Whp - Wh
+        roles = []
+        for role in (0, 1):
+            if role == 0:
+                Wfo, Who, vs, vt = Wfp, Whp, hsup, u
+                flo_o, fhi_o, fhi_s, cm = qs["flop"], qs["fhip"], qs["fhi"], qs["cmax"]
+            else:
+                Wfo, Who, vs, vt = Wf, Wh, hsupp, up_
+                flo_o, fhi_o, fhi_s, cm = qs["flo"], qs["fhi"], qs["fhip"], qs["cmaxp"]
+            a = float(np.max(up(1.0 - flo_o, 1)))
+            Pd, Qd, Sd = up((cm + vs) * qs["sf"], 2), up(fhi_o * qs["sc"], 1), qs["sf"]
+            nQWu = norm_up(Qd[:, None] * Who * vs[None, :])
+            rate_r = float(up(a + norm_up(Pd[:, None] * Wfo)
+                              + norm_up(Qd[:, None] * Who * fhi_o[None, :])
+                              + nQWu * norm_up(Sd[:, None] * Wfo), 4))
+            # forcings: (matrix, boxes of its input at steps 0..T-1, box valid at every step)
+            parts, sups = [], []
+            for Am, bx, bsup in ((Pd[:, None] * dWf_s, vt[:-1], vs),
+                                 (Sd[:, None] * dWf_s, vt[:-1], vs),
+                                 (Qd[:, None] * dWh_s, fhi_s[None, :] * vt[:-1], fhi_s * vs)):
+                col = np.sqrt(up(np.sum(Am * Am, axis=0), n)) * (1 + 16 * U64)
+                nA = norm_up(Am)
+                sup = forcing_sup(Am, bsup)
+                per_t = np.minimum(up(bx @ col, n),
+                                   up(nA * np.sqrt(up(np.sum(bx ** 2, axis=1), n)), 2))
+                parts.append(np.minimum(per_t, sup))
+                sups.append(sup)
+            F_t = up(parts[0] + nQWu * parts[1] + parts[2], 3)                  # (T,)
+            roles.append((rate_r, F_t))
+            if rate_r < 1:   # ||e_t|| <= X = F_sup / (1 - rate) for every t, by induction
+                Fs = float(up(sups[0] + nQWu * sups[1] + sups[2], 3))
+                asym = min(asym, cap, float(up(Fs / dn(1.0 - rate_r, 1), 2)))
+            rate = min(rate, rate_r)
+        En = 0.0
+        normrec = np.empty(T)
+        for t in range(T):
+            En = min(float(cap_t[t]), *(float(up(rr * En + Ft[t], 2)) for rr, Ft in roles))
+            normrec[t] = En
+        vec = np.minimum(vec, normrec)
+        return Refined(bound=np.minimum(vec, cap_t), rate=rate, asymptote=asym, slope=qs["sc"],
+                       scaling=np.ones(n))
 
     # -------------------------------------------------------------- helpers
     def gates(self, h, x, Wf=None, Wh=None):

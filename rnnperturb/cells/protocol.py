@@ -24,7 +24,11 @@ A cell is a frozen dataclass of parameters (recurrent matrices ``W*`` of shape
 :meth:`Cell.state_bounds`
     a box that holds every state :math:`h_t`, t >= 1 (the trivial cap);
 plus whatever the rounding, remainder and global-bound recursions need
-(documented where those algorithms live).
+(documented where those algorithms live). ``input_of`` and the optional
+``bias_of`` name the input matrix and bias of each recurrent matrix's
+pre-activation, from which :meth:`Cell.input_terms` and :meth:`Cell.hoisted`
+precompute the input terms of all steps at once (the training simulator,
+``validation/bptt.py``, runs :meth:`Cell.forward` that way).
 
 Everything else (running over time, the Jacobian, the JVP, the
 linearisation, the input Jacobian, readout, replace) is written here once
@@ -59,6 +63,50 @@ def _batched(h, x, n, m, dtype):
             f"x: expected shape ({h2.shape[0]}, {m}) or ({m},), found shape {x.shape}")
     return h2, x2, single
 
+
+
+# ----- precomputed input terms (Cell.hoisted; validation/bptt.py)
+class _Zero:
+    """Additive identity for any array type: ``a + ZERO`` is ``a`` itself (no
+    copy, no rounding). Stands in for a bias already folded into an input term."""
+
+    __array_ufunc__ = None              # NumPy defers ``a + ZERO`` to __radd__
+
+    def __add__(self, other):
+        return other
+
+    __radd__ = __add__
+
+
+_ZERO = _Zero()
+
+
+class _InputTerms:
+    """Stands in for an input matrix whose terms of all steps are precomputed:
+    under :class:`_Hoisted`, ``ns.matvec(terms, t)`` is ``terms.values[t]``."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = values
+
+
+class _Hoisted:
+    """A namespace ``ns`` whose ``matvec`` reads precomputed input terms."""
+
+    def __init__(self, ns):
+        self._ns = ns
+        for name in ("tanh", "sigmoid", "lerp", "asarray"):
+            if hasattr(ns, name):
+                setattr(self, name, getattr(ns, name))
+
+    def __getattr__(self, name):
+        return getattr(self._ns, name)
+
+    def matvec(self, A, v):
+        if type(A) is _InputTerms:
+            return A.values[v]
+        return self._ns.matvec(A, v)
 
 @dataclass(frozen=True, eq=False)
 class Cell:
@@ -172,6 +220,22 @@ class Cell:
     #: For each recurrent matrix, the input matrix of the same pre-activation.
     input_of: ClassVar[dict[str, str]] = {}
 
+    # ----- symbolic cells (symbolic/recursions.py)
+    @classmethod
+    def param_shapes(cls, n: int, m: int) -> dict[str, tuple[int, ...]]:
+        r"""The shape of every cell parameter (readout excluded) for hidden
+        size ``n`` and input size ``m``, in the order of the dataclass fields.
+
+        Default: the recurrent matrices (n, n), the input matrices of
+        :attr:`input_of` (n, m) and every other input parameter a vector
+        (n,); a cell with other parameter shapes overrides it.
+        """
+        from dataclasses import fields
+        shapes = {k: (n, n) for k in cls.recurrent_names}
+        shapes.update({k: (n, m) for k in cls.input_of.values()})
+        names = cls.recurrent_names + cls.input_params
+        return {f.name: shapes.get(f.name, (n,)) for f in fields(cls) if f.name in names}
+
     def state_bounds(self, h0) -> tuple[np.ndarray, np.ndarray]:
         r"""A box :math:`[lo, hi]` that holds every state :math:`h_t`, t >= 1,
         of this cell *and* of any cell with other recurrent matrices, from the
@@ -181,7 +245,212 @@ class Cell:
     def trivial_cap(self, h0, B: int) -> np.ndarray:
         r"""Per-component width (rounded up) of :meth:`state_bounds`, shape
         (B, n): no deviation :math:`|h'_{t,i} - h_{t,i}|` can exceed it."""
+        from rnnperturb.verified.linalg import up
+        h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, self.n))
+        lo, hi = self.state_bounds(h0)
+        return up(hi - lo, 2)
+
+    # ----- certified trajectory bound (bounds/trajectory.py)
+    def rounding_context(self, rec) -> dict:
+        r"""Verified constants for :meth:`rounding_step` of the float64
+        trajectory whose recurrent matrices are ``rec`` (dict of (n, n) arrays;
+        input matrices and biases are the cell's own), e.g.
+        :class:`rnnperturb.verified.linalg.VerifiedMatrix` of each matrix."""
         raise NotImplementedError
+
+    def rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear: bool):
+        r"""One float64 step with a sound enclosure of its rounding error.
+
+        With :math:`r_t = h_t - \tilde h_t` (exact minus computed trajectory,
+        :math:`r_0 = 0`) and the hypotheses :math:`|r_{t-1}| \le \rho_{t-1}`,
+        :math:`\|r_{t-1}\|_2 \le N_{t-1}`, it returns bounds that hold at t.
+        The statement and the proof pattern are in
+        :mod:`rnnperturb.bounds.trajectory`; each cell proves its own step.
+
+        Parameters
+        ----------
+        ctx : dict
+            From :meth:`rounding_context`.
+        h, rho : ndarray, shape (B, n)
+            :math:`\tilde h_{t-1}` and :math:`\rho_{t-1}`.
+        N : ndarray, shape (B,)
+            :math:`N_{t-1}`.
+        x, absx : ndarray, shape (B, m)
+            :math:`x_t` and :math:`|x_t|`.
+        xnorm : ndarray, shape (B,)
+            Upper bound on :math:`\|x_t\|_2`.
+        exact : bool
+            Componentwise :math:`|W|v` products (else cheap row-sum majorants).
+        linear : bool
+            Also return the linear part for the multi-step (Lyapunov) recursion.
+
+        Returns
+        -------
+        h_t : ndarray (B, n)
+            :math:`\tilde h_t`.
+        rho_t : ndarray (B, n)
+            :math:`\ge |r_t|` (before the caller's caps).
+        N_t : ndarray (B,)
+            :math:`\ge \|r_t\|_2`.
+        loc : ndarray (B, n)
+            Bound on the local rounding :math:`|F(\tilde h_{t-1}) - \tilde h_t|`.
+        lin : tuple ``(aux, gam)`` or None
+            ``aux``: intermediates in the form :meth:`forward` returns them, such
+            that :math:`r_t = \tilde J_t r_{t-1} + g_t` with :math:`\tilde J_t` the
+            *exact* linear map of :meth:`tangent` at ``(h, aux)`` (its
+            coefficient vectors as computed in float64) and
+            :math:`|g_t| \le` ``gam`` (B, n). None unless ``linear``.
+        """
+        raise NotImplementedError
+
+    # ----- memory statistics (stats/memory.py)
+    def overwrite_gate(self, aux):
+        r"""The overwrite gate of a step, or None for a cell without one.
+
+        The gate :math:`g_t \in (0, 1)^n` of an update
+        :math:`h_t = (1 - g_t) \odot h_{t-1} + g_t \odot c_t`: near 0 the
+        state is kept, near 1 it is overwritten (a cell whose own gate has
+        the opposite sense returns one minus it).
+
+        Parameters
+        ----------
+        aux : dict
+            Intermediates returned by :meth:`forward`.
+
+        Returns
+        -------
+        ndarray, shape (..., B, n), or None
+        """
+        raise NotImplementedError
+
+    # ----- global bound (bounds/global_bound.py)
+    # The driver (rnnperturb.bounds.global_bound.global_bound) is generic: it checks
+    # that state_bounds keep every state in [-1, 1], runs the simple contraction
+    # bound from global_simple, iterates the state boxes from global_box_map
+    # (rnnperturb.bounds.global_bound.state_boxes), caps, combines and warns. The
+    # cell-specific error recursion is global_recursion. P and Q are the float64
+    # parameter dicts of the nominal and the perturbed cell (equal but for the
+    # recurrent matrices); every bound must be rounded outward (the toolkit of
+    # bounds/global_bound.py: up, dn, tanh_up, sig_dn, norm_up, forcing_sup, ...).
+    def _no_global(self, method: str):
+        return NotImplementedError(
+            f"{type(self).__name__}.{method}: not implemented, so the global bound "
+            f"(rnnperturb.bounds.global_bound) cannot handle this cell type; define it in "
+            f"the cell's module (see Cell.{method})")
+
+    def global_box_map(self, P, reach):
+        r"""The state-box map of the global bound.
+
+        Parameters
+        ----------
+        P : dict of str to ndarray (float64)
+            Parameters of the cell (nominal or perturbed).
+        reach : dict of str to ndarray (n,)
+            For every recurrent matrix k, an upper bound of
+            :math:`\max_{\|x\|_2 \le r}|(U_k x)_i|` for the input matrix
+            :math:`U_k` of the same pre-activation (:attr:`input_of`).
+
+        Returns
+        -------
+        phi : callable
+            ``phi(v)`` (n,) -> (n,), monotone: an upper bound of :math:`|h_t|`
+            over every :math:`|h_{t-1}| \le v` and every input of norm
+            :math:`\le r`, at most 1.
+        """
+        raise self._no_global("global_box_map")
+
+    def global_simple(self, P, Q):
+        r"""Ingredients of the simple contraction bound (DESIGN §2(c)).
+
+        Returns ``(rate, forcing)``: a verified float ``rate`` and a callable
+        ``forcing(s)`` (an upper bound, float) such that
+        :math:`\|e_t\|_2 \le \text{rate}\,\|e_{t-1}\|_2 + \text{forcing}(s)`
+        whenever :math:`\|h_{t-1}\|_2 \le s` (every input, both cells in [-1, 1]).
+        """
+        raise self._no_global("global_simple")
+
+    def global_recursion(self, P, Q, r, rho0, boxes):
+        r"""The cell's refined error recursions of the global bound.
+
+        Parameters
+        ----------
+        P, Q : dict of str to ndarray (float64)
+            Nominal and perturbed parameters.
+        r : float
+            Input norm bound, :math:`\|x_t\|_2 \le r`.
+        rho0 : float
+            :math:`\|h_0\|_2 \le \rho_0`.
+        boxes : rnnperturb.bounds.global_bound.StateBoxes
+            State and deviation boxes of both cells (T from ``boxes.ecap``).
+
+        Returns
+        -------
+        rnnperturb.bounds.global_bound.Refined
+            ``bound`` (T,) on :math:`\|e_t\|_2`, ``rate``, ``asymptote`` (inf
+            when none), ``slope`` (n,) and ``scaling`` (n,).
+        """
+        raise self._no_global("global_recursion")
+
+    # ----- precomputed input terms (validation/bptt.py)
+    #: For each recurrent matrix, the bias that :meth:`input_terms` folds into
+    #: the input term of its pre-activation (optional: a matrix without an
+    #: entry gets :math:`U_k x_t` alone and the bias stays in :meth:`forward`).
+    bias_of: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def input_terms(cls, ns, P, X) -> dict:
+        r"""The input terms :math:`U_k x_t + b_k` of the pre-activations, all steps at once.
+
+        Parameters
+        ----------
+        ns, P : as for :meth:`forward`
+        X : array, shape (..., B, m)
+            Inputs of any number of steps (e.g. (T, B, m)).
+
+        Returns
+        -------
+        dict of str to array, each of shape (..., B, n)
+            For every recurrent matrix k, ``ns.matvec(P[input_of[k]], X)`` plus
+            ``P[bias_of[k]]`` when :attr:`bias_of` names one.
+        """
+        out = {}
+        for k in cls.recurrent_names:
+            u = ns.matvec(P[cls.input_of[k]], X)
+            out[k] = u + P[cls.bias_of[k]] if k in cls.bias_of else u
+        return out
+
+    @classmethod
+    def hoisted(cls, ns, P, X):
+        r"""The step with its input terms precomputed for all steps (one GEMM per
+        input matrix instead of one per step).
+
+        Returns ``(ns_t, P_t)`` such that ``cls.forward(ns_t, P_t, h, t, rec)``
+        is the step on the input ``X[t]`` (``t`` an index in place of ``x``):
+        every ``ns_t.matvec(P_t[input_of[k]], t)`` reads the precomputed
+        :meth:`input_terms` ``[k][t]`` and every folded bias ``P_t[bias_of[k]]``
+        adds exactly zero. This relies on :meth:`forward` using ``x`` only in
+        ``ns.matvec(P[input_of[k]], x)`` and each folded bias only as a summand
+        of the same pre-activation, as every cell here does. The values are
+        those of :meth:`forward` up to rounding: the bias is added to
+        :math:`U_k x_t` before the recurrent term, not after.
+
+        Parameters
+        ----------
+        ns, P : as for :meth:`forward`
+        X : array, shape (T, B, m)
+
+        Returns
+        -------
+        ns_t : namespace
+        P_t : dict of str to array
+        """
+        terms = cls.input_terms(ns, P, X)
+        Pt = dict(P)
+        for k in cls.recurrent_names:
+            Pt[cls.input_of[k]] = _InputTerms(terms[k])
+            if k in cls.bias_of:
+                Pt[cls.bias_of[k]] = _ZERO
+        return _Hoisted(ns), Pt
 
     # ------------------------------------------------- machinery on the protocol
     def _matrices(self, params=None) -> dict:
@@ -294,8 +563,27 @@ class Cell:
         """
         hn, aux, regs = self.nominal(h, x)
         B, n = h.shape
+        P = self._matrices()
+        E = self._basis(n, B)                         # (n, B, n): e_j in every batch row
+        Z0 = np.zeros((n, B, n), self.dtype)
+
+        def rec_with(force):
+            # W_k v (+ forcing) without a GEMM when v is the basis E itself (W_k e_j
+            # is column j of W_k, exactly) or the zero stack Z0 (the product is 0)
+            def rec(k, v):
+                if v is E:
+                    out = np.broadcast_to(P[k].T[:, None, :], E.shape).copy()
+                elif v is Z0:
+                    out = np.zeros(E.shape, np.result_type(P[k], v))
+                else:
+                    out = FLOAT.matvec(P[k], v)
+                return out + force[k] if k in force else out
+            return rec
+
+        def dinp(k):
+            return 0.0
         J = np.ascontiguousarray(
-            self.tangent_step(h, aux, self._basis(n, B)).transpose(1, 2, 0))
+            self.tangent(FLOAT, P, h, aux, E, rec_with({}), dinp).transpose(1, 2, 0))
         zero = np.zeros_like(h)
         forcing = {}
         for k in self.recurrent_names:
@@ -303,8 +591,7 @@ class Cell:
                 d = self.tangent_step(h, aux, zero, {k: np.ones_like(h)})
                 forcing[k] = (True, d, regs[k])
             else:
-                Z = self.tangent_step(h, aux, np.zeros((n, B, n), self.dtype),
-                                      {k: self._basis(n, B)})
+                Z = self.tangent(FLOAT, P, h, aux, Z0, rec_with({k: E}), dinp)
                 forcing[k] = (False, np.ascontiguousarray(Z.transpose(1, 2, 0)), regs[k])
         return hn, J, forcing
 
@@ -359,6 +646,13 @@ class Cell:
         if "V" in params and "c" not in params:
             kw["c"] = None
         return type(self)(**kw, dtype=self.dtype)
+
+    def astype(self, dtype) -> "Cell":
+        """The same cell with its parameters in ``dtype`` (float32 or float64);
+        ``self`` when it already has that dtype (cells are immutable)."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return type(self)(**self.params, dtype=dtype)
 
     def _check_dW(self, dW) -> dict[str, np.ndarray]:
         if dW is None:
