@@ -35,7 +35,7 @@ def test_load_errors(tmp_path):
         rp.load(p)
     p = tmp_path / "lstm.npz"
     np.savez(p, cell=np.array("lstm"), W=np.eye(2))
-    with pytest.raises(ValueError, match=r"key 'cell': expected one of \['elman', 'mgru'\], found 'lstm'"):
+    with pytest.raises(ValueError, match=r"key 'cell': expected one of \['elman', 'gru', 'mgru'\], found 'lstm'"):
         rp.load(p)
     p = tmp_path / "missing_param.npz"
     np.savez(p, cell=np.array("elman"), W=np.eye(2), U=np.ones((2, 1)))

@@ -189,7 +189,7 @@ class Cell:
         aux : dict of str to array
             The intermediates the tangent step reuses.
         """
-        raise NotImplementedError
+        raise NotImplementedError("Cell.forward: every cell defines its one step (see Cell.forward)")
 
     @staticmethod
     def tangent(ns, P, h, aux, dh, rec, dinp):
@@ -215,7 +215,7 @@ class Cell:
         -------
         dh_t : array, same shape as ``dh``
         """
-        raise NotImplementedError
+        raise NotImplementedError("Cell.tangent: every cell defines the derivative of its step")
 
     #: For each recurrent matrix, the input matrix of the same pre-activation.
     input_of: ClassVar[dict[str, str]] = {}
@@ -240,7 +240,7 @@ class Cell:
         r"""A box :math:`[lo, hi]` that holds every state :math:`h_t`, t >= 1,
         of this cell *and* of any cell with other recurrent matrices, from the
         initial state ``h0`` (B, n): both arrays of shape (B, n)."""
-        raise NotImplementedError
+        raise self._not_implemented("state_bounds", "the trivial cap and every bound")
 
     def trivial_cap(self, h0, B: int) -> np.ndarray:
         r"""Per-component width (rounded up) of :meth:`state_bounds`, shape
@@ -256,7 +256,7 @@ class Cell:
         trajectory whose recurrent matrices are ``rec`` (dict of (n, n) arrays;
         input matrices and biases are the cell's own), e.g.
         :class:`rnnperturb.verified.linalg.VerifiedMatrix` of each matrix."""
-        raise NotImplementedError
+        raise self._not_implemented("rounding_context", "the certified trajectory bound")
 
     def rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear: bool):
         r"""One float64 step with a sound enclosure of its rounding error.
@@ -301,7 +301,7 @@ class Cell:
             coefficient vectors as computed in float64) and
             :math:`|g_t| \le` ``gam`` (B, n). None unless ``linear``.
         """
-        raise NotImplementedError
+        raise self._not_implemented("rounding_step", "the certified trajectory bound")
 
     # ----- memory statistics (stats/memory.py)
     def overwrite_gate(self, aux):
@@ -321,7 +321,7 @@ class Cell:
         -------
         ndarray, shape (..., B, n), or None
         """
-        raise NotImplementedError
+        raise self._not_implemented("overwrite_gate", "the memory statistics")
 
     # ----- global bound (bounds/global_bound.py)
     # The driver (rnnperturb.bounds.global_bound.global_bound) is generic: it checks
@@ -332,11 +332,12 @@ class Cell:
     # parameter dicts of the nominal and the perturbed cell (equal but for the
     # recurrent matrices); every bound must be rounded outward (the toolkit of
     # bounds/global_bound.py: up, dn, tanh_up, sig_dn, norm_up, forcing_sup, ...).
-    def _no_global(self, method: str):
+    def _not_implemented(self, method: str, algorithm: str = "the global bound "
+                         "(rnnperturb.bounds.global_bound)"):
+        """The error for a protocol method a cell does not define (never a fall-through)."""
         return NotImplementedError(
-            f"{type(self).__name__}.{method}: not implemented, so the global bound "
-            f"(rnnperturb.bounds.global_bound) cannot handle this cell type; define it in "
-            f"the cell's module (see Cell.{method})")
+            f"{type(self).__name__}.{method}: not implemented, so {algorithm} cannot handle "
+            f"the {self.kind!r} cell; define it in the cell's module (see Cell.{method})")
 
     def global_box_map(self, P, reach):
         r"""The state-box map of the global bound.
@@ -357,7 +358,7 @@ class Cell:
             over every :math:`|h_{t-1}| \le v` and every input of norm
             :math:`\le r`, at most 1.
         """
-        raise self._no_global("global_box_map")
+        raise self._not_implemented("global_box_map")
 
     def global_simple(self, P, Q):
         r"""Ingredients of the simple contraction bound (DESIGN §2(c)).
@@ -367,7 +368,7 @@ class Cell:
         :math:`\|e_t\|_2 \le \text{rate}\,\|e_{t-1}\|_2 + \text{forcing}(s)`
         whenever :math:`\|h_{t-1}\|_2 \le s` (every input, both cells in [-1, 1]).
         """
-        raise self._no_global("global_simple")
+        raise self._not_implemented("global_simple")
 
     def global_recursion(self, P, Q, r, rho0, boxes):
         r"""The cell's refined error recursions of the global bound.
@@ -389,7 +390,7 @@ class Cell:
             ``bound`` (T,) on :math:`\|e_t\|_2`, ``rate``, ``asymptote`` (inf
             when none), ``slope`` (n,) and ``scaling`` (n,).
         """
-        raise self._no_global("global_recursion")
+        raise self._not_implemented("global_recursion")
 
     # ----- precomputed input terms (validation/bptt.py)
     #: For each recurrent matrix, the bias that :meth:`input_terms` folds into

@@ -27,7 +27,8 @@ def random_cell(kind: str = "elman", n: int = 16, m: int = 3, *, spectral_norm: 
 
     Parameters
     ----------
-    kind : {'elman', 'mgru'}
+    kind : str
+        A registered cell name (:data:`rnnperturb.cells.CELL_TYPES`: 'elman', 'mgru', 'gru').
     n, m : int
         Hidden and input sizes.
     spectral_norm : float

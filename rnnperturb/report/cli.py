@@ -19,7 +19,8 @@ written as ``null``, never as ``NaN`` or ``Infinity``.
 
 Exit status: 0 success; 1 the output could not be written (closed stdout, full
 disk; one line on stderr); 2 bad input or usage (one line on stderr naming the
-argument, the expected and the found value); 130 interrupted (Ctrl-C, one
+argument, the expected and the found value, or an analysis that does not
+cover the file's cell type yet); 130 interrupted (Ctrl-C, one
 line); 141 the reader of stdout went away (``| true``: no message, as for
 other Unix tools killed by SIGPIPE). Progress goes to stderr and is dropped
 silently when stderr is closed or full; it never stops the run.
@@ -458,6 +459,9 @@ def main(argv=None) -> int:
     except MemoryError:
         _err("rnnperturb: error: out of memory (try fewer --ranks or smaller --inputs)")
         return EXIT_OUTPUT
+    except NotImplementedError as exc:   # a cell type that an analysis does not cover yet
+        _err(f"rnnperturb: error: {' '.join(str(exc).split())}")
+        return EXIT_USAGE
     except Exception as exc:
         if os.environ.get("RNNPERTURB_TRACEBACK", "") not in ("", "0"):
             raise
