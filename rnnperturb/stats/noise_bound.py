@@ -84,6 +84,8 @@ def noise_bound(cell, X, *, std: float, confidence: float = 0.99, h0=None, windo
     q = up(s * up(tr.lin_fro + tr.lin_op * z, 2), 1)
     lin = np.minimum(q, tr.lin_norm)
     rem = up(row_norms_upper(tr.rem_coord) + row_norms_upper(tr.rem0_coord), 2)
+    if tr.rem_norm is not None:
+        rem = np.minimum(rem, tr.rem_norm)
     P = np.minimum(up(lin + rem, 1), tr.bound)
     P = np.where(np.isfinite(P), P, tr.cap[None, :])
     return P[:, 0] if single else P
