@@ -179,3 +179,104 @@ def test_clipping():
     np.testing.assert_array_equal(c2["b"], g["b"])
     with pytest.raises(ValueError, match="max_norm: expected a finite number > 0"):
         clip_by_global_norm(g, -1.0)
+
+
+# ------------------------------------------------------- forward from the cells
+def _reference_forward(kind, p, X):
+    """The simulator's operation order before it took its step from the cells
+    (the order the shipped checkpoints were trained with), written out."""
+    T, B, m = X.shape
+    Xf = X.reshape(T * B, m)
+    if kind == "elman":
+        n = p["W"].shape[0]
+        A = (Xf @ p["U"].T).reshape(T, B, n) + p["b"]
+        H = [np.zeros((B, n), X.dtype)]
+        for t in range(T):
+            H.append(np.tanh(H[-1] @ p["W"].T + A[t]))
+        return np.stack(H), {}
+    n = p["Wf"].shape[0]
+    Af = (Xf @ p["Uf"].T).reshape(T, B, n) + p["bf"]
+    Ac = (Xf @ p["Uh"].T).reshape(T, B, n) + p["bh"]
+    H, F, C = [np.zeros((B, n), X.dtype)], [], []
+    for t in range(T):
+        h = H[-1]
+        f = (np.tanh((h @ p["Wf"].T + Af[t]) * 0.5) + 1.0) * 0.5
+        c = np.tanh((f * h) @ p["Wh"].T + Ac[t])
+        H.append((c - h) * f + h)
+        F.append(f)
+        C.append(c)
+    return np.stack(H), {"f": np.stack(F), "c": np.stack(C)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_keeps_the_training_operation_order(kind, dtype):
+    """Bit for bit the arithmetic the checkpoints were trained with: the cell's
+    step over TRAIN with hoisted input terms adds the same numbers in the same
+    order as the simulator's former hand-written forward."""
+    cell = random_cell(kind, 16, 4, spectral_norm=1.2, bias_scale=0.5, n_out=3, seed=7)
+    p = bptt.params_from_cell(cell, dtype=dtype)
+    X = np.random.default_rng(1).standard_normal((25, 6, 4)).astype(dtype)
+    cache = bptt.forward(kind, p, X)
+    H, aux = _reference_forward(kind, p, X)
+    assert cache.H.dtype == dtype
+    np.testing.assert_array_equal(cache.H, H)
+    assert set(cache.aux) == set(aux)
+    for k in aux:
+        np.testing.assert_array_equal(cache.aux[k], aux[k])
+
+
+def test_hoisted_step_is_the_cells_forward():
+    """For every registered cell, the step with precomputed input terms
+    (Cell.hoisted) is Cell.forward up to rounding, intermediates included."""
+    from rnnperturb.cells import CELL_TYPES, FLOAT
+    rng = np.random.default_rng(3)
+    for kind, cls in CELL_TYPES.items():
+        cell = random_cell(kind, 7, 3, bias_scale=0.4, seed=1)
+        P = cell._matrices()
+        X = rng.standard_normal((5, 4, 3))
+        h = np.tanh(rng.standard_normal((4, 7)))
+        rec = lambda k, a: FLOAT.matvec(P[k], a)          # noqa: E731
+        ns, Pt = cls.hoisted(FLOAT, P, X)
+        for t in range(X.shape[0]):
+            want, aw = cls.forward(FLOAT, P, h, X[t], rec)
+            got, ag = cls.forward(ns, Pt, h, t, rec)
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15, err_msg=kind)
+            for k in aw:
+                np.testing.assert_allclose(ag[k], aw[k], rtol=1e-13, atol=1e-15, err_msg=kind)
+            h = want
+
+
+def _halved_elman():
+    from rnnperturb.cells import ElmanRNN
+
+    class Halved(ElmanRNN):
+        """An Elman RNN whose step is halved: not the Elman step."""
+        kind = "halved_elman"
+
+        @staticmethod
+        def forward(ns, P, h, x, rec):
+            hn, aux = ElmanRNN.forward(ns, P, h, x, rec)
+            return 0.5 * hn, aux
+    return Halved
+
+
+def test_forward_comes_from_the_cell(monkeypatch):
+    """A registered cell with its own step gets that step (not a copy of the
+    Elman or MGRU step), and a cell without a backward pass is refused by name."""
+    from rnnperturb.cells import CELL_TYPES, ElmanRNN
+    Halved = _halved_elman()
+    monkeypatch.setitem(CELL_TYPES, Halved.kind, Halved)
+    base = random_cell("elman", 6, 3, n_out=2, seed=0)
+    cell = Halved(**base.params)
+    p = bptt.params_from_cell(cell)
+    X = np.random.default_rng(0).standard_normal((8, 3, 3))
+    z, m = np.zeros((8, 3), int), np.ones((8, 3), bool)
+    with pytest.raises(ValueError, match=r"cell: expected one of \['elman', 'mgru'\].*"
+                                         r"found 'halved_elman'"):
+        bptt.forward(Halved.kind, p, X)
+    with pytest.raises(ValueError, match="found 'halved_elman'"):
+        bptt.loss_and_grads(Halved.kind, p, (X, z, m, "classification"))
+    monkeypatch.setitem(bptt.TRAINING, Halved, bptt.TRAINING[ElmanRNN])
+    H = bptt.forward(Halved.kind, p, X).H[1:]
+    np.testing.assert_allclose(H, cell.run(X), rtol=1e-13, atol=1e-15)
+    assert not np.allclose(H, base.run(X))

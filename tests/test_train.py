@@ -68,14 +68,34 @@ def test_save_result_roundtrip(tmp_path):
     assert rec["recipe"]["lr"] == r.lr
 
 
+def test_init_params_draw_order():
+    """The matrices are drawn in the cells' constructor order (the order the
+    shipped checkpoints were initialised in), biases zero."""
+    s = 1 / np.sqrt(8)
+    for kind, mats in (("elman", [("W", (8, 8)), ("U", (8, 3)), ("V", (2, 8))]),
+                       ("mgru", [("Wf", (8, 8)), ("Uf", (8, 3)), ("Wh", (8, 8)), ("Uh", (8, 3)),
+                                 ("V", (2, 8))])):
+        rng = np.random.default_rng(0)
+        want = {k: rng.uniform(-s, s, size=sh) for k, sh in mats}
+        got = tr.init_params(kind, 8, 3, 2, rng=0, dtype=np.float64)
+        assert list(got) == {"elman": ["W", "U", "b", "V", "c"],
+                             "mgru": ["Wf", "Uf", "bf", "Wh", "Uh", "bh", "V", "c"]}[kind]
+        for k, v in want.items():
+            np.testing.assert_array_equal(got[k], v)
+        for k in set(got) - set(want):
+            assert not np.any(got[k])
+
+
 def test_init_params():
     p = tr.init_params("elman", 8, 3, 2, init="identity", rng=0, dtype=np.float64)
     np.testing.assert_array_equal(p["W"], np.eye(8))
     assert np.all(np.abs(p["U"]) <= 1 / np.sqrt(8)) and np.all(p["b"] == 0)
     q = tr.init_params("mgru", 8, 3, 2, forget_bias=-1.0, rng=0)
     assert q["Wf"].dtype == np.float32 and np.all(q["bf"] == -1.0)
-    with pytest.raises(ValueError, match="init: 'identity' applies to the elman cell"):
+    with pytest.raises(ValueError, match="init: 'identity' applies to a cell with one recurrent"):
         tr.init_params("mgru", 8, 3, 2, init="identity", rng=0)
+    with pytest.raises(ValueError, match="forget_bias: applies to a cell with a gate bias"):
+        tr.init_params("elman", 8, 3, 2, forget_bias=-1.0, rng=0)
     with pytest.raises(ValueError, match="init: expected 'uniform' or 'identity'"):
         tr.init_params("elman", 8, 3, 2, init="orthogonal", rng=0)
 

@@ -20,55 +20,93 @@ Readout :math:`y_t = V h_t + c`. The loss is averaged over scored steps
 * regression: squared error summed over output dimensions,
   :math:`\sum_{t,b} w_{tb} \|y_{tb} - z_{tb}\|^2 / \sum w`.
 
+The forward pass is the cell's own step, :meth:`rnnperturb.cells.Cell.forward`
+(the one definition every algorithm of the library runs), over the trainer's
+float namespace :data:`TRAIN`; only the backward pass is written here, one
+function per cell class in :data:`TRAINING` (a cell without one is a
+``ValueError`` that names it).
+
 Efficiency (the hot loop is what issue 7 benchmarks against torch):
 the input projections :math:`U x_t + b` of all steps are one GEMM before the
-loop, the readout and its gradient are one GEMM each, and the weight
-gradients are single GEMMs over all (t, b) after the backward loop (the
-pre-activation deltas are stacked in a (T, B, n) buffer). Buffers are
-preallocated; everything runs in the parameters' dtype (float32 or float64).
+loop (:meth:`rnnperturb.cells.Cell.hoisted`), the readout and its gradient are
+one GEMM each, and the weight gradients are single GEMMs over all (t, b) after
+the backward loop (the pre-activation deltas are stacked in a (T, B, n)
+buffer). Everything runs in the parameters' dtype (float32 or float64).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
 
-from rnnperturb.cells import CELL_TYPES, cell_from_params
+from rnnperturb.cells import CELL_TYPES, MGRU, ElmanRNN, cell_from_params, cell_type
+from rnnperturb.cells.namespace import FloatNamespace
 
 __all__ = ["PARAM_NAMES", "param_names", "params_from_cell", "cell_from_params", "forward",
-           "loss_and_grads", "outputs", "Cache"]
+           "loss_and_grads", "outputs", "Cache", "TRAIN", "TRAINING", "CellTraining",
+           "training_of"]
 
-PARAM_NAMES = {
-    "elman": ("W", "U", "b", "V", "c"),
-    "mgru": ("Wf", "Uf", "bf", "Wh", "Uh", "bh", "V", "c"),
-}
 LOSS_KINDS = ("classification", "regression")
 
 
+def _cell_class(kind: str) -> type:
+    try:
+        return cell_type(kind)
+    except ValueError:
+        raise ValueError(f"kind: expected one of {sorted(CELL_TYPES)}, found {kind!r}") from None
+
+
 def param_names(kind: str) -> tuple[str, ...]:
-    """Names of the trainable arrays of a cell kind (cell parameters, then V, c)."""
-    if kind not in PARAM_NAMES:
-        raise ValueError(f"kind: expected one of {sorted(PARAM_NAMES)}, found {kind!r}")
-    return PARAM_NAMES[kind]
+    """Names of the trainable arrays of a cell kind: the cell's parameters in
+    its constructor's order, then the readout ``V, c``."""
+    cls = _cell_class(kind)
+    own = set(cls.recurrent_names + cls.input_params)
+    return tuple(f.name for f in fields(cls) if f.name in own) + ("V", "c")
+
+
+#: Trainable array names of every registered cell (see :func:`param_names`).
+PARAM_NAMES = {kind: param_names(kind) for kind in CELL_TYPES}
 
 
 def params_from_cell(cell, *, dtype=None) -> dict[str, np.ndarray]:
     """Writable copies of a cell's parameters (with its readout) as a dict."""
     if getattr(cell, "kind", None) not in CELL_TYPES:
-        raise ValueError(f"cell: expected an ElmanRNN or MGRU, found {type(cell).__name__}")
+        raise ValueError(f"cell: expected a registered cell ({', '.join(sorted(CELL_TYPES))}), "
+                         f"found {type(cell).__name__}")
     if cell.V is None:
         raise ValueError("cell: expected a cell with a readout V, found V=None")
     dt = cell.dtype if dtype is None else np.dtype(dtype)
     return {k: np.array(v, dtype=dt) for k, v in cell.params.items()}
 
 
-def _sigmoid(a, out):
-    """Overflow-free logistic: sigma(a) = (1 + tanh(a/2)) / 2, written into ``out``."""
-    np.multiply(a, 0.5, out=out)
-    np.tanh(out, out=out)
-    out += 1.0
-    out *= 0.5
-    return out
+class TrainingNamespace(FloatNamespace):
+    r"""The trainer's float namespace: :class:`~rnnperturb.cells.namespace.FloatNamespace`
+    with the operation order the shipped checkpoints were trained with.
+
+    ``sigmoid(a)`` is :math:`(1 + \tanh(a/2))/2` (overflow-free, no branch) and
+    ``lerp(h, c, f)`` is :math:`h + f\,(c - h)`; both equal the library's
+    definitions up to rounding.
+    """
+
+    @staticmethod
+    def sigmoid(a):
+        out = np.multiply(a, 0.5)
+        np.tanh(out, out=out)
+        out += 1.0
+        out *= 0.5
+        return out
+
+    @staticmethod
+    def lerp(h, c, f):
+        out = np.subtract(c, h)
+        out *= f
+        out += h
+        return out
+
+
+#: The namespace the training forward pass runs the cells' step in.
+TRAIN = TrainingNamespace()
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,8 +119,10 @@ class Cache:
     X : ndarray, shape (T, B, m)
     H : ndarray, shape (T + 1, B, n)
         ``H[0] = h_0``, ``H[t] = h_t``.
-    F, C : ndarray, shape (T, B, n) or None
-        MGRU gate ``f_t`` and candidate ``c_t`` (None for Elman).
+    aux : dict of str to ndarray, each (T, B, n)
+        The intermediates of the cell's step that its backward pass needs
+        (:attr:`CellTraining.saved`, e.g. the MGRU gate ``f`` and candidate
+        ``c``), stacked over the steps.
     Y : ndarray, shape (T, B, k)
         Readout ``V h_t + c``.
     """
@@ -90,13 +130,12 @@ class Cache:
     kind: str
     X: np.ndarray
     H: np.ndarray
-    F: np.ndarray | None
-    C: np.ndarray | None
+    aux: dict
     Y: np.ndarray
 
 
-def _check_params(kind, params):
-    names = param_names(kind)
+def _check_params(cls, params):
+    names = param_names(cls.kind)
     missing = [k for k in names if k not in params]
     if missing:
         raise ValueError(f"params: expected keys {list(names)}, missing {missing}")
@@ -109,9 +148,14 @@ def _check_params(kind, params):
 def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
     """Run the cell and its readout, keeping what BPTT needs.
 
+    The step is the cell's :meth:`~rnnperturb.cells.Cell.forward` over
+    :data:`TRAIN`, with the input terms of all steps precomputed
+    (:meth:`~rnnperturb.cells.Cell.hoisted`).
+
     Parameters
     ----------
-    kind : {'elman', 'mgru'}
+    kind : str
+        A registered cell with a backward pass (:data:`TRAINING`).
     params : dict of str to ndarray
         See module docs; all arrays in one dtype.
     X : ndarray, shape (T, B, m)
@@ -121,58 +165,34 @@ def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
     -------
     Cache
     """
-    dt = _check_params(kind, params)
+    cls = _cell_class(kind)
+    spec = training_of(cls)
+    dt = _check_params(cls, params)
     X = np.asarray(X, dtype=dt)
     if X.ndim != 3:
         raise ValueError(f"X: expected shape (T, B, m), found shape {X.shape}")
     T, B, m = X.shape
     V, c = params["V"], params["c"]
-    Xf = X.reshape(T * B, m)
-    if kind == "elman":
-        W, U, b = params["W"], params["U"], params["b"]
-        n = W.shape[0]
-        H = np.empty((T + 1, B, n), dt)
-        H[0] = 0.0 if h0 is None else h0
-        A = (Xf @ U.T).reshape(T, B, n)          # one GEMM for all input projections
-        A += b
-        tmp = np.empty((B, n), dt)
-        for t in range(T):
-            np.matmul(H[t], W.T, out=tmp)
-            tmp += A[t]
-            np.tanh(tmp, out=H[t + 1])
-        F = C = None
-    else:
-        Wf, Uf, bf = params["Wf"], params["Uf"], params["bf"]
-        Wh, Uh, bh = params["Wh"], params["Uh"], params["bh"]
-        n = Wf.shape[0]
-        H = np.empty((T + 1, B, n), dt)
-        H[0] = 0.0 if h0 is None else h0
-        Af = (Xf @ Uf.T).reshape(T, B, n)
-        Af += bf
-        Ac = (Xf @ Uh.T).reshape(T, B, n)
-        Ac += bh
-        F = np.empty((T, B, n), dt)
-        C = np.empty((T, B, n), dt)
-        tmp = np.empty((B, n), dt)
-        g = np.empty((B, n), dt)
-        WfT, WhT = Wf.T, Wh.T
-        for t in range(T):
-            h = H[t]
-            f = F[t]
-            np.matmul(h, WfT, out=tmp)
-            tmp += Af[t]
-            _sigmoid(tmp, f)
-            np.multiply(f, h, out=g)
-            np.matmul(g, WhT, out=tmp)
-            tmp += Ac[t]
-            np.tanh(tmp, out=C[t])
-            hn = H[t + 1]
-            np.subtract(C[t], h, out=hn)
-            hn *= f
-            hn += h
+    P = {k: params[k] for k in cls.recurrent_names + cls.input_params}
+    n = P[cls.recurrent_names[0]].shape[0]
+    ns, Pt = cls.hoisted(TRAIN, P, X)            # one GEMM for all input projections
+    WT = {k: P[k].T for k in cls.recurrent_names}
+
+    def rec(k, a):
+        return a @ WT[k]
+
+    H = np.empty((T + 1, B, n), dt)
+    H[0] = 0.0 if h0 is None else h0
+    saved = {k: np.empty((T, B, n), dt) for k in spec.saved}
+    h = H[0]
+    for t in range(T):
+        h, aux = cls.forward(ns, Pt, h, t, rec)
+        H[t + 1] = h
+        for k, buf in saved.items():
+            buf[t] = aux[k]
     Y = (H[1:].reshape(T * B, n) @ V.T).reshape(T, B, V.shape[0])
     Y += c
-    return Cache(kind, X, H, F, C, Y)
+    return Cache(kind, X, H, saved, Y)
 
 
 def outputs(kind: str, params: dict, X: np.ndarray) -> np.ndarray:
@@ -234,11 +254,13 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
 
     Parameters
     ----------
-    kind : {'elman', 'mgru'}
-        Cell type.
+    kind : str
+        Cell type: a registered cell with a backward pass (:data:`TRAINING`),
+        e.g. ``'elman'`` or ``'mgru'``.
     params : dict of str to ndarray
-        ``W, U, b`` (Elman) or ``Wf, Uf, bf, Wh, Uh, bh`` (MGRU), and ``V, c``;
-        float32 or float64, all in one dtype (the computation runs in it).
+        The cell's parameters (:func:`param_names`: ``W, U, b`` for the Elman
+        RNN, ``Wf, Uf, bf, Wh, Uh, bh`` for the MGRU) and ``V, c``; float32 or
+        float64, all in one dtype (the computation runs in it).
     task_or_arrays : rnnperturb.tasks.Task or tuple
         A task, or ``(X, targets, mask, loss_kind)`` with ``X`` (T, B, m),
         ``targets`` (T, B) class indices or (T, B, k) values, ``mask`` (T, B)
@@ -255,6 +277,7 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
         Same keys, shapes and dtype as ``params``.
     """
     X, targets, mask, loss_kind = _unpack(task_or_arrays)
+    cls = _cell_class(kind)
     cache = forward(kind, params, X, h0)
     H, Xc, Y = cache.H, cache.X, cache.Y
     T, B, m = Xc.shape
@@ -276,63 +299,123 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     Hf = H[1:].reshape(T * B, n)
     grads = {"V": dYf.T @ Hf, "c": dYf.sum(axis=0)}
     dH = (dYf @ V).reshape(T, B, n)              # readout contribution to dL/dh_t
-    Xf = Xc.reshape(T * B, m)
-    Hprev = H[:-1].reshape(T * B, n)
-    # Step-local derivative factors are computed for all t at once (a few large
-    # vectorised operations) so that the sequential loop does as little as possible.
-    if kind == "elman":
-        W = params["W"]
-        dA = H[1:] * H[1:]
-        np.subtract(1.0, dA, out=dA)                # tanh'(a_t) = 1 - h_t^2, overwritten by dL/da_t
-        dh = np.zeros((B, n), dt)
-        for t in range(T - 1, -1, -1):
-            dh += dH[t]
-            da = dA[t]
-            da *= dh
-            np.matmul(da, W, out=dh)
-        dAf = dA.reshape(T * B, n)
-        grads["W"] = dAf.T @ Hprev
-        grads["U"] = dAf.T @ Xf
-        grads["b"] = dAf.sum(axis=0)
-    else:
-        Wf, Wh = params["Wf"], params["Wh"]
-        F, C = cache.F, cache.C
-        Hp = H[:-1]
-        dAC = C * C                                  # becomes dL/da_c
-        np.subtract(1.0, dAC, out=dAC)
-        dAC *= F                                     # f (1 - c^2)
-        dAF = 1.0 - F                                # becomes dL/da_f
-        OMF = dAF.copy()                             # 1 - f
-        dAF *= F                                     # f (1 - f)
-        CmH = C - Hp                                 # c - h_{t-1}
-        dh = np.zeros((B, n), dt)
-        dg = np.empty((B, n), dt)
-        tmp = np.empty((B, n), dt)
-        tmp2 = np.empty((B, n), dt)
-        for t in range(T - 1, -1, -1):
-            dh += dH[t]
-            dac = dAC[t]
-            dac *= dh                                # dL/da_c = dh f (1 - c^2)
-            np.matmul(dac, Wh, out=dg)               # dL/d(f * h_{t-1})
-            # dL/df = dh (c - h) + dg h ;  dL/da_f = dL/df f (1 - f)
-            daf = dAF[t]
-            np.multiply(dh, CmH[t], out=tmp)
-            np.multiply(dg, Hp[t], out=tmp2)
-            tmp += tmp2
-            daf *= tmp
-            # dL/dh_{t-1} = dh (1 - f) + dg f + da_f Wf
-            dh *= OMF[t]
-            np.multiply(dg, F[t], out=tmp)
-            dh += tmp
-            np.matmul(daf, Wf, out=tmp)
-            dh += tmp
-        dAFf = dAF.reshape(T * B, n)
-        dACf = dAC.reshape(T * B, n)
-        G = (F * Hp).reshape(T * B, n)
-        grads["Wf"] = dAFf.T @ Hprev
-        grads["Uf"] = dAFf.T @ Xf
-        grads["bf"] = dAFf.sum(axis=0)
-        grads["Wh"] = dACf.T @ G
-        grads["Uh"] = dACf.T @ Xf
-        grads["bh"] = dACf.sum(axis=0)
+    grads.update(training_of(cls).backward(params, cache, dH))
     return loss, {k: grads[k].astype(dt, copy=False) for k in param_names(kind)}
+
+
+# ------------------------------------------------------------------ backward passes
+# One function per cell class: (params, cache, dH) -> gradients of the cell's
+# parameters, from dH[t] = the readout's dL/dh_{t+1} (T, B, n). Step-local
+# derivative factors are computed for all t at once (a few large vectorised
+# operations) so that the sequential loop does as little as possible.
+
+def _elman_backward(params, cache, dH):
+    r"""Elman RNN: :math:`\delta a_t = (1 - h_t^2) \odot \delta h_t`,
+    :math:`\delta h_{t-1} = W^\top \delta a_t`."""
+    H, X = cache.H, cache.X
+    T, B, m = X.shape
+    n = H.shape[-1]
+    W = params["W"]
+    dA = H[1:] * H[1:]
+    np.subtract(1.0, dA, out=dA)                # tanh'(a_t) = 1 - h_t^2, overwritten by dL/da_t
+    dh = np.zeros((B, n), H.dtype)
+    for t in range(T - 1, -1, -1):
+        dh += dH[t]
+        da = dA[t]
+        da *= dh
+        np.matmul(da, W, out=dh)
+    dAf = dA.reshape(T * B, n)
+    Hprev = H[:-1].reshape(T * B, n)
+    Xf = X.reshape(T * B, m)
+    return {"W": dAf.T @ Hprev, "U": dAf.T @ Xf, "b": dAf.sum(axis=0)}
+
+
+def _mgru_backward(params, cache, dH):
+    r"""MGRU, from the saved gate :math:`f_t` and candidate :math:`c_t`."""
+    H, X = cache.H, cache.X
+    T, B, m = X.shape
+    n = H.shape[-1]
+    dt = H.dtype
+    Wf, Wh = params["Wf"], params["Wh"]
+    F, C = cache.aux["f"], cache.aux["c"]
+    Hp = H[:-1]
+    dAC = C * C                                  # becomes dL/da_c
+    np.subtract(1.0, dAC, out=dAC)
+    dAC *= F                                     # f (1 - c^2)
+    dAF = 1.0 - F                                # becomes dL/da_f
+    OMF = dAF.copy()                             # 1 - f
+    dAF *= F                                     # f (1 - f)
+    CmH = C - Hp                                 # c - h_{t-1}
+    dh = np.zeros((B, n), dt)
+    dg = np.empty((B, n), dt)
+    tmp = np.empty((B, n), dt)
+    tmp2 = np.empty((B, n), dt)
+    for t in range(T - 1, -1, -1):
+        dh += dH[t]
+        dac = dAC[t]
+        dac *= dh                                # dL/da_c = dh f (1 - c^2)
+        np.matmul(dac, Wh, out=dg)               # dL/d(f * h_{t-1})
+        # dL/df = dh (c - h) + dg h ;  dL/da_f = dL/df f (1 - f)
+        daf = dAF[t]
+        np.multiply(dh, CmH[t], out=tmp)
+        np.multiply(dg, Hp[t], out=tmp2)
+        tmp += tmp2
+        daf *= tmp
+        # dL/dh_{t-1} = dh (1 - f) + dg f + da_f Wf
+        dh *= OMF[t]
+        np.multiply(dg, F[t], out=tmp)
+        dh += tmp
+        np.matmul(daf, Wf, out=tmp)
+        dh += tmp
+    dAFf = dAF.reshape(T * B, n)
+    dACf = dAC.reshape(T * B, n)
+    Hprev = H[:-1].reshape(T * B, n)
+    Xf = X.reshape(T * B, m)
+    G = (F * Hp).reshape(T * B, n)
+    return {"Wf": dAFf.T @ Hprev, "Uf": dAFf.T @ Xf, "bf": dAFf.sum(axis=0),
+            "Wh": dACf.T @ G, "Uh": dACf.T @ Xf, "bh": dACf.sum(axis=0)}
+
+
+@dataclass(frozen=True)
+class CellTraining:
+    """What the simulator needs from a cell beyond its step.
+
+    Attributes
+    ----------
+    backward : callable
+        ``backward(params, cache, dH) -> dict``: the gradients of the cell's
+        parameters by BPTT, from the :class:`Cache` and ``dH`` (T, B, n), the
+        readout's :math:`\\partial L/\\partial h_t`.
+    saved : tuple of str
+        The intermediates of :meth:`~rnnperturb.cells.Cell.forward` (``aux``
+        keys) the backward pass reads from ``cache.aux``.
+    gate_bias : str or None
+        The bias that :func:`validation.train.init_params` sets to its
+        ``forget_bias`` (None: the cell has no gate).
+    """
+
+    backward: Callable
+    saved: tuple = ()
+    gate_bias: str | None = None
+
+
+#: The backward pass of every trainable cell class.
+TRAINING: dict[type, CellTraining] = {
+    ElmanRNN: CellTraining(_elman_backward),
+    MGRU: CellTraining(_mgru_backward, saved=("f", "c"), gate_bias="bf"),
+}
+
+
+def training_of(cls: type) -> CellTraining:
+    """The :class:`CellTraining` entry of a cell class.
+
+    Raises
+    ------
+    ValueError
+        If the class has no backward pass here.
+    """
+    if cls not in TRAINING:
+        raise ValueError(f"cell: expected one of {sorted(c.kind for c in TRAINING)} (a cell "
+                         f"with a backward pass in validation.bptt), found "
+                         f"{getattr(cls, 'kind', cls.__name__)!r}")
+    return TRAINING[cls]

@@ -73,10 +73,9 @@ def _measure(cell, X, times, *, h0=None, trunc_rank=None):
 
 
 def _gate_mean(cell, X, steps):
-    if cell.kind != "mgru":
-        return float("nan")
-    return float(rp.delay_linearisation(cell, X, np.asarray(steps),
-                                        np.eye(cell.m)[0]).gate_mean)
+    """Mean overwrite gate over ``steps`` (NaN for a cell without a gate)."""
+    g = rp.delay_linearisation(cell, X, np.asarray(steps), np.eye(cell.m)[0]).gate_mean
+    return float("nan") if g is None else float(g)
 
 
 def _memorization_rows(quick, quiet):
@@ -178,7 +177,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
 def headline(result) -> dict:
     rows = result["rows"]
     head = {}
-    for kind in ("elman", "mgru"):
+    for kind in sorted({r["cell"] for r in rows}):
         own = sorted((r for r in rows if r["part"] == "memorization" and r["cell"] == kind
                       and r["source"] == "own"), key=lambda r: r["D"])
         if own:

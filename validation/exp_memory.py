@@ -35,11 +35,12 @@ and ``memory.json``. Deterministic (fixed seeds).
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 import rnnperturb as rp
 from rnnperturb.stats.memory import delay_linearisation, linear_memory
-from rnnperturb.stats.noise import _linearise
 from rnnperturb.perturb.low_rank import truncate_svd
 from validation.experiments import checkpoint_names, cli, load
 
@@ -48,24 +49,32 @@ EPS = 1e-2          # state-noise variance of the Fisher curve / capacity (main 
 EPS_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
+def _seed_tag(kind: str) -> int:
+    """The seed stream of a cell's noise draws: a label (0 Elman, 1 MGRU, as
+    in the shipped results; a CRC of the name for any other cell)."""
+    return {"elman": 0, "mgru": 1}.get(kind, zlib.crc32(kind.encode()) + 2)
+
+
 def _delay_stats(cell, X, steps):
     """Mean forcing gain ||B_k||_F / sqrt(n) per recurrent matrix over the given
     1-based steps; for the MGRU also per-unit mean gates, and the gains of the
-    rows of the closed-gate units (mean f < 0.05) against the other rows."""
+    rows of the closed-gate units (mean f < 0.05) against the other rows (the gate
+    is the cell's :meth:`~rnnperturb.cells.Cell.overwrite_gate`; none for Elman)."""
     h = np.zeros((X.shape[1], cell.n))
     gains = {k: [] for k in cell.recurrent_names}
     rows2 = {k: [] for k in cell.recurrent_names}          # squared row norms (B, n)
     gates = []
     want = set(int(s) for s in steps)
     for t in range(1, max(want) + 1):
-        hn, _, forc = _linearise(cell, h, X[t - 1])
+        hn, _, forc = cell.linearise(h, X[t - 1])
         if t in want:
             for k, (diag, Bt, _) in forc.items():
                 r2 = Bt ** 2 if diag else np.sum(Bt ** 2, axis=2)
                 rows2[k].append(r2)
                 gains[k].append(np.sqrt(r2.sum(1)) / np.sqrt(cell.n))
-            if cell.kind == "mgru":
-                gates.append(rp.cells.sigmoid(h @ cell.Wf.T + X[t - 1] @ cell.Uf.T + cell.bf))
+            gate = cell.overwrite_gate(cell.nominal(h, X[t - 1])[1])
+            if gate is not None:
+                gates.append(gate)
         h = hn
     out = {f"forcing_gain_{k}": float(np.mean(v)) for k, v in gains.items()}
     if gates:
@@ -91,7 +100,7 @@ def _per_sequence(cell, X, steps):
     Jsum = np.zeros((B, cell.n, cell.n))
     want = set(int(s) for s in steps)
     for t in range(1, max(want) + 1):
-        hn, J, _ = _linearise(cell, h, X[t - 1])
+        hn, J, _ = cell.linearise(h, X[t - 1])
         if t in want:
             Phi = J @ Phi
             Jsum += J
@@ -170,8 +179,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
                 print(f"[memory] {name} rank {r}: acc {m['recall_accuracy']:.3f} "
                       f"MC_task {m['MC_task']:.3f} J_task {m['J_task']:.3g}")
         for a in alphas:
-            rng = np.random.default_rng([seed, D, 0 if cell.kind == "elman" else 1,
-                                         int(round(a * 1e4))])
+            rng = np.random.default_rng([seed, D, _seed_tag(cell.kind), int(round(a * 1e4))])
             ms = []
             for _ in range(draws):
                 new = {k: W + a * np.linalg.norm(W, 2) / np.sqrt(cell.n)
@@ -194,7 +202,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
 def headline(result) -> dict:
     rows = result["rows"]
     head = {}
-    for kind in ("elman", "mgru"):
+    for kind in sorted({r["cell"] for r in rows}):
         rs = [r for r in rows if r["cell"] == kind]
         if not rs:
             continue
@@ -208,7 +216,8 @@ def headline(result) -> dict:
                 "gate_frac_open": nom.get("gate_frac_open"),
                 "row_gain_closed_vs_other": {
                     k: (round(nom[f"row_gain_closed_{k}"], 4), round(nom[f"row_gain_other_{k}"], 4))
-                    for k in ("Wf", "Wh") if f"row_gain_closed_{k}" in nom},
+                    for k in [c[len("row_gain_closed_"):] for c in nom
+                              if c.startswith("row_gain_closed_")]},
                 "n_slow_modes": nom["n_slow_modes"],
                 "rho_A_per_seq_median": round(nom["rho_A_per_seq_median"], 4),
                 "phi_delay_norm_median": round(nom["phi_delay_norm_median"], 4),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS",
+           "DERIVED_CURRICULUM"]
 
 CELLS = ("elman", "mgru")
 TASKS = ("memorization", "kback", "kback_mix", "ar_signal")
@@ -136,12 +137,19 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 ]}
 
 
+#: Curricula of derived memorization recipes (delays without a shipped recipe):
+#: for a cell listed here as ``(D0, step)``, delays above ``D0`` train through
+#: ``D0, D0 + step, ...`` (the Elman RNN needs it above 20; the MGRU does not).
+DERIVED_CURRICULUM: dict[str, tuple[int, int]] = {"elman": (20, 5)}
+
+
 def get_recipe(cell: str, task: str, D: int | None = None) -> Recipe:
     """The named recipe for a checkpoint, or a derived one for an unshipped delay.
 
     For a memorization delay without a shipped recipe, the recipe of the
     nearest shipped delay of the same cell is reused with ``D`` replaced
-    (Elman delays above 20 get a curriculum from 20 in steps of 5).
+    (with the curriculum of :data:`DERIVED_CURRICULUM`: Elman delays above 20
+    get one from 20 in steps of 5).
     """
     if cell not in CELLS:
         raise ValueError(f"cell: expected one of {list(CELLS)}, found {cell!r}")
@@ -162,7 +170,8 @@ def get_recipe(cell: str, task: str, D: int | None = None) -> Recipe:
     near = min(shipped, key=lambda d: abs(d - D))
     base = RECIPES[checkpoint_name(cell, task, near)]
     cur = ()
-    if cell == "elman" and D > 20:
-        cur = tuple(range(20, D, 5)) + (D,)
+    start, step = DERIVED_CURRICULUM.get(cell, (None, None))
+    if start is not None and D > start:
+        cur = tuple(range(start, D, step)) + (D,)
     return base.replace(name=name, task_params={**base.task_params, "D": D}, curriculum=cur,
                         max_steps=max(base.max_steps, base.max_steps * D // max(near, 1)))

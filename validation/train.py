@@ -40,6 +40,7 @@ import numpy as np
 
 import rnnperturb as rp
 from rnnperturb._checks import as_generator
+from rnnperturb.cells import cell_type
 from rnnperturb import metrics, tasks
 from rnnperturb.report.progress import progress
 
@@ -115,15 +116,20 @@ def init_params(kind: str, n: int, m: int, n_out: int, *, init: str = "uniform",
                 forget_bias: float = 0.0, rng=None, dtype=np.float32) -> dict:
     r"""Initial parameters: matrices U(-1/\sqrt n, 1/\sqrt n), biases 0.
 
-    ``init='identity'`` sets the Elman W to the identity; ``forget_bias``
-    sets the MGRU gate bias b_f.
+    Matrices are the cell's recurrent (n, n) and input (n, m) matrices and the
+    readout V (n_out, n), drawn in the order of :func:`validation.bptt.param_names`.
+    ``init='identity'`` sets the recurrent matrix to the identity (cells with
+    one recurrent matrix: the Elman W); ``forget_bias`` sets the cell's gate
+    bias (:attr:`validation.bptt.CellTraining.gate_bias`: the MGRU b_f).
     """
     if init not in ("uniform", "identity"):
         raise ValueError(f"init: expected 'uniform' or 'identity', found {init!r}")
     rng = as_generator(rng)
+    cls = cell_type(kind)
     s = 1.0 / np.sqrt(n)
-    shapes = {"W": (n, n), "U": (n, m), "Wf": (n, n), "Uf": (n, m), "Wh": (n, n),
-              "Uh": (n, m), "V": (n_out, n)}
+    shapes = {k: (n, n) for k in cls.recurrent_names}
+    shapes.update({u: (n, m) for u in cls.input_of.values()})
+    shapes["V"] = (n_out, n)
     out = {}
     for k in bptt.param_names(kind):
         if k in shapes:
@@ -131,11 +137,16 @@ def init_params(kind: str, n: int, m: int, n_out: int, *, init: str = "uniform",
         else:
             out[k] = np.zeros(n_out if k == "c" else n)
     if init == "identity":
-        if kind != "elman":
-            raise ValueError(f"init: 'identity' applies to the elman cell, found cell {kind!r}")
-        out["W"] = np.eye(n)
-    if kind == "mgru":
-        out["bf"][:] = forget_bias
+        if len(cls.recurrent_names) != 1:
+            raise ValueError(f"init: 'identity' applies to a cell with one recurrent matrix "
+                             f"(elman), found cell {kind!r} with {list(cls.recurrent_names)}")
+        out[cls.recurrent_names[0]] = np.eye(n)
+    gate = bptt.training_of(cls).gate_bias
+    if gate is not None:
+        out[gate][:] = forget_bias
+    elif forget_bias != 0.0:
+        raise ValueError(f"forget_bias: applies to a cell with a gate bias (mgru), found cell "
+                         f"{kind!r} without one and forget_bias={forget_bias!r}")
     return {k: v.astype(dtype) for k, v in out.items()}
 
 
@@ -299,7 +310,7 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
             Y = bptt.outputs(recipe.cell, params, check_set.X).astype(np.float64)
             acc = metrics.per_step_accuracy(Y, check_set)
             ok, info = acc >= recipe.target, {"per_step": acc}
-        Wr = params[bptt.param_names(recipe.cell)[0]]
+        Wr = params[cell_type(recipe.cell).recurrent_names[0]]
         history.append({"step": step, "D": D, "loss": float(np.mean(losses[-recipe.check_every:])),
                         "grad_norm": float(np.median(gnorms[-recipe.check_every:])),
                         "W_spectral_norm": float(np.linalg.norm(Wr.astype(np.float64), 2)),
