@@ -94,8 +94,13 @@ back to the trivial cap (:math:`2\sqrt n` or the box cap
 ``RuntimeWarning`` is issued, and ``asymptote`` is the cap itself, never a
 finite value below it.
 
-**Where the pieces live.** This module is the generic driver and its
-outward-rounded toolkit; it never looks at the cell type. Everything
+**Where the pieces live.** This module is the generic driver and its result
+types (:class:`GlobalBound`; :class:`StateBoxes`, what the driver hands to a
+cell, and :class:`Refined`, what a cell hands back); it never looks at the cell
+type. The outward-rounded kernels (``dn``, ``tanh_up``, ``sig_dn``, ``norm_up``,
+``forcing_sup``, ``cw_rate``, ``descend_fixed_point``, ...) are in
+:mod:`rnnperturb.verified.outward`, which knows neither cells nor bounds, so both
+the driver and the cells import them from there. Everything
 cell-specific is a documented protocol method of the cell
 (:class:`rnnperturb.cells.protocol.Cell`, section "global bound"):
 ``global_box_map`` (the state-box map of refinement 1), ``global_simple`` (the
@@ -116,173 +121,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import MAX_HORIZON, check_compatible, check_horizon, check_positive
-from rnnperturb.verified.linalg import U64, frobenius_upper, row_norms_upper, spectral_norm_upper, up
+from rnnperturb.verified.linalg import U64, row_norms_upper, up, vec_norm_upper
+from rnnperturb.verified.outward import FIXED_POINT_ITERS, dn, vec_norm_up
 
-__all__ = ["GlobalBound", "global_bound", "simple_contraction_bound", "HORIZON_LIMIT"]
+__all__ = ["GlobalBound", "global_bound", "simple_contraction_bound", "HORIZON_LIMIT",
+           "StateBoxes", "Refined", "state_boxes"]
 
 #: Largest ``horizon`` :func:`global_bound` accepts (time and memory are linear in it;
 #: beyond it use ``GlobalBound.asymptote``, valid at every step).
 HORIZON_LIMIT = MAX_HORIZON
 
-_TINY = 1e-300
-_KAPPA_ITERS = 400        # iterations of the downward box / asymptote iterations
-
-
-# --------------------------------------------------- outward-rounded toolkit
-# Shared with the cells' global-bound sections (``global_box_map``,
-# ``global_simple``, ``global_recursion`` in rnnperturb/cells/*.py).
-def dn(x, k=1):
-    """A lower bound of a computed non-negative quantity (k operations)."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.maximum(x * (1.0 - 2 * (k + 2) * U64) - _TINY, 0.0)
-
-
-def tanh_up(a):
-    """Upper bound of tanh(a) for a >= 0, at most 1."""
-    return np.minimum(np.tanh(a) * (1 + 8 * U64) + _TINY, 1.0)
-
-
-def tanh_dn(a):
-    """Lower bound of tanh(a) for a >= 0."""
-    return np.maximum(np.tanh(a) * (1 - 8 * U64) - _TINY, 0.0)
-
-
-def _sig(a):
-    a = np.asarray(a, dtype=np.float64)
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-def sig_up(a):
-    """Upper bound of the logistic sigmoid, at most 1."""
-    return np.minimum(_sig(a) * (1 + 16 * U64) + _TINY, 1.0)
-
-
-def sig_dn(a):
-    """Lower bound of the logistic sigmoid, at least 0."""
-    return np.maximum(_sig(a) * (1 - 16 * U64) - _TINY, 0.0)
-
-
-def tanh_slope_up(lo):
-    """Upper bound of max tanh' on {|a| >= lo}: tanh'(max(lo, 0))."""
-    th = tanh_dn(np.maximum(lo, 0.0))
-    return np.minimum(up(1.0 - dn(th * th), 2), 1.0)
-
-
-def sig_slope_up(lo):
-    """Upper bound of max sigma' on {|a| >= lo}: sigma'(max(lo, 0)) <= 1/4."""
-    s = _sig(np.maximum(lo, 0.0))
-    return np.minimum(up(s * (1.0 - s), 2) * (1 + 64 * U64), 0.25)
-
-
-def norm_up(M, k: int = 8):
-    r"""Verified upper bound on :math:`\|M_{exact}\|_2` for a computed matrix ``M``
-    whose entries carry a relative rounding error of at most ``k/2`` units:
-    :math:`\|M\|_2 + k u \|M\|_F`."""
-    return float(spectral_norm_upper(M) + k * U64 * frobenius_upper(M))
-
-
-def mv_up(A_abs, v):
-    """Upper bound of |A| v for non-negative A_abs (r, c) and v (c,) or (c, k)."""
-    return up(A_abs @ v, A_abs.shape[-1])
-
-
-def vec_norm_up(v) -> float:
-    r"""Upper bound of :math:`\|v\|_2` for a non-negative vector ``v`` (n,)."""
-    return float(np.sqrt(up(v @ v, len(v))) * (1 + 2 * U64))
-
 
 def input_reach(U, r):
-    """Upper bound of max_{|x|<=r} |U_i x| = r ||U_i||_2, per row: shape (n,)."""
+    r"""Upper bound of :math:`\max_{\|x\|_2 \le r}|(U x)_i| = r\|U_{i,:}\|_2`, per row:
+    ``U`` (n, m) -> (n,) (the ``reach`` of :class:`StateBoxes`)."""
     return up(row_norms_upper(U) * r, 1)
-
-
-def forcing_sup(A, u):
-    r"""Upper bound of :math:`\max_{|h| \le u}\|A h\|_2` (one box), by several methods.
-
-    ``A`` (r, n) is a computed matrix whose entries carry a relative rounding error
-    of at most ``4u``; that error is added as ``8u`` times the column bound.
-    ``u`` (n,) is the box.
-    """
-    if not np.any(u) or not np.any(A):
-        return 0.0
-    AD = A * u[None, :]
-    col = np.sqrt(up(np.sum(AD * AD, axis=0), A.shape[0])) * (1 + 4 * U64)
-    c1 = float(up(np.sum(col), A.shape[1]))
-    best = min(c1, float(up(norm_up(A) * np.sqrt(up(np.sum(u * u), len(u))), 2)))
-    for w in (np.ones_like(u), col):
-        if np.min(w) <= 1e-150:
-            continue
-        nrm = norm_up(AD / np.sqrt(w)[None, :], 16)
-        best = min(best, float(up(nrm * np.sqrt(up(np.sum(w), len(w))), 2)))
-    return float(up(best + 8 * U64 * c1, 1))
-
-
-def optimise_scaling(M, s0, maxiter=30, log_range=4.0):
-    """A positive s (min 1) with small ||diag(s) M diag(1/s)||_2 (local, heuristic:
-    the rate it gives is recomputed as a verified bound). The gradient of the
-    largest singular value sigma (pair u, v) in log s_i is sigma (u_i^2 - v_i^2)."""
-    from scipy.optimize import minimize
-
-    def f(x):
-        s = np.exp(x)
-        B = (s[:, None] * M) / s[None, :]
-        w, Q = np.linalg.eigh(B.T @ B)
-        v = Q[:, -1]
-        sig = float(np.sqrt(max(w[-1], 0.0)))
-        if sig == 0:
-            return 0.0, np.zeros_like(x)
-        u = B @ v / sig
-        return sig, sig * (u * u - v * v)
-
-    x0 = np.clip(np.log(s0), -log_range, log_range)
-    try:
-        res = minimize(f, x0, jac=True, method="L-BFGS-B",
-                       bounds=[(-log_range, log_range)] * len(x0), options={"maxiter": maxiter})
-        x = res.x if np.all(np.isfinite(res.x)) else x0
-    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover
-        x = x0
-    s = np.exp(x - np.min(x))
-    return s
-
-
-def perron(M_abs, iters=200):
-    """Positive approximate Perron vector of a non-negative matrix (min 1)."""
-    n = M_abs.shape[0]
-    v = np.ones(n)
-    A = M_abs + 1e-9 * (np.max(M_abs) + 1e-300) * np.ones((n, n)) / n
-    for _ in range(iters):
-        w = A @ v
-        nw = np.max(w)
-        if not nw > 0:
-            return np.ones(n)
-        v = w / nw
-    v = np.maximum(v, 1e-6 * np.max(v))
-    return v / np.min(v)
-
-
-def cw_rate(M_abs):
-    """Verified upper bound on the spectral radius of M_abs >= 0 (Collatz–Wielandt)."""
-    best = float(np.max(up(M_abs.sum(axis=1), M_abs.shape[1])))
-    s = perron(M_abs)
-    val = float(np.max(mv_up(M_abs, s) / dn(s))) * (1 + 4 * U64)
-    return min(best, val)
-
-
-def descend_fixed_point(step, start):
-    r"""Downward iteration :math:`V \leftarrow \min(V, \text{start}, \text{step}(V))` from
-    ``start`` (n,) until it stalls (at most 400 iterations).
-
-    If ``start`` bounds :math:`|e_t|` for every t and ``step`` is a monotone map with
-    :math:`|e_t| \le \text{step}(|e_{t-1}|)`, every iterate bounds :math:`|e_t|` for
-    every t (induction over t from :math:`e_0 = 0 \le` every iterate)."""
-    V = np.array(start, dtype=np.float64)
-    for _ in range(_KAPPA_ITERS):
-        nV = np.minimum(V, np.minimum(start, step(V)))
-        done = np.all(nV >= V * (1 - 1e-13))
-        V = nV
-        if done:
-            break
-    return V
 
 
 # ----------------------------------------------------------------- results
@@ -501,7 +354,7 @@ def state_boxes(phi, n, T, rho0, start):
     v : ndarray, shape (n,)
     """
     v = np.full(n, max(start, rho0))
-    for _ in range(_KAPPA_ITERS):
+    for _ in range(FIXED_POINT_ITERS):
         nv = np.minimum(np.maximum(phi(v), rho0), v)
         if np.all(nv >= v * (1 - 1e-15)):
             v = nv
@@ -525,7 +378,7 @@ def _boxes(cell, P, Q, T, r, rho0):
     ecap_sup = np.minimum(up(hsup + hsupp, 1), 2.0)
     sq = float(np.sqrt(n)) * (1 + 2 * U64)
     cap = min(2.0 * sq, vec_norm_up(ecap_sup))
-    cap_t = np.minimum(2.0 * sq, np.sqrt(up(np.sum(ecap * ecap, axis=1), n)) * (1 + 2 * U64))
+    cap_t = np.minimum(2.0 * sq, vec_norm_upper(ecap))
     return StateBoxes(u=u, up=up_, u_sup=hsup, up_sup=hsupp, ecap=ecap, ecap_sup=ecap_sup,
                       reach=reach, cap=cap, cap_t=cap_t)
 

@@ -105,7 +105,8 @@ class ElmanRNN(Cell):
         (:math:`q`: the exact Taylor remainder of tanh about :math:`\tilde a` over
         :math:`\pm\rho^a`).
         """
-        from rnnperturb.verified.activation import act_error, slope_max, taylor_remainder_max
+        from rnnperturb.verified.activation import (TANH_KAPPA, act_error, slope_max,
+                                                    taylor_remainder_max)
         from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm, widen
         tiny = 1e-120
         W, U = ctx["W"], ctx["U"]
@@ -128,7 +129,11 @@ class ElmanRNN(Cell):
             d = 1 - hn * hn
             dd = up(eps * ahn * (2 * ahn + eps + 1e-100) + U64 * hn * hn
                     + 1.01 * U64 * np.abs(d), 4) + 1e-119
-            q = taylor_remainder_max("tanh", a, -rad, rad)
+            # small radii: the Lagrange bound 0.5 max|tanh''| rad^2 (<= 4e-13, one
+            # candidate of taylor_remainder_max) saves the tanh calls of the latter
+            q = (0.5 * TANH_KAPPA * rad * rad * (1 + 4 * U64) + 1e-120
+                 if float(np.max(rad)) <= 2.0 ** -20 else
+                 taylor_remainder_max("tanh", a, -rad, rad))
             gam = up(dd * prop_a + (np.abs(d) + dd) * loc_a + q + eps * ahn, 4) + tiny
             lin = ({"h": hn}, gam)
         return hn, rho_n, N_n, loc_h, lin
@@ -142,8 +147,8 @@ class ElmanRNN(Cell):
     def global_box_map(self, P, reach):
         r""":math:`u_t = \tanh(|b| + |W| u_{t-1} + r\|U_{i,:}\|_2)`, rounded up
         (protocol: :meth:`Cell.global_box_map`)."""
-        from rnnperturb.bounds.global_bound import mv_up, tanh_up
         from rnnperturb.verified.linalg import up
+        from rnnperturb.verified.outward import mv_up, tanh_up
         W_abs, b_abs, rW = np.abs(P["W"]), np.abs(P["b"]), reach["W"]
 
         def phi(v):
@@ -154,8 +159,8 @@ class ElmanRNN(Cell):
         r""":math:`\|e_t\| \le \|W'\|_2\|e_{t-1}\| + \|\Delta W\|_2 s` for
         :math:`\|h_{t-1}\| \le s`, :math:`|\tanh'| \le 1` (protocol:
         :meth:`Cell.global_simple`)."""
-        from rnnperturb.bounds.global_bound import norm_up
         from rnnperturb.verified.linalg import spectral_norm_upper, up
+        from rnnperturb.verified.outward import norm_up
         rate = spectral_norm_upper(Q["W"])
         dW = norm_up(Q["W"] - P["W"])
         return rate, (lambda s: float(up(dW * s)))
@@ -173,8 +178,8 @@ class ElmanRNN(Cell):
 
         Returns ``c`` (T+1, n) and ``rho`` (T+1,).
         """
-        from rnnperturb.bounds.global_bound import norm_up
         from rnnperturb.verified.linalg import U64, gamma, up
+        from rnnperturb.verified.outward import norm_up, vec_norm_up
         n = Wm.shape[0]
         nW, nU = norm_up(Wm), norm_up(U)
         Wa, ba = np.abs(Wm), np.abs(b)
@@ -184,7 +189,7 @@ class ElmanRNN(Cell):
         for t in range(1, T + 1):
             c[t] = np.tanh(Wm @ c[t - 1] + b)
             delta = up(gamma(n + 2) * (Wa @ np.abs(c[t - 1]) + ba), n + 1) + 8 * U64 * np.abs(c[t])
-            nd = float(np.sqrt(up(delta @ delta, n)) * (1 + 2 * U64))
+            nd = vec_norm_up(delta)
             lip = float(up(nW * rho[t - 1] + nU * r + nd, 3))
             boxr = float(np.sqrt(up(np.sum((box[t] + np.abs(c[t])) ** 2), 2 * n)) * (1 + 4 * U64))
             rho[t] = min(lip, boxr)
@@ -210,15 +215,16 @@ class ElmanRNN(Cell):
         :math:`\|S e_t\| \le \|S G W' S^{-1}\|_2\|S e_{t-1}\| + \max\|S G \Delta W h\|`
         for the scalings :math:`S = I`, the Perron vector of :math:`G|W'|` and a
         local minimiser; the forcing by the box methods of
-        :func:`~rnnperturb.bounds.global_bound.forcing_sup`, column norms and the
+        :func:`~rnnperturb.verified.outward.forcing_sup`, column norms and the
         input-free centre trajectory; and the elementwise recursion
         :math:`|e_t| \le \min(u_t + u'_t, G(|W'||e_{t-1}| + |\Delta W|u_{t-1}))`
         (both role orders).
         """
-        from rnnperturb.bounds.global_bound import (Refined, cw_rate, descend_fixed_point, dn,
-                                                    forcing_sup, mv_up, norm_up, optimise_scaling,
-                                                    perron, tanh_slope_up, vec_norm_up)
+        from rnnperturb.bounds.global_bound import Refined     # the protocol's result type
         from rnnperturb.verified.linalg import U64, up
+        from rnnperturb.verified.outward import (cw_rate, descend_fixed_point, dn, forcing_sup,
+                                                 mv_up, norm_up, optimise_scaling, perron,
+                                                 tanh_slope_up, vec_norm_up)
         n = self.n
         u, up_, hsup, hsupp = boxes.u, boxes.up, boxes.u_sup, boxes.up_sup
         ecap, ecap_sup = boxes.ecap, boxes.ecap_sup

@@ -216,8 +216,8 @@ class MGRU(Cell):
     def _global_gate_ranges(Wf_abs, Wh_abs, bf, bh, reach_f, reach_h, v):
         """Gate and candidate ranges of one cell for |h_{t-1}| <= v:
         ``(Rf, flo, fhi, Rc, cmax)``, all (n,), rounded outward."""
-        from rnnperturb.bounds.global_bound import mv_up, sig_dn, sig_up, tanh_up
         from rnnperturb.verified.linalg import up
+        from rnnperturb.verified.outward import mv_up, sig_dn, sig_up, tanh_up
         Rf = up(mv_up(Wf_abs, v) + reach_f, 2)
         flo, fhi = sig_dn(bf - Rf), sig_up(bf + Rf)
         Rc = up(mv_up(Wh_abs, fhi * v) + reach_h, 2)
@@ -244,8 +244,8 @@ class MGRU(Cell):
         :math:`1 + \|W_h'\| + \tfrac{2+\|W_h'\|}{4}\|W_f'\|`, forcing
         :math:`s(\|\Delta W_h\| + \tfrac{2+\|W_h'\|}{4}\|\Delta W_f\|)` (protocol:
         :meth:`Cell.global_simple`)."""
-        from rnnperturb.bounds.global_bound import norm_up
         from rnnperturb.verified.linalg import spectral_norm_upper, up
+        from rnnperturb.verified.outward import norm_up
         nf, nh = spectral_norm_upper(Q["Wf"]), spectral_norm_upper(Q["Wh"])
         dWf = norm_up(Q["Wf"] - P["Wf"])
         dWh = norm_up(Q["Wh"] - P["Wh"])
@@ -265,10 +265,11 @@ class MGRU(Cell):
         :math:`|\delta c| \le s_c(|W_h'|(f'_{hi}|e| + u|\delta f|) + |\Delta W_h|f_{hi}u)`
         (both role orders); and the signed norm recursion of the module docstring.
         """
-        from rnnperturb.bounds.global_bound import (Refined, cw_rate, descend_fixed_point, dn,
-                                                    forcing_sup, mv_up, norm_up, sig_slope_up,
-                                                    tanh_slope_up, vec_norm_up)
+        from rnnperturb.bounds.global_bound import Refined     # the protocol's result type
         from rnnperturb.verified.linalg import U64, up
+        from rnnperturb.verified.outward import (cw_rate, descend_fixed_point, dn, forcing_sup,
+                                                 mv_up, norm_up, sig_slope_up, tanh_slope_up,
+                                                 vec_norm_up)
         n = self.n
         u, up_, hsup, hsupp = boxes.u, boxes.up, boxes.u_sup, boxes.up_sup
         ecap, ecap_sup = boxes.ecap, boxes.ecap_sup

@@ -331,7 +331,7 @@ class Cell:
     # cell-specific error recursion is global_recursion. P and Q are the float64
     # parameter dicts of the nominal and the perturbed cell (equal but for the
     # recurrent matrices); every bound must be rounded outward (the toolkit of
-    # bounds/global_bound.py: up, dn, tanh_up, sig_dn, norm_up, forcing_sup, ...).
+    # rnnperturb.verified.outward: dn, tanh_up, sig_dn, norm_up, forcing_sup, ...).
     def _not_implemented(self, method: str, algorithm: str = "the global bound "
                          "(rnnperturb.bounds.global_bound)"):
         """The error for a protocol method a cell does not define (never a fall-through)."""
