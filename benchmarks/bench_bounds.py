@@ -19,11 +19,14 @@ r"""Tightness and cost of :func:`rnnperturb.certified_bound` (issue 4, item 1).
    ≤ 5×, tight ≤ 50×. Memory: peak traced allocation at T and 4T (the bound
    keeps O(B n) state, plus O(B n²) for active propagators).
 
-4. **Default tier** (``tier="auto"``) on every memorization checkpoint, at
-   every rank step where the truncated net still recalls (recall accuracy
-   >= 99 %): median and max over steps of bound / exact, and its cost against
+4. **Default tier** (``tier="auto"``) on the memorization checkpoints of
+   issue 11 (both cells, D = 10, 20, 50; MGRU D = 100), at every 8th rank (and
+   full rank) where the truncated net still recalls (recall accuracy >= 99 %):
+   median and max over steps of bound / exact, and its cost against
    :func:`rnnperturb.deviation` on the same inputs (same process, interleaved,
-   one BLAS thread, median of paired ratios; the load average is recorded).
+   one BLAS thread when threadpoolctl is installed, else the thread count of
+   the environment, recorded in ``environment``; median of paired ratios of
+   wall-clock and of process CPU time; the load average is recorded).
    Goals (issue 11): median <= 2; cost <= 20x.
 
 Run: ``python -m benchmarks.bench_bounds [--quick] [--out DIR]``.
@@ -120,18 +123,30 @@ def tightness_vs_rank(quick):
     return out
 
 
+#: Section 4: the checkpoints of issue 11 (both cells, D = 10, 20, 50; MGRU D = 100).
+DEFAULT_TIER_CHECKPOINTS = tuple(f"{k}_memorization_D{d}.npz" for k in ("elman", "mgru")
+                                 for d in (10, 20, 50)) + ("mgru_memorization_D100.npz",)
+
+
 def default_tier(quick):
-    """Tightness and cost of the default tier on the checkpoints (section 4)."""
+    """Tightness and cost of the default tier on the checkpoints (section 4).
+
+    Every 8th rank (and full rank) where the truncated net still recalls >= 99 %;
+    cost = median over interleaved repeats of the per-repeat ratio
+    certified_bound / deviation (wall clock, and CPU time of the process, which
+    is less sensitive to the load of the shared machine)."""
     out = []
-    paths = sorted(glob.glob(str(ROOT / "validation/checkpoints/*memorization*.npz")))
-    for path in paths:
+    names = DEFAULT_TIER_CHECKPOINTS[:3:2] if quick else DEFAULT_TIER_CHECKPOINTS
+    for name in names:
+        path = ROOT / "validation/checkpoints" / name
+        if not path.exists():
+            continue
         cell, meta = rp.load_with_metadata(path)
         task = rp.tasks.memorization_all(K=int(meta.get("K", 2)), L=int(meta.get("L", 5)),
                                          D=int(meta["D"]))
         X = task.X
-        step = max(1, cell.n // (4 if quick else 8))
         rows = []
-        for r in list(range(step, cell.n, step)) + [cell.n]:
+        for r in list(range(8, cell.n, 8 * (4 if quick else 1))) + [cell.n]:
             other = rp.truncate_svd(cell, rank=r)
             acc = recall_accuracy(other, task)
             if acc < 0.99:
@@ -140,16 +155,27 @@ def default_tier(quick):
             bd = certified_bound(cell, other, X)
             m = E > 0
             rat = bd[m] / E[m] if m.any() else np.array([np.nan])
-            tm = time_interleaved({"deviation": lambda: rp.deviation(cell, other, X),
-                                   "auto": lambda: certified_bound(cell, other, X)},
-                                  repeats=1 if quick else 3, warmup=0)
-            cr = paired_ratio(tm["auto"], tm["deviation"])["median"]
+            reps = 1 if quick else 5
+            wall = {"deviation": [], "auto": []}
+            cpu = {"deviation": [], "auto": []}
+            for _ in range(reps):
+                for key, fn in (("deviation", lambda: rp.deviation(cell, other, X)),
+                                ("auto", lambda: certified_bound(cell, other, X))):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    fn()
+                    wall[key].append(time.perf_counter() - t0)
+                    cpu[key].append(time.process_time() - c0)
+            cr = float(np.median(np.array(wall["auto"]) / np.array(wall["deviation"])))
+            cc = float(np.median(np.array(cpu["auto"]) / np.array(cpu["deviation"])))
             rows.append({"rank": r, "recall_accuracy": acc, "median": float(np.median(rat)),
                          "max": float(np.max(rat)), "bound_max": float(bd.max()),
-                         "cost_over_deviation": cr, "load": loadavg()})
-            print(f"  {Path(path).name:28s} rank {r:3d}: median {np.median(rat):.6g} max "
-                  f"{np.max(rat):.4g} bound_max {bd.max():.3g} cost {cr:.1f}x", flush=True)
-        out.append({"checkpoint": Path(path).name, "kind": cell.kind, "n": cell.n,
+                         "cost_over_deviation": cr, "cpu_cost_over_deviation": cc,
+                         "deviation_seconds": float(np.median(wall["deviation"])),
+                         "load": loadavg()})
+            print(f"  {name:28s} rank {r:3d}: median {np.median(rat):.6g} max "
+                  f"{np.max(rat):.4g} cost {cr:.1f}x (cpu {cc:.1f}x) load {loadavg()}",
+                  flush=True)
+        out.append({"checkpoint": name, "kind": cell.kind, "n": cell.n,
                     "T": X.shape[0], "B": X.shape[1], "rows": rows})
     return out
 

@@ -71,7 +71,7 @@ def cases(draw, max_n=6, max_T=30):
 def test_sound_against_rigorous_reference(case):
     cell, other, X, h0 = case
     lo, hi = truth_lower(cell, other, X, h0)
-    for tier in ("fast", "tight"):
+    for tier in ("fast", "tight", "auto"):
         bd = certified_bound(cell, other, X, h0, tier=tier)
         assert bd.shape == lo.shape
         assert np.all(bd >= lo), (tier, np.min(bd - lo))
@@ -90,7 +90,7 @@ def test_sound_medium_size(kind, sn, rel):
     other = perturbed(cell, rel, rng)
     X = rng.standard_normal((25, 1, 3))
     lo, _ = truth_lower(cell, other, X)
-    for tier in ("fast", "tight"):
+    for tier in ("fast", "tight", "auto"):
         assert np.all(certified_bound(cell, other, X, tier=tier) >= lo)
 
 
@@ -260,5 +260,89 @@ def test_sound_long_horizon_slow(kind, sn):
         X = rng.standard_normal((500, 1, 2))
         lo, hi, _ = interval_deviation_norm(cell, other, X, prec=200, max_prec=6400,
                                             rel_width=1e-6)
-        for tier in ("fast", "tight"):
+        for tier in ("fast", "tight", "auto"):
             assert np.all(certified_bound(cell, other, X, tier=tier) >= lo)
+
+
+# ------------------------------------------------ the block recursion of tier="auto"
+@pytest.fixture
+def blocks_always(monkeypatch):
+    """Switch the block recursion on from the first step, with short blocks."""
+    import rnnperturb.bounds.trajectory as tr
+    monkeypatch.setattr(tr, "AUTO_FRACTION", 0.0)
+    monkeypatch.setattr(tr, "AUTO_FLOOR", 0.0)
+    monkeypatch.setattr(tr._Lyapunov, "ACTIVATE", 0.0)
+    monkeypatch.setattr(tr, "AUTO_BLOCK", 3)
+    return tr
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(case=cases(max_n=8, max_T=25))
+def test_blocks_sound_against_rigorous_reference(blocks_always, case):
+    """The float32 block propagators (every step, blocks of 3) never undercut the truth."""
+    cell, other, X, h0 = case
+    lo, _ = truth_lower(cell, other, X, h0)
+    bd = certified_bound(cell, other, X, h0, tier="auto")
+    assert np.all(bd >= lo), np.min(bd - lo)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+@pytest.mark.parametrize("sn,rel", [(0.9, 1e-6), (3.0, 1e-3), (8.0, 0.3)])
+def test_blocks_sound_and_tight_medium(blocks_always, kind, sn, rel):
+    """n = 12, T = 30 with the block recursion on from the start: sound, and within
+    a relative 1e-6 of the tight tier where the deviation is far above rounding."""
+    rng = np.random.default_rng(11)
+    cell = random_cell(kind, 12, 3, spectral_norm=sn, bias_scale=1.0, seed=rng)
+    other = perturbed(cell, rel, rng)
+    X = rng.standard_normal((30, 2, 3))
+    lo, _ = truth_lower(cell, other, X)
+    auto = certified_bound(cell, other, X, tier="auto")
+    assert np.all(auto >= lo)
+    tight = certified_bound(cell, other, X, tier="tight")
+    m = lo > 1e-6
+    assert np.all(auto[m] <= tight[m] * (1 + 1e-6) + 1e-9)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_blocks_overflow_gives_a_sound_bound(blocks_always, kind):
+    """Weights so large that the float32 propagators overflow: the bound stays finite
+    and sound (the Gram matrices restart; the per-step recursion and the cap hold)."""
+    rng = np.random.default_rng(3)
+    cell = random_cell(kind, 6, 2, spectral_norm=1e3, bias_scale=0.0, seed=rng)
+    other = perturbed(cell, 1e-3, rng)
+    X = rng.standard_normal((12, 1, 2)) * 1e-3
+    lo, _ = truth_lower(cell, other, X)
+    bd = certified_bound(cell, other, X, tier="auto")
+    assert np.all(np.isfinite(bd)) and np.all(bd >= lo)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_f32value_error_bound(kind):
+    r"""F32Value: |float32 evaluation - exact map| <= gamma_D |L|_maj |Z| + alpha,
+    checked against a longdouble evaluation of the cell's tangent on random columns
+    (and on tiny ones, where float32 underflows)."""
+    from rnnperturb.cells.namespace import FLOAT
+    from rnnperturb.verified.linalg import ABS, AbsValue, F32Matrix, F32Value
+    rng = np.random.default_rng(5)
+    n, B = 16, 3
+    cell = random_cell(kind, n, 2, spectral_norm=2.0, seed=rng)
+    P = {k: np.asarray(v, np.float64) for k, v in cell.params.items()}
+    h = np.tanh(rng.standard_normal((B, n)))
+    x = rng.standard_normal((B, 2))
+    aux = cell.forward(FLOAT, P, h, x, lambda k, a: FLOAT.matvec(P[k], a))[1]
+    M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}
+    ld = np.longdouble
+    Pl = {k: np.asarray(v, ld) for k, v in P.items()}
+    auxl = {k: np.asarray(v, ld) for k, v in aux.items()}
+    for scale in (1.0, 1e-40):
+        Z = (rng.standard_normal((n, B, n)) * scale).astype(np.float32)
+        F = cell.tangent(FLOAT, P, h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
+                         lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+        # the exact map with the float64 coefficients: evaluate in longdouble
+        ex = cell.tangent(FLOAT, P, h, aux, Z.astype(ld),
+                          lambda nm, v: v @ Pl[nm].T, lambda nm: 0.0)
+        M = cell.tangent(ABS, P, h, aux, AbsValue(np.abs(Z).astype(np.float64)),
+                         lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0).bound()
+        err = np.abs(F.val.astype(ld) - ex)
+        assert np.all(err <= F.gamma() * M + F.alpha), float(np.max(err - F.gamma() * M))

@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = ["U64", "gamma", "up", "spectral_norm_upper", "frobenius_upper",
            "row_norms_upper", "one_inf_upper", "vec_norm_upper", "widen", "VerifiedMatrix",
-           "AbsValue", "ABS"]
+           "AbsValue", "ABS", "U32", "ETA32", "gamma32", "F32Matrix", "F32Value"]
 
 U64 = 2.0 ** -53
 _TINY = 1e-120
@@ -279,3 +279,133 @@ class AbsNamespace:
 
 #: The majorant namespace.
 ABS = AbsNamespace()
+
+
+# ------------------------------------- float32 evaluation of linear maps, with an error bound
+U32 = 2.0 ** -24
+#: Half the spacing of the float32 subnormals: the absolute error of an
+#: underflowing float32 product or conversion is at most this.
+ETA32 = 2.0 ** -150
+
+
+def gamma32(k: int) -> float:
+    r""":math:`\gamma_k = k u / (1 - k u)` for float32 (``u = 2^{-24}``), rounded up."""
+    ku = k * U32
+    if ku >= 0.5:
+        raise ValueError(f"k: expected k*u32 < 1/2, found k={k}")
+    return ku / (1.0 - ku) * (1 + 4 * U64)
+
+
+class F32Matrix:
+    """A float64 matrix prepared for :meth:`F32Value.matvec`: its float32
+    transpose ``AT32`` (c, r), inner dimension ``k`` = c and ``rowsum``, an
+    upper bound on :math:`\\max_i \\sum_j |A_{ij}|`."""
+
+    def __init__(self, A):
+        A = np.asarray(A, dtype=np.float64)
+        self.AT32 = np.ascontiguousarray(A.T.astype(np.float32))
+        self.k = A.shape[1]
+        self.rowsum = float(up(np.abs(A).sum(axis=1), self.k).max()) if A.size else 0.0
+
+
+class F32Value:
+    r"""Float32 evaluation of a *linear* expression, with its rounding depth.
+
+    The counterpart of :class:`AbsValue`: running a linear map
+    :math:`v \mapsto Lv` written with ``+ - *`` and matrix products (a cell's
+    tangent step, whose coefficient vectors are float64 arrays computed from
+    float64 intermediates) on an ``F32Value`` evaluates it in float32: every
+    float64 coefficient vector is rounded to float32 once, then multiplied;
+    every matrix product is one 2-D float32 GEMM (:class:`F32Matrix`).
+
+    Error bound. Let :math:`L` be the exact map with the float64 coefficients
+    and matrices (the map :class:`AbsValue` majorises, :math:`|L|_{maj}`).
+    IEEE float32 with gradual underflow gives :math:`fl(x\circ y) =
+    (x\circ y)(1+\delta) + \eta`, :math:`|\delta|\le u = 2^{-24}`,
+    :math:`|\eta|\le 2^{-150}` (:math:`\eta = 0` for sums), and the same for
+    the conversion of a float64 number. Expanding the evaluation path by path,
+    the output is :math:`\sum_{\text{paths}} (\text{product of coefficients})
+    \,v_j\prod(1+\delta) + \sum_\nu \eta_\nu\,(\text{downstream factors})`.
+    ``depth`` counts the factors :math:`(1+\delta)` on the longest path (a
+    coefficient product adds 2: conversion and product; a matrix product of
+    inner dimension k adds k + 1: conversion of the matrix and the dot product
+    in any order, FMA or not; a sum adds 1 to the deeper operand), so the first
+    sum differs from :math:`Lv` by at most :math:`\gamma_D\,|L|_{maj}|v|`
+    (Higham, Lemma 3.1/3.3), :math:`\gamma_D` = :func:`gamma32`. ``alpha``
+    bounds the second sum entrywise, propagated with the scalar bounds
+    ``mu`` :math:`\ge \max|\hat v|` of the computed intermediates (a product
+    by :math:`c` multiplies the absolute error by at most :math:`|fl(c)|(1+u)`
+    and adds :math:`2^{-150}(\mu + 1)`; a matrix product multiplies it by at
+    most the row-sum norm of the float32 matrix times :math:`1+\gamma_{k+1}`
+    and adds :math:`2^{-150}k(\mu+1)`; a sum adds the two). Hence
+
+    .. math::
+        |\widehat{Lv} - Lv| \le \gamma_D\,|L|_{maj}|v| + \alpha
+        \quad\text{(entrywise)}.
+
+    ``mu`` of the input is given by the caller (:math:`\ge \max|v|`). An
+    overflow gives Inf/NaN, which the caller must treat as "no bound".
+    """
+
+    __array_ufunc__ = None
+
+    def __init__(self, val, depth=0, alpha=0.0, mu=1.0):
+        self.val = val
+        self.depth = int(depth)
+        self.alpha = float(alpha)
+        self.mu = float(mu)
+
+    @staticmethod
+    def _is_zero(o):
+        return isinstance(o, (int, float)) and o == 0
+
+    def __add__(self, o):
+        if self._is_zero(o):
+            return self
+        if isinstance(o, F32Value):
+            g = 1 + 4 * U32
+            return F32Value(self.val + o.val, max(self.depth, o.depth) + 1,
+                            (self.alpha + o.alpha) * g, (self.mu + o.mu) * g)
+        raise TypeError("F32Value: only linear expressions (no constant terms) are supported")
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        if self._is_zero(o):
+            return self
+        if isinstance(o, F32Value):
+            g = 1 + 4 * U32
+            return F32Value(self.val - o.val, max(self.depth, o.depth) + 1,
+                            (self.alpha + o.alpha) * g, (self.mu + o.mu) * g)
+        raise TypeError("F32Value: only linear expressions (no constant terms) are supported")
+
+    def __rsub__(self, o):
+        return (-self).__add__(o)
+
+    def __neg__(self):
+        return F32Value(-self.val, self.depth, self.alpha, self.mu)
+
+    def __mul__(self, o):
+        if isinstance(o, F32Value):
+            raise TypeError("F32Value: the expression must be linear in the argument")
+        c = np.asarray(o)
+        cmax = float(np.max(np.abs(c))) if c.size else 0.0
+        g = (cmax * (1 + 4 * U32) + 2 * ETA32) * (1 + 4 * U32)
+        return F32Value(self.val * c.astype(np.float32), self.depth + 2,
+                        g * self.alpha + 2 * ETA32 * (self.mu + 1), g * self.mu + 2 * ETA32)
+
+    __rmul__ = __mul__
+
+    def matvec(self, M):
+        """:math:`A v` for a batch of rows, ``v @ A.T`` as one 2-D float32 GEMM; ``M``
+        an :class:`F32Matrix` of A."""
+        v = self.val
+        out = (v.reshape(-1, v.shape[-1]) @ M.AT32).reshape(v.shape[:-1] + (M.AT32.shape[1],))
+        g = (M.rowsum * (1 + 4 * U32) + 2 * M.k * ETA32) * (1 + 2 * gamma32(M.k + 2))
+        return F32Value(out, self.depth + M.k + 1,
+                        g * self.alpha + 2 * M.k * ETA32 * (self.mu + 1),
+                        g * self.mu + 2 * M.k * ETA32)
+
+    def gamma(self) -> float:
+        """:math:`\\gamma_D` of the expression (float32)."""
+        return gamma32(max(self.depth, 1))
