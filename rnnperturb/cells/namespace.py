@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sigmoid", "FloatNamespace", "FLOAT"]
+__all__ = ["sigmoid", "FloatNamespace", "FLOAT", "DiagonalStack"]
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -37,6 +37,70 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
     return out
 
 
+class DiagonalStack:
+    r"""A stack of scaled basis vectors, kept symbolic: entry ``[j, b, i]`` is
+    :math:`d_{b,j}\,\delta_{ij}`, for ``d`` of shape (B, k).
+
+    The tangent step applied to the standard basis (to form a Jacobian or a
+    forcing matrix column by column) multiplies such stacks by vectors and by
+    matrices; kept symbolic, a product with a vector stays a DiagonalStack and
+    a product with a matrix is a broadcast of its columns (``A e_j = A[:, j]``,
+    exactly what a GEMM with the basis gives, without the O(n^3) work). Any
+    other operation turns it into the dense (k, B, k) array.
+    """
+
+    __array_ufunc__ = None      # make NumPy defer to the reflected operators below
+
+    def __init__(self, d):
+        self.d = d
+
+    def dense(self):
+        B, k = self.d.shape
+        out = np.zeros((k, B, k), dtype=self.d.dtype)
+        idx = np.arange(k)
+        out[idx, :, idx] = self.d.T
+        return out
+
+    @staticmethod
+    def _vector(other):
+        """``other`` as something that broadcasts against (B, k), or None."""
+        return other if np.ndim(other) <= 2 else None
+
+    def __mul__(self, other):
+        if isinstance(other, DiagonalStack):
+            return DiagonalStack(self.d * other.d)
+        if self._vector(other) is not None:
+            return DiagonalStack(self.d * other)
+        return self.dense() * other
+
+    __rmul__ = __mul__
+
+    def __add__(self, other):
+        if isinstance(other, DiagonalStack):
+            return DiagonalStack(self.d + other.d)
+        if np.ndim(other) == 0 and other == 0:
+            return self
+        return self.dense() + other
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return DiagonalStack(-self.d)
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    def matvec(self, A):
+        """:math:`A v` for every vector of the stack: ``[j, b, i] = A[i, j] d[b, j]``."""
+        if not self.d.any():
+            return DiagonalStack(np.zeros(self.d.shape[:1] + (A.shape[0],),
+                                          np.result_type(A, self.d)))
+        return A.T[:, None, :] * self.d.T[:, :, None]
+
+
 class FloatNamespace:
     """The namespace of NumPy floating-point arrays (float32, float64, longdouble)."""
 
@@ -45,7 +109,10 @@ class FloatNamespace:
 
     @staticmethod
     def matvec(A, v):
-        """``A v`` for a batch ``v`` (..., k): one 2-D GEMM over all leading axes."""
+        """``A v`` for a batch ``v`` (..., k): one 2-D GEMM over all leading axes
+        (a :class:`DiagonalStack` is multiplied column by column, without a GEMM)."""
+        if isinstance(v, DiagonalStack):
+            return v.matvec(A)
         if v.ndim <= 2:
             return v @ A.T
         return (v.reshape(-1, v.shape[-1]) @ A.T).reshape(v.shape[:-1] + (A.shape[0],))

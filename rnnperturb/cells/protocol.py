@@ -44,7 +44,7 @@ from typing import ClassVar
 import numpy as np
 
 from rnnperturb._checks import as_h0, as_inputs, as_param
-from rnnperturb.cells.namespace import FLOAT, sigmoid
+from rnnperturb.cells.namespace import FLOAT, DiagonalStack, sigmoid
 
 __all__ = ["Cell", "sigmoid"]
 
@@ -524,16 +524,18 @@ class Cell:
         return self.forward(FLOAT, P, h, x, lambda k, a: FLOAT.matvec(P[k], a))[0]
 
     def _basis(self, k, B):
-        """The standard basis as a stack of k batches, shape (k, B, k)."""
-        E = np.zeros((k, B, k), dtype=self.dtype)
-        idx = np.arange(k)
-        E[idx, :, idx] = 1.0
-        return E
+        """The standard basis in every batch row, as a symbolic stack (k, B, k)."""
+        return DiagonalStack(np.ones((B, k), dtype=self.dtype))
+
+    @staticmethod
+    def _columns(Z):
+        """A tangent stack over the basis, (k, B, n), as matrices (B, n, k)."""
+        Z = Z.dense() if isinstance(Z, DiagonalStack) else Z
+        return np.ascontiguousarray(Z.transpose(1, 2, 0))
 
     def _jacobian(self, h, x):
         _, aux, _ = self.nominal(h, x)
-        Z = self.tangent_step(h, aux, self._basis(self.n, h.shape[0]))   # (n_j, B, n_i)
-        return np.ascontiguousarray(Z.transpose(1, 2, 0))
+        return self._columns(self.tangent_step(h, aux, self._basis(self.n, h.shape[0])))
 
     def _jvp(self, h, x, dh, dW):
         hn, aux, regs = self.nominal(h, x)
@@ -564,27 +566,8 @@ class Cell:
         """
         hn, aux, regs = self.nominal(h, x)
         B, n = h.shape
-        P = self._matrices()
-        E = self._basis(n, B)                         # (n, B, n): e_j in every batch row
-        Z0 = np.zeros((n, B, n), self.dtype)
-
-        def rec_with(force):
-            # W_k v (+ forcing) without a GEMM when v is the basis E itself (W_k e_j
-            # is column j of W_k, exactly) or the zero stack Z0 (the product is 0)
-            def rec(k, v):
-                if v is E:
-                    out = np.broadcast_to(P[k].T[:, None, :], E.shape).copy()
-                elif v is Z0:
-                    out = np.zeros(E.shape, np.result_type(P[k], v))
-                else:
-                    out = FLOAT.matvec(P[k], v)
-                return out + force[k] if k in force else out
-            return rec
-
-        def dinp(k):
-            return 0.0
-        J = np.ascontiguousarray(
-            self.tangent(FLOAT, P, h, aux, E, rec_with({}), dinp).transpose(1, 2, 0))
+        E = self._basis(n, B)                         # e_j in every batch row, symbolic
+        J = self._columns(self.tangent_step(h, aux, E))
         zero = np.zeros_like(h)
         forcing = {}
         for k in self.recurrent_names:
@@ -592,8 +575,8 @@ class Cell:
                 d = self.tangent_step(h, aux, zero, {k: np.ones_like(h)})
                 forcing[k] = (True, d, regs[k])
             else:
-                Z = self.tangent(FLOAT, P, h, aux, Z0, rec_with({k: E}), dinp)
-                forcing[k] = (False, np.ascontiguousarray(Z.transpose(1, 2, 0)), regs[k])
+                Z = self.tangent_step(h, aux, DiagonalStack(np.zeros((B, n), self.dtype)), {k: E})
+                forcing[k] = (False, self._columns(Z), regs[k])
         return hn, J, forcing
 
     def input_jacobian(self, h, x) -> np.ndarray:
@@ -613,7 +596,7 @@ class Cell:
         B = h2.shape[0]
         Z = self.tangent_step(h2, aux, np.zeros((self.m, B, self.n), self.dtype),
                               dx=self._basis(self.m, B))                  # (m, B, n)
-        G = np.ascontiguousarray(Z.transpose(1, 2, 0))
+        G = self._columns(Z)
         return G[0] if single else G
 
     # ------------------------------------------------------------ properties
