@@ -98,3 +98,88 @@ def test_incompatible_raises(elman):
         rp.compression_cost(elman, other)
     with pytest.raises(ValueError, match="index_bytes: expected an integer"):
         rp.compression_cost(elman, elman, index_bytes=0)
+
+
+# ----- storage about the identity (issue 14, item 4): W = I + L R
+
+def test_identity_lowrank_hand_computed(elman):
+    small = rp.truncate_svd(elman, rank=1, about="identity")
+    # the same cell costed without about: I + rank 1 is full rank, so dense as before
+    c = rp.compression_cost(elman, small)
+    assert c.matrices["W"].format == "dense" and c.params == 28 and c.matrices["W"].about is None
+    assert c.matrices["W"].rank_about is None
+    c = rp.compression_cost(elman, small, about="identity")
+    m = c.matrices["W"]
+    # I + L R, L 4x1, R 1x4: 8 numbers (none for I), 8 + 4 multiply-adds, 64 bytes
+    assert (m.format, m.about, m.rank_about, m.rank) == ("identity_lowrank", "identity", 1, 4)
+    assert (m.params, m.macs, m.bytes) == (8, 12, 64)
+    assert (c.params, c.macs, c.bytes) == (12 + 8, 8 + 12, 96 + 64)
+    assert c.ratio_params == pytest.approx(20 / 28) and c.ratio_macs == pytest.approx(20 / 24)
+    assert c.ratio_bytes == pytest.approx(160 / 224)
+    assert (c.params_original, c.macs_original, c.bytes_original) == (28, 24, 224)
+    # rank 0: W = I, nothing stored and no arithmetic (W h = h)
+    c0 = rp.compression_cost(elman, rp.truncate_svd(elman, rank=0, about="identity"),
+                             about="identity")
+    assert (c0.matrices["W"].format, c0.params, c0.macs, c0.bytes) == \
+        ("identity_lowrank", 12, 8, 96)
+    # rank n/2 does not pay: dense, with the rank of W - I still reported
+    c2 = rp.compression_cost(elman, rp.truncate_svd(elman, rank=2, about="identity"),
+                             about="identity")
+    assert (c2.matrices["W"].format, c2.matrices["W"].rank_about, c2.params) == ("dense", 2, 28)
+    # a plain truncation costed with about: W - I has full rank, the plain factors stay
+    c1 = rp.compression_cost(elman, rp.truncate_svd(elman, rank=1), about="identity")
+    m = c1.matrices["W"]
+    assert (m.format, m.about, m.rank, m.rank_about, m.params, m.macs) == \
+        ("lowrank", None, 1, 4, 8, 8)
+
+
+def test_identity_lowrank_larger_and_mgru():
+    cell = random_cell("elman", 10, 3, seed=4)
+    c = rp.compression_cost(cell, rp.truncate_svd(cell, rank=3, about="identity"),
+                            about="identity")
+    # 2 * 10 * 3 = 60 numbers and 60 + 10 multiply-adds; inputs U 30 + b 10
+    assert (c.matrices["W"].params, c.matrices["W"].macs, c.matrices["W"].bytes) == (60, 70, 480)
+    assert (c.params, c.macs) == (40 + 60, 30 + 70)
+    mg = random_cell("mgru", 4, 2, seed=2)
+    small = rp.truncate_svd(mg, rank={"Wh": 1}, about={"Wh": "identity"})
+    c = rp.compression_cost(mg, small, about={"Wh": "identity"})
+    assert c.matrices["Wf"].format == "dense" and c.matrices["Wf"].rank_about is None
+    assert (c.matrices["Wh"].format, c.matrices["Wh"].params, c.matrices["Wh"].macs) == \
+        ("identity_lowrank", 8, 12)
+    # inputs Uf, Uh 16 + biases 8; Wf dense 16; Wh 8 (12 multiply-adds)
+    assert (c.params, c.macs) == (24 + 16 + 8, 16 + 16 + 12)
+
+
+def test_identity_lowrank_float32_rounding():
+    """The diagonal of I + LR rounded to float32 must not raise the rank of W - I."""
+    c32 = rp.cells.cell_from_params("elman", random_cell("elman", 8, 2, seed=5).params,
+                                    dtype=np.float32)
+    small = rp.truncate_svd(c32, rank=2, about="identity")
+    m = rp.compression_cost(c32, small, about="identity").matrices["W"]
+    assert (m.format, m.rank_about, m.params, m.macs, m.bytes) == \
+        ("identity_lowrank", 2, 32, 40, 128)
+
+
+def test_factors_about_identity(kind):
+    cell = random_cell(kind, 8, 2, seed=6)
+    first = cell.recurrent_names[0]
+    small = rp.truncate_svd(cell, rank={first: 3}, about="identity")
+    F = rp.factors(small, about={first: "identity"})
+    L, R = F[first]
+    assert L.shape == (8, 3) and R.shape == (3, 8)
+    np.testing.assert_allclose(np.eye(8) + L @ R, small.recurrent[first], atol=1e-12)
+    h = np.random.default_rng(1).standard_normal(8)
+    np.testing.assert_allclose(h + (h @ R.T) @ L.T, small.recurrent[first] @ h, atol=1e-12)
+    for k in cell.recurrent_names[1:]:       # the others: plain factors of the full matrix
+        L, R = F[k]
+        assert L.shape == (8, 8)
+        np.testing.assert_allclose(L @ R, small.recurrent[k], atol=1e-12)
+
+
+def test_bad_about_cost(elman):
+    with pytest.raises(ValueError, match=r"about: expected None, 'identity' or a dict"):
+        rp.compression_cost(elman, elman, about="I")
+    with pytest.raises(ValueError, match=r"about: expected keys among the recurrent matrices"):
+        rp.factors(elman, about={"Wf": "identity"})
+    with pytest.raises(ValueError, match=r"about: expected None or 'identity', found 'eye'"):
+        rp.perturb.cost.matrix_cost("W", np.eye(3), about="eye")

@@ -311,3 +311,139 @@ def test_weighted_low_rank_attains_eckart_young_bound(seed, n, data):
 def _sqrtm(S):
     w, V = np.linalg.eigh(S)
     return (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+
+
+# ----- truncation about the identity (issue 14, item 4)
+
+ALL_KINDS = sorted(rp.cells.CELL_TYPES)
+
+
+@pytest.mark.parametrize("cell_kind", ALL_KINDS)
+@pytest.mark.parametrize("r", [0, 1, 3, 5, 8])
+def test_eckart_young_about_identity(cell_kind, r):
+    """||W_r - W||_2 = σ_{r+1}(W - I), ||W_r - W||_F = tail of σ(W - I), rank(W_r - I) = r,
+    rank 0 gives I exactly, rank n gives W exactly."""
+    n = 8
+    cell = random_cell(cell_kind, n, 3, spectral_norm=1.3, seed=20 + r)
+    small = rp.truncate_svd(cell, rank=r, about="identity")
+    assert type(small) is type(cell)
+    I = np.eye(n)
+    for k, W in cell.recurrent.items():
+        s = np.linalg.svd(W - I, compute_uv=False)
+        A = small.recurrent[k]
+        dW = A - W
+        assert np.linalg.norm(dW, 2) == pytest.approx(s[r] if r < n else 0.0, abs=1e-12)
+        assert np.linalg.norm(dW) == pytest.approx(np.sqrt(np.sum(s[r:] ** 2)), abs=1e-12)
+        assert np.linalg.matrix_rank(A - I, tol=1e-10) == r
+        if r == 0:
+            np.testing.assert_array_equal(A, I)
+        if r == n:
+            np.testing.assert_array_equal(A, W)
+        # and it is not plain truncation: W_r itself has full rank for r < n
+        if 0 < r < n:
+            assert np.linalg.matrix_rank(A, tol=1e-10) == n
+            s_plain = np.linalg.svd(W, compute_uv=False)
+            assert np.linalg.norm(rp.truncate_svd(cell, rank=r).recurrent[k] - W, 2) == \
+                pytest.approx(s_plain[r], abs=1e-12)
+    for k in cell.input_params:
+        np.testing.assert_array_equal(getattr(small, k), getattr(cell, k))
+
+
+def test_identity_near_identity_matrix_is_cheap():
+    """W = I + (rank 2): about the identity, rank 2 is exact; plain needs rank n."""
+    rng = np.random.default_rng(4)
+    n = 7
+    cell = random_cell("elman", n, 2, seed=3)
+    W = np.eye(n) + 0.3 * rng.standard_normal((n, 2)) @ rng.standard_normal((2, n))
+    cell = cell.replace(W=W)
+    np.testing.assert_allclose(rp.truncate_svd(cell, rank=2, about="identity").W, W, atol=1e-14)
+    assert np.linalg.norm(rp.truncate_svd(cell, rank=2).W - W, 2) > 0.5
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_data_aware_about_identity_is_optimal(kind, r):
+    """min over A = I + B, rank B <= r, of the mean squared forcing ||(W - A) a||^2:
+    the closed form attains the Eckart–Young bound of (W - I) M^½ and a BFGS search
+    over the factors of B finds nothing better."""
+    n = 4
+    cell = random_cell(kind, n, 2, spectral_norm=1.5, seed=30 + r)
+    X = _inputs(T=6, B=3, m=2, seed=r)
+    small = rp.truncate_svd(cell, rank=r, data=X, about="identity")
+    plain_id = rp.truncate_svd(cell, rank=r, about="identity")
+    M = rp.forcing_moments(cell, X)
+    R = _regressors(cell, X)
+    I = np.eye(n)
+    for k, W in cell.recurrent.items():
+        A = small.recurrent[k]
+        assert np.linalg.matrix_rank(A - I, tol=1e-10) <= r
+        ours = _objective(W, A, R[k])
+        s = np.linalg.svd((W - I) @ _sqrtm(M[k]), compute_uv=False)
+        assert ours == pytest.approx(float(np.sum(s[r:] ** 2)), rel=1e-9, abs=1e-13)
+        best = _brute_force_min(W - I, r, lambda B_: _objective(W, I + B_, R[k]), seed=r)
+        assert ours <= best + 1e-10 * max(1.0, best)
+        assert best <= ours * (1 + 1e-6) + 1e-12
+        assert ours <= _objective(W, plain_id.recurrent[k], R[k]) + 1e-12
+
+
+def test_propagation_and_weights_about_identity(kind):
+    """Every weighting about I is I + weighted_low_rank(W - I, same weights), and
+    precomputed weights give the same cell as data=."""
+    cell = random_cell(kind, 6, 3, seed=12)
+    X = _inputs(T=9, B=2, seed=6)
+    I = np.eye(6)
+    for weighting in ("forcing", "propagation"):
+        w = rp.truncation_weights(cell, X, weighting=weighting, target=2)
+        a = rp.truncate_svd(cell, rank=2, weights=w, about="identity")
+        b = rp.truncate_svd(cell, rank=2, data=X, weighting=weighting, target=2,
+                            about="identity")
+        for k in cell.recurrent_names:
+            np.testing.assert_array_equal(a.recurrent[k], b.recurrent[k])
+            M, left = w[k]
+            np.testing.assert_allclose(
+                a.recurrent[k], I + rp.weighted_low_rank(cell.recurrent[k] - I, rank=2,
+                                                         moment=M, left=left), atol=1e-13)
+            if left is not None:      # attains the two-sided Eckart–Young bound
+                Qh, Mh = _sqrtm(left), _sqrtm(M)
+                s = np.linalg.svd(Qh @ (cell.recurrent[k] - I) @ Mh, compute_uv=False)
+                obj = float(np.sum((Qh @ (cell.recurrent[k] - a.recurrent[k]) @ Mh) ** 2))
+                assert obj == pytest.approx(float(np.sum(s[2:] ** 2)), rel=1e-9, abs=1e-13)
+
+
+def test_about_per_matrix_and_float32():
+    cell = random_cell("mgru", 6, 2, seed=13)
+    I = np.eye(6)
+    mixed = rp.truncate_svd(cell, rank=2, about={"Wh": "identity"})
+    np.testing.assert_array_equal(mixed.Wf, rp.truncate_svd(cell, rank=2).Wf)
+    np.testing.assert_array_equal(mixed.Wh, rp.truncate_svd(cell, rank=2, about="identity").Wh)
+    assert np.linalg.matrix_rank(mixed.Wh - I, tol=1e-10) == 2
+    # Wf alone about I, Wh kept exactly
+    only_f = rp.truncate_svd(cell, rank={"Wf": 1}, about="identity")
+    np.testing.assert_array_equal(only_f.Wh, cell.Wh)
+    assert np.linalg.matrix_rank(only_f.Wf - I, tol=1e-10) == 1
+    # explicit None entries are plain
+    same = rp.truncate_svd(cell, rank=2, about={"Wf": None, "Wh": None})
+    for k in cell.recurrent_names:
+        np.testing.assert_array_equal(same.recurrent[k], rp.truncate_svd(cell, rank=2).recurrent[k])
+    c32 = rp.cells.cell_from_params("elman", random_cell("elman", 6, 2, seed=1).params,
+                                    dtype=np.float32)
+    s32 = rp.truncate_svd(c32, rank=2, about="identity")
+    assert s32.W.dtype == np.float32
+    sv = np.linalg.svd(s32.W.astype(np.float64) - I, compute_uv=False)
+    assert sv[2] < 1e-6 * sv[0]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("Identity", r"about: expected None, 'identity' or a dict over \['W'\] of ElmanRNN, "
+                 r"found 'Identity'"),
+    ("zero", r"about: expected None, 'identity' or a dict over \['W'\]"),
+    (1, r"about: expected None, 'identity' or a dict"),
+    ({"Wh": "identity"}, r"about: expected keys among the recurrent matrices \['W'\] of "
+                         r"ElmanRNN, found \['Wh'\]"),
+    ({"W": "eye"}, r"about\['W'\]: expected None or 'identity', found 'eye'"),
+])
+def test_bad_about(bad, match):
+    cell = random_cell("elman", 6, 2, seed=0)
+    with pytest.raises(ValueError, match=match):
+        rp.truncate_svd(cell, rank=2, about=bad)
+    with pytest.raises(ValueError, match=match):
+        rp.compression_cost(cell, cell, about=bad)

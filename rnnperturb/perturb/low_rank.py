@@ -76,6 +76,40 @@ truncation with the weights :math:`M_w`. The minimiser is
 singular projector of :math:`Q_\lambda^{1/2} W M_w^{1/2}` (same argument as
 above). This is a heuristic: it minimises a separable surrogate of the
 first-order target error, not the error itself.
+
+**About the identity** (``about="identity"``, any of the weightings above):
+truncate :math:`W - I` and keep :math:`I`,
+
+.. math::
+    A = I + [W - I]_r ,
+
+where :math:`[\,\cdot\,]_r` is the rank-r approximation of the chosen weighting
+(Eckart–Young, data-aware or propagation-weighted) applied to :math:`W - I`
+in place of :math:`W`. Every objective above depends on A only through
+:math:`W - A = (W - I) - (A - I)`, so the same closed forms give the minimiser
+over the affine set :math:`\{I + B : \operatorname{rank} B \le r\}`: plain,
+:math:`\|W - A\|_2 = \sigma_{r+1}(W - I)`; data-aware, the minimum of
+:math:`\|(W - A)M^{1/2}\|_F^2` over that set (on a singular M the completion of
+the module notes uses :math:`W - I`, so unvisited directions keep the action
+:math:`I + \Pi_r(W - I)`). Rank 0 gives :math:`A = I`. The stored form is
+:math:`I + LR` (2nr numbers, nothing for I; 2nr + n multiply-adds per step,
+the n for adding :math:`h`, none at r = 0); :func:`rnnperturb.compression_cost` and
+:func:`rnnperturb.factors` count it that way when given the same ``about``.
+
+*What it means per cell.* The approximation is defined for any square
+recurrent matrix, so ``about`` is accepted for every cell and every matrix
+(a dict such as ``{"Wh": "identity"}`` chooses per matrix; unnamed matrices
+are truncated about 0, i.e. plainly). It has a structural meaning where the
+identity *is* the state-holding term inside a matrix: the tanh RNN
+:math:`h_t = \tanh(W h_{t-1} + Ux_t + b)` trained from :math:`W = I` keeps
+:math:`h_t \approx h_{t-1}` through :math:`W \approx I`, which plain truncation
+removes. In gated cells the state is held outside the matrices (the MGRU's
+:math:`(1 - f_t)\odot h_{t-1}`, the GRU's :math:`z_t\odot h_{t-1}`), so for
+``Wf``/``Wh`` (``Wr``, ``Wz``, ``Wn``) the identity is merely another anchor:
+``Wh`` = I makes the candidate :math:`\tanh(f\odot h + \dots)` copy the gated
+state, ``Wf`` = I feeds each unit's state to its own gate. Whether that
+helps is an empirical question (``validation/exp_identity_truncation.py``
+measures it; on the shipped MGRU memorization nets it does not).
 """
 from __future__ import annotations
 
@@ -86,7 +120,10 @@ import numpy as np
 from rnnperturb._checks import as_h0, as_inputs, as_param, check_int, check_positive
 
 __all__ = ["truncate_svd", "truncation_weights", "weighted_low_rank", "forcing_moments",
-           "propagation_weights", "resolve_ranks", "target_mask"]
+           "propagation_weights", "resolve_ranks", "resolve_about", "target_mask"]
+
+#: The anchors a low-rank factorisation may be taken about: None (0, plain) or the identity.
+ABOUT = (None, "identity")
 
 
 def resolve_ranks(cell, rank, *, name: str = "rank") -> dict[str, int]:
@@ -104,6 +141,43 @@ def resolve_ranks(cell, rank, *, name: str = "rank") -> dict[str, int]:
                          f"{list(cell.recurrent_names)}, found {rank!r}")
     r = check_int(name, rank, low=0, high=n)
     return {k: r for k in cell.recurrent_names}
+
+
+def resolve_about(cell, about, *, name: str = "about") -> dict[str, str | None]:
+    """Validate ``about`` and return ``{matrix name: None or 'identity'}`` for every
+    recurrent matrix of ``cell``.
+
+    Parameters
+    ----------
+    cell : Cell
+    about : None, 'identity', or dict of str to (None or 'identity')
+        None: every factorisation is plain (about 0); ``'identity'``: every
+        recurrent matrix is factorised about I; a dict names some matrices
+        (e.g. ``{"W": "identity"}``, ``{"Wh": "identity"}``), the others are
+        plain.
+    name : str
+        Argument name used in error messages.
+
+    Raises
+    ------
+    ValueError
+        For an unknown anchor or an unknown matrix name (naming the cell and
+        the matrices it has).
+    """
+    names = list(cell.recurrent_names)
+    if isinstance(about, dict):
+        unknown = sorted(set(about) - set(names))
+        if unknown:
+            raise ValueError(f"{name}: expected keys among the recurrent matrices {names} of "
+                             f"{type(cell).__name__}, found {unknown}")
+        for k, v in about.items():
+            if not (v is None or (isinstance(v, str) and v in ABOUT)):
+                raise ValueError(f"{name}[{k!r}]: expected None or 'identity', found {v!r}")
+        return {k: about.get(k) for k in names}
+    if not (about is None or (isinstance(about, str) and about in ABOUT)):
+        raise ValueError(f"{name}: expected None, 'identity' or a dict over {names} of "
+                         f"{type(cell).__name__}, found {about!r}")
+    return {k: about for k in names}
 
 
 def _psd_sqrt(S: np.ndarray) -> np.ndarray:
@@ -355,7 +429,7 @@ def truncation_weights(cell, X, *, weighting: str = "forcing", target=None,
 
 
 def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=None,
-                 ridge: float = 0.01, h0=None, weights=None):
+                 ridge: float = 0.01, h0=None, weights=None, about=None):
     r"""Truncate recurrent matrices to low rank.
 
     Parameters
@@ -382,6 +456,13 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
     weights : dict, optional
         Precomputed :func:`truncation_weights` (then ``data`` and
         ``weighting`` must be None).
+    about : None, 'identity', or dict of str to (None or 'identity')
+        The anchor of the factorisation (see the module notes): None (default)
+        truncates W itself; ``'identity'`` returns :math:`I + [W - I]_r` for
+        every truncated matrix; a dict chooses per matrix (unnamed: None).
+        Matrices kept at rank n are returned exactly whatever ``about`` says.
+        Pass the same ``about`` to :func:`rnnperturb.compression_cost` to count
+        the stored form :math:`I + LR`.
 
     Returns
     -------
@@ -392,9 +473,10 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
     ------
     ValueError
         For a rank out of [0, n], unknown matrix names, a weighting that needs
-        ``data`` without it, or an unknown weighting.
+        ``data`` without it, an unknown weighting, or an unknown ``about``.
     """
     ranks = resolve_ranks(cell, rank)
+    anchors = resolve_about(cell, about)
     if weights is not None:
         if data is not None or weighting is not None:
             raise ValueError("weights: expected data=None and weighting=None with precomputed "
@@ -415,17 +497,28 @@ def truncate_svd(cell, *, rank, data=None, weighting: str | None = None, target=
         raise ValueError("data: expected None for weighting='svd' (plain SVD ignores data), "
                          "found an array")
     todo = {k: r for k, r in ranks.items() if r < cell.n}
+    eye = np.eye(cell.n)
+    # W - anchor, truncated, plus the anchor (0 or I): the same closed forms about I
+    offset = {k: (eye if anchors[k] == "identity" else None) for k in todo}
+
+    def shifted(k):
+        W = np.asarray(cell.recurrent[k], dtype=np.float64)
+        return W if offset[k] is None else W - offset[k]
+
+    def unshift(k, A):
+        return A if offset[k] is None else A + offset[k]
+
     new = {}
     if weighting == "svd" or not todo:
         for k, r in todo.items():
-            new[k] = weighted_low_rank(cell.recurrent[k], rank=r)
+            new[k] = unshift(k, weighted_low_rank(shifted(k), rank=r))
     else:
         if weighting != "given":
             weights = truncation_weights(cell, data, weighting=weighting, target=target,
                                          ridge=ridge, h0=h0)
         for k, r in todo.items():
             M, left = weights[k]
-            new[k] = weighted_low_rank(cell.recurrent[k], rank=r, moment=M, left=left)
+            new[k] = unshift(k, weighted_low_rank(shifted(k), rank=r, moment=M, left=left))
     if not new:
         return cell.replace()
     return cell.replace(**{k: v.astype(cell.dtype) for k, v in new.items()})
