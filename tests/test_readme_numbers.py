@@ -335,3 +335,21 @@ def test_certified_safe_rank_gap_and_tightness():
         gaps.append(100.0 * (cert - emp) / n)
     assert (round(min(gaps)), round(max(gaps))) == (lo_pct, hi_pct), gaps
     assert max(ratios) <= ratio_max, max(ratios)
+
+
+# --- identity-aware truncation (validation.exp_identity_truncation) ----------------------------
+
+def test_identity_aware_kept_ranks_match_readme():
+    """README: 'lowers the tanh RNN's kept rank (>= 99 % recall) from ... to a / b / c
+    (D = 10 / 20 / 50)' with truncate_svd(about="identity"); exact integers."""
+    m = re.search(r"to (\d+) / (\d+) / (\d+)\s+\(D = 10 / 20 / 50\)", _readme())
+    assert m, "README: the identity-aware kept ranks are missing"
+    claimed = tuple(int(v) for v in m.groups())
+    found = []
+    for D in (10, 20, 50):
+        cell, meta = rp.load_with_metadata(os.path.join(CKPT, f"elman_memorization_D{D}.npz"))
+        task = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"])
+        base = _performance(cell, task)
+        found.append(_kept_rank(lambda r: _performance(
+            rp.truncate_svd(cell, rank=r, about="identity"), task) / base, cell.n))
+    assert tuple(found) == claimed
