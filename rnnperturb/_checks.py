@@ -18,6 +18,7 @@ __all__ = [
     "check_positive",
     "check_int",
     "check_compatible",
+    "recurrent_subset",
     "as_generator",
     "check_horizon",
     "check_elements",
@@ -328,3 +329,18 @@ def check_regular_file(name: str, path, *, what: str = "file") -> str:
                 "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
         raise ValueError(f"{name}: expected a regular {what}, found {kind} at {describe(path, 300)}")
     return path
+
+
+def recurrent_subset(cell, names) -> tuple[str, ...]:
+    """The recurrent matrices an operation touches: ``names`` (a name, a sequence of
+    names, or None for all of ``cell.recurrent_names``), checked against the cell."""
+    if names is None:
+        return tuple(cell.recurrent_names)
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    unknown = sorted(set(names) - set(cell.recurrent_names))
+    if unknown or not names:
+        raise ValueError(f"names: expected names among {list(cell.recurrent_names)}, "
+                         f"found {unknown or 'none'}")
+    return names

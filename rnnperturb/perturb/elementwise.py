@@ -28,23 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnperturb._checks import check_int, check_positive
+from rnnperturb._checks import check_int, check_positive, recurrent_subset
 from rnnperturb._checks import as_generator as _rng
 
 __all__ = ["quantize", "prune", "weight_noise", "quantize_matrix"]
-
-
-def _names(cell, names):
-    if names is None:
-        return tuple(cell.recurrent_names)
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    unknown = sorted(set(names) - set(cell.recurrent_names))
-    if unknown or not names:
-        raise ValueError(f"names: expected names among {list(cell.recurrent_names)}, "
-                         f"found {unknown or 'none'}")
-    return names
 
 
 def quantize_matrix(W, *, bits: int, scheme: str = "per_matrix"):
@@ -95,7 +82,7 @@ def quantize(cell, *, bits: int, scheme: str = "per_matrix", names=None):
     -------
     Cell
     """
-    names = _names(cell, names)
+    names = recurrent_subset(cell, names)
     new = {k: quantize_matrix(cell.recurrent[k], bits=bits, scheme=scheme)[0].astype(cell.dtype)
            for k in names}
     return cell.replace(**new)
@@ -117,7 +104,7 @@ def prune(cell, *, fraction: float, names=None):
     -------
     Cell
     """
-    names = _names(cell, names)
+    names = recurrent_subset(cell, names)
     frac = check_positive("fraction", fraction, allow_zero=True)
     if frac > 1:
         raise ValueError(f"fraction: expected a number in [0, 1], found {fraction!r}")
@@ -149,7 +136,7 @@ def weight_noise(cell, *, std: float, seed, names=None):
     -------
     Cell
     """
-    names = _names(cell, names)
+    names = recurrent_subset(cell, names)
     s = check_positive("std", std, allow_zero=True)
     rng = _rng(seed)
     new = {}

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import as_generator, check_int, check_positive, describe
+from rnnperturb._checks import (as_generator, check_int, check_positive, describe,
+                                recurrent_subset)
 
 __all__ = ["Ball", "Box", "quantization", "drift", "PerturbationSet"]
 
@@ -241,19 +242,6 @@ class Box(PerturbationSet):
         return out
 
 
-def _names(cell, names):
-    if names is None:
-        return tuple(cell.recurrent_names)
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    unknown = sorted(set(names) - set(cell.recurrent_names))
-    if unknown or not names:
-        raise ValueError(f"names: expected names among {list(cell.recurrent_names)}, "
-                         f"found {unknown or 'none'}")
-    return names
-
-
 def quantization(cell, *, bits: int, rounding: str = "nearest", scheme: str = "per_matrix",
                  names=None) -> Box:
     r"""The Box of every rounding of the recurrent matrices onto quantize()'s grid.
@@ -285,7 +273,7 @@ def quantization(cell, *, bits: int, rounding: str = "nearest", scheme: str = "p
     bits = check_int("bits", bits, low=2, high=32)
     if rounding not in ("nearest", "any"):
         raise ValueError(f"rounding: expected 'nearest' or 'any', found {describe(rounding)}")
-    names = _names(cell, names)
+    names = recurrent_subset(cell, names)
     E = {}
     for k in names:
         W = np.asarray(cell.recurrent[k], np.float64)
@@ -309,6 +297,6 @@ def drift(cell, *, rel: float, names=None) -> Box:
         Matrices that drift (default all).
     """
     d = _radius_scalar("rel", rel)
-    names = _names(cell, names)
+    names = recurrent_subset(cell, names)
     return Box(radius={k: d * np.abs(np.asarray(cell.recurrent[k], np.float64)) * (1 + _MARGIN)
                        for k in names})
