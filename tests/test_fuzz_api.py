@@ -3,6 +3,7 @@ the _checks helpers, default_inputs, analyze_ranks and recommend_rank."""
 from __future__ import annotations
 
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -229,3 +230,22 @@ def test_core_truncate_svd_overflow_message():
             rp.truncate_svd(cell, rank=8)
         except ValueError as exc:
             assert "expected finite values" not in str(exc), str(exc)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_core_bounds_never_nan_for_huge_weights(kind):
+    """global_bound, set_bound and noise_response stay finite (or at the sound cap) when the
+    recurrent weights are near the float range."""
+    c0 = rp.random_cell(kind, 8, M, seed=0)
+    cell = c0.replace(**{k: v * 1e200 for k, v in c0.recurrent.items()})
+    small = rp.truncate_svd(cell, rank=3)
+    X = np.random.default_rng(0).standard_normal((12, 2, M))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        G = rp.global_bound(cell, small, horizon=12, full_output=True)
+        S = rp.set_bound(cell, rp.sets.Ball(radius=1e-3), X)
+        N = rp.noise_response(cell, X, std=1e-3)
+    cap = rank_analysis.sound_cap(cell)
+    assert np.all(np.isfinite(G.bound)) and np.all(G.bound <= cap) and G.vacuous
+    assert np.all(np.isfinite(S)) and np.all(S <= cap)
+    assert np.all(np.isfinite(N))

@@ -93,3 +93,20 @@ def test_analyses_not_yet_written_for_the_gru_refuse_it_by_name(tmp_path, capsys
     assert main(["analyze", str(tmp_path / "g.npz"), "--inputs", str(tmp_path / "X.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GRU.rounding_context: not implemented" in err[0]
+
+
+def test_gru_set_bound_is_sound_on_samples_of_the_set():
+    """The set certificate needs only the protocol: a GRU gets it unchanged."""
+    cell = random_cell("gru", 8, 3, spectral_norm=1.5, seed=7)
+    X = np.random.default_rng(8).normal(size=(12, 3))
+    for S in (rp.sets.Ball(radius=1e-3), rp.sets.Box(radius=2e-4)):
+        bound = rp.set_bound(cell, S, X)
+        lo, dW = rp.set_attack(cell, S, X, seed=0)
+        assert lo <= bound[-1]
+        rng = np.random.default_rng(9)
+        for how in ("boundary", "spike", "interior"):
+            for _ in range(3):
+                d = S.sample(cell, rng, how=how)
+                other = cell.replace(**{k: getattr(cell, k) + v for k, v in d.items()})
+                e = np.linalg.norm(rp.deviation(cell, other, X), axis=-1)
+                assert np.all(e <= bound)

@@ -444,12 +444,17 @@ def global_bound(cell, other, *, horizon: int, input_norm: float = 1.0, h0_norm:
     cap, cap_t = boxes.cap, boxes.cap_t
     ref = cell.global_recursion(P, Q, r, rho0, boxes)
     bound = np.minimum(np.minimum(np.minimum(ref.bound, cap_t), simple), cap2)
+    # an overflow (weights near the float range) makes a recursion NaN: the caps are
+    # still sound there, so they are what we return, never NaN
+    capmin = np.minimum(np.broadcast_to(cap_t, bound.shape), cap2)
+    bound = np.where(np.isfinite(bound), bound, capmin)
     if rho0 == 0:
         bound[0] = 0.0          # h_0 = 0 gives e_1 = 0 exactly (Delta W h_0 = 0)
     if all(np.array_equal(P[k], Q[k]) for k in cell.recurrent_names):
         bound[:] = 0.0          # Delta W = 0: e_t = 0 exactly (the recursions' tiny
         # absolute rounding terms would otherwise be amplified by factors >= 1)
     rate, asym = min(ref.rate, simple_rate), min(ref.asymptote, simple_asym)
+    rate = rate if np.isfinite(rate) else np.inf
     vacuous = not (rate < 1 and asym < cap)
     if vacuous:
         asym = cap

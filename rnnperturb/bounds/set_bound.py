@@ -246,16 +246,22 @@ class Interval:
         return np.maximum(np.abs(self.lo), np.abs(self.hi))
 
     def __add__(self, o):
+        if getattr(o, "outranks_interval", False):   # e.g. Interval + Affine
+            return NotImplemented
         ol, oh = Interval.parts(o)
         return Interval(_dn(self.lo + ol), _un(self.hi + oh))
 
     __radd__ = __add__
 
     def __sub__(self, o):
+        if getattr(o, "outranks_interval", False):   # e.g. Interval + Affine
+            return NotImplemented
         ol, oh = Interval.parts(o)
         return Interval(_dn(self.lo - oh), _un(self.hi - ol))
 
     def __rsub__(self, o):
+        if getattr(o, "outranks_interval", False):   # e.g. Interval + Affine
+            return NotImplemented
         ol, oh = Interval.parts(o)
         return Interval(_dn(ol - self.hi), _un(oh - self.lo))
 
@@ -263,6 +269,8 @@ class Interval:
         return Interval(-self.hi, -self.lo)
 
     def __mul__(self, o):
+        if getattr(o, "outranks_interval", False):
+            return NotImplemented
         if o is self:
             a, b = self.lo * self.lo, self.hi * self.hi
             lo = np.where((self.lo <= 0) & (self.hi >= 0), 0.0, np.minimum(a, b))
@@ -889,6 +897,7 @@ class Affine:
     to r and rho.
     """
 
+    outranks_interval = True        # Interval op Affine defers to Affine
     __array_ufunc__ = None
     __slots__ = ("ctx", "c", "Au", "Ax", "r", "rho", "phi", "_lu", "_lu_ub", "_nu", "_nu_ub",
                  "_err")
