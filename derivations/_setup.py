@@ -1,6 +1,7 @@
 """Shared preamble of the derivation notebooks.
 
-Importing it selects the headless matplotlib backend and makes ``rnnperturb``
+Importing it selects the headless matplotlib backend (except inside a Jupyter
+kernel, whose inline backend shows the figures) and makes ``rnnperturb``
 importable from the repository when the package is not installed;
 :func:`output_dir` reads ``--out`` (default: a fresh temporary directory) and
 starts the notebook's timer.
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:      # a script or CI: headless; Jupyter keeps its inline backend
+    matplotlib.use("Agg")
 try:
     import rnnperturb  # noqa: F401
 except ImportError:  # running from a clone without an installed package

@@ -102,20 +102,21 @@ def test_stream_case(shell_results, label):
 
 
 def _sigint_run(args, *, second=False):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               RNNPERTURB_PROGRESS="1")   # stderr is a pipe: force the bar, the sign the run started
     p = subprocess.Popen([sys.executable, "-m", "rnnperturb", "analyze", *args], cwd=REPO, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.set_blocking(p.stderr.fileno(), False)
     seen = b""
     t0 = time.time()
-    while time.time() - t0 < 60 and b"ranks [" not in seen:   # wait until the analysis runs
+    while time.time() - t0 < 60 and b"ranks:" not in seen:   # wait until the analysis runs
         try:
             chunk = p.stderr.read()
         except (BlockingIOError, TypeError):
             chunk = None
         seen += chunk or b""
         time.sleep(0.02)
-    assert b"ranks [" in seen, "the analysis never started"
+    assert b"ranks:" in seen, "the analysis never started"
     p.send_signal(signal.SIGINT)
     if second:
         time.sleep(0.01)
