@@ -49,8 +49,16 @@ from rnnperturb.stats import (linear_memory, memory_capacity, fisher_memory_curv
                               delay_linearisation)
 from rnnperturb.stats import noise, coherence, memory  # noqa: F401
 
-# --- symbolic and verified numerics
-from rnnperturb import symbolic, verified  # noqa: F401
+# --- verified numerics; the sympy layer is imported on first use (rp.symbolic), so that
+# the command line and numeric users do not pay sympy's import time
+from rnnperturb import verified  # noqa: F401
 
 # --- reports: rank selection
 from rnnperturb.report import analyze_ranks, recommend_rank, default_inputs  # noqa: F401
+
+
+def __getattr__(name):
+    if name == "symbolic":
+        import importlib
+        return importlib.import_module("rnnperturb.symbolic")
+    raise AttributeError(f"module 'rnnperturb' has no attribute {name!r}")
