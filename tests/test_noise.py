@@ -276,3 +276,18 @@ def test_bad_input_raises(kind):
         noise_response(cell, np.zeros((5, 3)), std=1.0)
     with pytest.raises(ValueError, match="draws"):
         monte_carlo_noise(cell, X, std=1.0, draws=1, seed=0)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_windowed_linearisation_independent_of_window(kind, frozen, monkeypatch):
+    """The fresh recursion linearises a window of steps per call: the result must not
+    depend on the window length (here 1-step and 4-step windows vs one window)."""
+    import rnnperturb.stats.noise as nz
+    cell = random_cell(kind, 6, 2, spectral_norm=1.1, seed=3)
+    X = _inputs(13, 2, 2, 5)
+    V = {k: np.random.default_rng(4).random((6, 6)) for k in cell.recurrent_names}
+    ref = noise_response(cell, X, var=V, frozen=frozen)
+    for elems in (1, 4 * 2 * 36 * 5):
+        monkeypatch.setattr(nz, "_CHUNK_ELEMS", elems)
+        np.testing.assert_allclose(noise_response(cell, X, var=V, frozen=frozen), ref,
+                                   rtol=1e-13, atol=0)

@@ -59,7 +59,8 @@ from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
 from rnnperturb.cells import FLOAT
 from rnnperturb.propagate.deviation import regressor_trajectory
 
-__all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarloNoise"]
+__all__ = ["noise_response", "noise_variances", "monte_carlo_noise", "MonteCarloNoise",
+           "linearised_windows"]
 
 # elements of the carried tensor handled at once (bounds memory to ~0.3 GB)
 _CHUNK_ELEMS = 1 << 22
@@ -158,24 +159,79 @@ def _frozen(cell, X3, h, V, rtol, quiet=True):
     return out
 
 
+def linearised_windows(cell, X3, h, per_step=1):
+    r"""The tangent-linear pieces of a whole trajectory, a window of steps at a time.
+
+    The nominal trajectory is run first (cheap: one step per time); the
+    linearisation (:meth:`~rnnperturb.cells.Cell.linearise`) is then evaluated
+    for every step of a window *in one batched call* (the steps of a window
+    are independent once the states are known), so the Python overhead of the
+    tangent step is paid once per window instead of once per step.
+
+    Parameters
+    ----------
+    cell : Cell
+    X3 : ndarray, shape (T, B, m)
+    h : ndarray, shape (B, n)
+        :math:`h_0`.
+    per_step : int
+        Number of (B, n, n) arrays the caller keeps per step (sizes the window
+        so that about ``_CHUNK_ELEMS`` elements are held at once).
+
+    Yields
+    ------
+    t0 : int
+        0-based index of the window's first step.
+    J : ndarray, shape (w, B, n, n)
+        Step Jacobians of steps ``t0 .. t0 + w - 1``.
+    forcing : dict of str to (diag, B_t (w, B, n) or (w, B, n, n), a (w, B, n))
+        As returned by ``linearise``, with a leading window axis.
+    """
+    T, B = X3.shape[:2]
+    n = cell.n
+    H = np.empty((T, B, n))
+    H[0] = h
+    for t in range(T - 1):
+        H[t + 1] = cell.nominal(H[t], X3[t])[0]
+    w = max(1, min(T, _CHUNK_ELEMS // (B * n * n * max(per_step, 1))))
+    for t0 in range(0, T, w):
+        t1 = min(T, t0 + w)
+        k = t1 - t0
+        _, J, forc = cell.linearise(H[t0:t1].reshape(k * B, n), X3[t0:t1].reshape(k * B, -1))
+        J = J.reshape(k, B, n, n)
+        forc = {name: (d, Bt.reshape((k, B) + Bt.shape[1:]), a.reshape(k, B, n))
+                for name, (d, Bt, a) in forc.items()}
+        yield t0, J, forc
+
+
 def _fresh(cell, X3, h, V):
+    r"""Covariance recursion :math:`P_t = J_tP_{t-1}J_t^\top + \sum_m F_{m,t}F_{m,t}^\top`
+    (:math:`F = B\operatorname{diag}(\sqrt q)`, :math:`q = V(a\odot a)`; a diagonal
+    :math:`B` adds :math:`B^2 q` to the diagonal), linearised a window at a time."""
     T, B = X3.shape[:2]
     n = cell.n
     out = np.zeros((T, B))
     P = np.zeros((B, n, n))
     idx = np.arange(n)
-    for t in range(T):
-        hn, J, forc = cell.linearise(h, X3[t])
-        P = J @ P @ np.swapaxes(J, 1, 2)
+    nondiag = [k for k in V if k not in cell.diagonal_forcing]
+    for t0, J, forc in linearised_windows(cell, X3, h, per_step=1 + 2 * len(nondiag)):
+        w = J.shape[0]
+        qd = np.zeros((w, B, n))                  # diagonal forcing covariance
+        F = []                                    # factors of the full ones
         for k, Vk in V.items():
             diag, Bt, a = forc[k]
-            q = Vk * np.sum(a * a, axis=1)[:, None] if np.ndim(Vk) == 0 else (a * a) @ Vk.T
+            q = Vk * np.sum(a * a, axis=2)[..., None] if np.ndim(Vk) == 0 else (a * a) @ Vk.T
             if diag:
-                P[:, idx, idx] += Bt * Bt * q
+                qd += Bt * Bt * q
             else:
-                P += (Bt * q[:, None, :]) @ np.swapaxes(Bt, 1, 2)
-        out[t] = np.trace(P, axis1=1, axis2=2)
-        h = hn
+                F.append(Bt * np.sqrt(q)[:, :, None, :])
+        JT = np.swapaxes(J, 2, 3)
+        for s in range(w):
+            P = J[s] @ P @ JT[s]
+            for Fk in F:
+                P += Fk[s] @ np.swapaxes(Fk[s], 1, 2)
+            P[:, idx, idx] += qd[s]
+            out[t0 + s] = np.trace(P, axis1=1, axis2=2)
     return out
 
 
