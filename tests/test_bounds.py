@@ -346,3 +346,59 @@ def test_f32value_error_bound(kind):
                          lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0).bound()
         err = np.abs(F.val.astype(ld) - ex)
         assert np.all(err <= F.gamma() * M + F.alpha), float(np.max(err - F.gamma() * M))
+
+
+def test_stacked_matrices_match_single():
+    """VerifiedMatrix, AbsValue and F32Matrix/F32Value on a stack (S, r, c) give, for
+    each stack element, what the single matrix gives (the stacked trajectories of
+    certified_bound rely on it)."""
+    from rnnperturb.verified.linalg import AbsValue, F32Matrix, F32Value, VerifiedMatrix
+    rng = np.random.default_rng(11)
+    S, B, n = 2, 5, 7
+    A = rng.standard_normal((S, n, n))
+    v = np.abs(rng.standard_normal((S, B, n)))
+    vn = np.linalg.norm(v, axis=-1) * 1.01
+    st, singles = VerifiedMatrix(A), [VerifiedMatrix(A[s]) for s in range(S)]
+    for exact in (True, False):
+        got = st.absmv(v, vn, exact)
+        for s in range(S):
+            assert np.array_equal(got[s], singles[s].absmv(v[s], vn[s], exact))
+    got = st.dnorm(v)
+    for s in range(S):
+        assert np.array_equal(st.norm[s], singles[s].norm)
+        assert np.array_equal(got[s], singles[s].dnorm(v[s]))
+    w = np.abs(rng.standard_normal((3, S, B, n)))
+    got = AbsValue(w).matvec(A).val
+    for s in range(S):
+        assert np.allclose(got[:, s], AbsValue(w[:, s]).matvec(A[s]).val, rtol=1e-14, atol=0)
+    Z = rng.standard_normal((S, n, B, n)).astype(np.float32)
+    got = F32Value(Z).matvec(F32Matrix(A))
+    for s in range(S):
+        one = F32Value(Z[s]).matvec(F32Matrix(A[s]))
+        assert np.allclose(got.val[s], one.val, rtol=1e-5, atol=1e-6)
+        assert got.depth == one.depth and got.alpha >= one.alpha and got.mu >= one.mu
+
+
+def test_gram_step_without_symmetrisation_is_an_upper_bound():
+    r"""_Lyapunov keeps a non-symmetric C~ whose symmetric part bounds the exact Gram
+    matrix: its lambda_max bound is never below lambda_max of the exact recursion
+    C_t = J C_{t-1} J^T + diag(gamma^2) (evaluated in longdouble), over many steps
+    with expanding J."""
+    from rnnperturb.bounds.trajectory import _Lyapunov
+    rng = np.random.default_rng(12)
+    B, n, T = 4, 12, 25
+    ly = _Lyapunov(B, n)
+    N0 = np.full(B, 1e-14)
+    ly.maybe_activate(N0, np.zeros(B), 0.0)
+    ld = np.longdouble
+    C = np.stack([np.eye(n, dtype=ld) * ld(1e-28)] * B)
+    for t in range(1, T + 1):
+        J = rng.standard_normal((B, n, n)) * 1.5 / np.sqrt(n)
+        gam = np.abs(rng.standard_normal((B, n))) * 1e-16
+        out = ly.step(np.arange(B), J, gam)
+        Jl = J.astype(ld)
+        C = Jl @ C @ np.swapaxes(Jl, 1, 2) + np.stack([np.diag(g.astype(ld) ** 2) for g in gam])
+        lam_true = np.array([np.linalg.eigvalsh(c.astype(np.float64)).max() for c in C])
+        lam_bound = out ** 2 / (1 + n * t)
+        assert np.all(lam_bound >= lam_true * (1 + 1e-12)), (t, lam_bound / lam_true)
+        assert np.all(lam_bound <= lam_true * 10 * n)          # and not vacuous

@@ -171,6 +171,9 @@ AUTO_BLOCK = 32
 #: ... a block also ends once its sign-free forcing bound ||chi|| exceeds this
 #: multiple of the sum of the local forcings it has absorbed.
 AUTO_GROWTH = 1e4
+#: ``tier="auto"``: the float32 block propagators are advanced in chunks of
+#: columns of about this many entries (cache-sized; a cost choice only).
+AUTO_CHUNK = 1 << 16
 #: Limit of n*n*T*B for rigorous=True (mpmath interval arithmetic is slow).
 RIGOROUS_BUDGET = 4_000_000
 _nrm = vec_norm_upper
@@ -186,32 +189,44 @@ def trivial_cap(cell, h0, B: int) -> np.ndarray:
 
 
 class _Trajectory:
-    """Float64 trajectory of one cell (nominal or perturbed recurrent matrices)
-    with its rounding enclosure: rho >= |r_t|, N >= ||r_t||_2.
+    """Float64 trajectories of one cell, stacked: S sets of recurrent matrices
+    (the nominal and the perturbed cell) advanced together as one (S, B, n)
+    batch, with their rounding enclosures: rho >= |r_t| (S, B, n),
+    N >= ||r_t||_2 (S, B). Each stack element is its own trajectory (the cell's
+    :meth:`~rnnperturb.cells.protocol.Cell.rounding_step` acts on matrix s and
+    state s), so the proofs are those of one trajectory; stacking only shares
+    the per-call overhead.
 
     ``multistep``: None (per-step recursion only), ``"step"`` (the Gram
     recursion of :class:`_Lyapunov` at every step, Jacobians formed in
-    float64) or ``"block"`` (the block recursion of :class:`_Blocks`)."""
+    float64) or ``"block"`` (the block recursion of :class:`_Blocks`). The
+    Gram recursion runs over the S*B flattened (stack, sequence) elements."""
 
-    def __init__(self, cell, rec, h0, exact, multistep, hbound):
+    def __init__(self, cell, recs, h0, exact, multistep, hbound):
         self.cell = cell
+        S = len(recs)
+        rec = {k: np.stack([np.asarray(r[k], np.float64) for r in recs]) for k in recs[0]}
         self.ctx = cell.rounding_context(rec)
         P = {k: np.asarray(getattr(cell, k), np.float64) for k in cell.input_params}
+        self.Ps = [dict(P, **{k: v[s] for k, v in rec.items()}) for s in range(S)]
         P.update(rec)
         self.P = P
-        self.h = np.array(h0, dtype=np.float64)
-        B, n = self.h.shape
+        h0 = np.asarray(h0, dtype=np.float64)
+        B, n = h0.shape
+        self.S, self.B = S, B
+        self.h = np.array(np.broadcast_to(h0, (S, B, n)))
         self.rho = np.zeros_like(self.h)
-        self.N = np.zeros(B)
-        self.loc = np.zeros(B)
+        self.N = np.zeros((S, B))
+        self.loc = np.zeros((S, B))
         self.exact = exact
         self.hbound = hbound
-        self.lyap = _Lyapunov(B, n) if multistep else None
-        self.blocks = _Blocks(cell, P, B, n, AUTO_BLOCK) if multistep == "block" else None
+        self.lyap = _Lyapunov(S * B, n) if multistep else None
+        self.blocks = _Blocks(cell, P, S, B, n, AUTO_BLOCK) if multistep == "block" else None
         self.t = 0
 
     def step(self, x, absx, xnorm):
         h, rho, N = self.h, self.rho, self.N
+        S, B = self.S, self.B
         lyap = self.lyap
         linear = lyap is not None and bool(lyap.active.any())
         hn, rho_n, N_n, loc, lin = self.cell.rounding_step(
@@ -220,12 +235,18 @@ class _Trajectory:
         if linear:
             aux, gam = lin
             idx = np.flatnonzero(lyap.active)
-            sub = idx.size < lyap.active.size
-            aux_i = {k: v[idx] for k, v in aux.items()} if sub else aux
-            h_i, gam_i = (h[idx], gam[idx]) if sub else (h, gam)
             if self.blocks is None:
-                J, gam_i = self._linear_map(h_i, rho[idx] if sub else rho, aux_i, gam_i)
-                N_n = np.minimum(N_n, lyap.step(idx, J, gam_i))
+                Js, gams = [], []
+                for s in range(S):       # per stack element: its own matrices
+                    sel = idx[(idx >= s * B) & (idx < (s + 1) * B)] - s * B
+                    if sel.size:
+                        J, g = self._linear_map(self.Ps[s], h[s, sel], rho[s, sel],
+                                                {k: v[s, sel] for k, v in aux.items()},
+                                                gam[s, sel])
+                        Js.append(J)
+                        gams.append(g)
+                bound = lyap.step(idx, np.concatenate(Js), np.concatenate(gams))
+                N_n = np.minimum(N_n, bound.reshape(S, B))
             else:                        # the whole batch is active (see activate)
                 rho_b, N_b, closing = self.blocks.advance(h, aux, gam)
                 rho_n = np.minimum(rho_n, rho_b)
@@ -234,29 +255,32 @@ class _Trajectory:
                     J, chi = self.blocks.close()
                     bound = lyap.step(idx, J, chi)
                     ok = np.isfinite(bound)
-                    N_n = np.minimum(N_n, np.where(ok, bound, np.inf))
+                    N_n = np.minimum(N_n, np.where(ok, bound, np.inf).reshape(S, B))
         self.loc = _nrm(loc)
-        rho_n = np.minimum(np.minimum(rho_n, N_n[:, None]), self.hbound + np.abs(hn))
+        rho_n = np.minimum(np.minimum(rho_n, N_n[..., None]), self.hbound + np.abs(hn))
         self.h, self.rho, self.N = hn, rho_n, N_n
         if self.blocks is not None and linear and closing:
             if not ok.all():            # float32 overflow: restart the Gram matrices (sound)
-                lyap.restart(np.flatnonzero(~ok), N_n)
+                lyap.restart(np.flatnonzero(~ok), N_n.reshape(-1))
             self.blocks.start(rho_n, N_n)
         return hn
 
     def activate(self, threshold):
         """Switch the multi-step recursion on where it is due (:meth:`_Lyapunov.maybe_activate`);
-        in block mode for the whole batch at once (subsets would cost fancy-index copies
-        of the (n, B, n) propagators that exceed the work saved)."""
+        ``threshold`` (B,) is shared by the stack. In block mode for the whole stacked
+        batch at once (subsets would cost fancy-index copies of the (S, n, B, n)
+        propagators that exceed the work saved)."""
         together = self.blocks is not None
-        new = self.lyap.maybe_activate(self.N, self.loc, threshold, together)
+        thr = np.broadcast_to(threshold, self.N.shape).reshape(-1)
+        new = self.lyap.maybe_activate(self.N.reshape(-1), self.loc.reshape(-1), thr, together)
         if together and new.size:
             self.blocks.start(self.rho, self.N)
 
-    def _linear_map(self, h, rho, aux, gam):
+    def _linear_map(self, P, h, rho, aux, gam):
         r"""The formed Jacobian :math:`\hat J` (k, n, n) of the cell's tangent at
-        ``(h, aux)`` and ``gam`` plus the formation error :math:`\gamma_D M\rho`."""
-        cell, P = self.cell, self.P
+        ``(h, aux)`` (k, n) with matrices ``P`` and ``gam`` plus the formation error
+        :math:`\gamma_D M\rho`."""
+        cell = self.cell
         k, n = h.shape
         basis = np.zeros((n, k, n))
         ii = np.arange(n)
@@ -320,62 +344,79 @@ class _Blocks:
     matrices of the products :math:`\hat P`, as in the tight tier.
     """
 
-    def __init__(self, cell, P, B, n, L):
+    def __init__(self, cell, P, S, B, n, L):
         from rnnperturb.verified.linalg import F32Matrix
         self.cell, self.P, self.n, self.L = cell, P, n, L
-        self.M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}
-        self.Z = np.zeros((n, B, n), dtype=np.float32)
-        self.chi = np.zeros((B, n))
-        self.a = np.zeros((B, n))
-        self.s1 = np.zeros(B)
+        self.S, self.B = S, B
+        self.M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}   # (S, n, n) stacks
+        # Z[s, j, b, i] = entry (i, j) of the propagator of sequence b in stack element s
+        self.Z = np.zeros((S, n, B, n), dtype=np.float32)
+        self.Zout = np.empty_like(self.Z)
+        self.chunk = max(1, min(n, AUTO_CHUNK // max(S * B * n, 1)))
+        self.chi = np.zeros((S, B, n))
+        self.a = np.zeros((S, B, n))
+        self.s1 = np.zeros((S, B))
         self.mu = 1.0
-        self.Ns = np.zeros(B)
+        self.Ns = np.zeros((S, B))
         self.count = 0
-        self.forced = np.zeros(B)
+        self.forced = np.zeros((S, B))
 
     def start(self, rho, N):
-        """Start a block at the current step (P = I) for the whole batch."""
+        """Start a block at the current step (P = I) for the whole batch, rho (S, B, n), N (S, B)."""
         n = self.n
         ii = np.arange(n)
         self.Z.fill(0.0)
-        self.Z[ii, :, ii] = 1.0
+        self.Z[:, ii, :, ii] = 1.0
         self.chi = np.zeros_like(self.chi)
         self.a = rho.copy()
-        self.s1 = up(rho.sum(axis=1), n)
+        self.s1 = up(rho.sum(axis=-1), n)
         self.Ns = N.copy()
         self.mu = 1.0
         self.count = 0
         self.forced = np.zeros_like(self.forced)
 
     def advance(self, h, aux, gam):
-        """One step of the block recursion; returns the bounds (rho, N) it gives at
-        this step and whether the block closes here."""
+        """One step of the block recursion (h, gam and aux (S, B, n)); returns the bounds
+        (rho (S, B, n), N (S, B)) it gives at this step and whether the block closes here."""
         from rnnperturb.verified.linalg import ETA32, F32Value, gamma32
         cell, P, M32, n = self.cell, self.P, self.M32, self.n
-        F = cell.tangent(FLOAT, P, h, aux, F32Value(self.Z, 0, 0.0, self.mu),
-                         lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+        aux1 = {k: v[:, None] for k, v in aux.items()}       # (S, 1, B, n) against Z
+        h1 = h[:, None]
+        out = self.Zout
+        depth, alpha, mu = 0, 0.0, 0.0
+        for j0 in range(0, n, self.chunk):      # cache-sized chunks of the columns
+            Fc = cell.tangent(FLOAT, P, h1, aux1,
+                              F32Value(self.Z[:, j0:j0 + self.chunk], 0, 0.0, self.mu),
+                              lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+            out[:, j0:j0 + self.chunk] = Fc.val
+            depth, alpha, mu = max(depth, Fc.depth), max(alpha, Fc.alpha), max(mu, Fc.mu)
+        self.Zout = self.Z
+        F = F32Value(out, depth, alpha, mu)
         M = cell.tangent(ABS, P, h, aux, AbsValue(np.stack([self.chi, self.a])),
                          lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0).bound()
         g = F.gamma()
-        ab = (F.alpha * self.s1)[:, None]
+        ab = (F.alpha * self.s1)[..., None]
         self.a = up((1 + g) * M[1] + ab, 2)
         self.chi = up(M[0] + gam + g * M[1] + ab, 4)
         self.Z, self.mu = F.val, F.mu
         self.count += 1
         self.forced = up(self.forced + _nrm(gam), 2)
-        # |P^ r_s| <= rownorm(P^) N_s: the rows of P^[b] are Z[:, b, i]; float32 sums of
-        # squares (relative gamma32(n+1), underflow n 2^-150 absolute), rounded up
-        sq = np.einsum("jbi,jbi->bi", self.Z, self.Z).astype(np.float64)
+        # |P^ r_s| <= rownorm(P^) N_s: the rows of P^[s, b] are Z[s, :, b, i]; float32 sums
+        # of squares (relative gamma32(n+1), underflow n 2^-150 absolute), rounded up
+        sq = np.einsum("sjbi,sjbi->sbi", self.Z, self.Z).astype(np.float64)
         rn2 = up(sq * (1 + gamma32(n + 2)) + n * ETA32, 1)
-        rho_b = up(np.sqrt(rn2) * (1 + 2 * U64) * self.Ns[:, None] + self.chi, 2)
+        rho_b = up(np.sqrt(rn2) * (1 + 2 * U64) * self.Ns[..., None] + self.chi, 2)
         chin = _nrm(self.chi)
-        N_b = up(np.sqrt(up(rn2.sum(axis=1), n)) * (1 + 2 * U64) * self.Ns + chin, 2)
+        N_b = up(np.sqrt(up(rn2.sum(axis=-1), n)) * (1 + 2 * U64) * self.Ns + chin, 2)
         closing = self.count >= self.L or bool(np.any(chin > AUTO_GROWTH * self.forced))
         return rho_b, N_b, closing
 
     def close(self):
-        """The block propagators (B, n, n) float64 and the forcing bounds chi (B, n)."""
-        return np.ascontiguousarray(self.Z.transpose(1, 2, 0), dtype=np.float64), self.chi
+        """The block propagators (S*B, n, n) float64 and the forcing bounds chi (S*B, n),
+        flattened over (stack element, sequence)."""
+        S, B, n = self.S, self.B, self.n
+        J = np.ascontiguousarray(self.Z.transpose(0, 2, 3, 1), dtype=np.float64)
+        return J.reshape(S * B, n, n), self.chi.reshape(S * B, n)
 
 
 def _check_tier(tier, rigorous):
@@ -487,9 +528,8 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise):
     lo, hi = cell.state_bounds(h0a)
     hbound = np.maximum(np.abs(lo), np.abs(hi))          # |h_t| <= hbound, t >= 1
     mode = {"fast": None, "tight": "step", "auto": "block"}[tier]
-    trajs = [_Trajectory(cell, {k: np.asarray(v, np.float64) for k, v in c.recurrent.items()},
-                         h0a, exact, mode, hbound) for c in (cell, other)]
-    nom, per = trajs
+    traj = _Trajectory(cell, [{k: np.asarray(v, np.float64) for k, v in c.recurrent.items()}
+                              for c in (cell, other)], h0a, exact, mode, hbound)
     cap = _nrm(width)
     floor = AUTO_FLOOR * cap
     out = np.empty((T, B))
@@ -498,19 +538,18 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise):
         x = X3[t]
         absx = np.abs(x)
         xn = _nrm(absx)
-        h = nom.step(x, absx, xn)
-        hp = per.step(x, absx, xn)
-        e = np.abs(hp - h) * (1 + 2 * U64)
+        hh = traj.step(x, absx, xn)             # (2, B, n): nominal, perturbed
+        e = np.abs(hh[1] - hh[0]) * (1 + 2 * U64)
         en = _nrm(e)
         if tier != "fast":
             thr = 0.0 if tier == "tight" else AUTO_FRACTION * en + floor
-            for tr in trajs:
-                tr.activate(thr)
-        comp = np.minimum(up(e + nom.rho + per.rho, 3), width)
+            traj.activate(thr)
+        rho, N = traj.rho, traj.N
+        comp = np.minimum(up(e + rho[0] + rho[1], 3), width)
         if componentwise:
             outc[t] = comp
         b1 = _nrm(comp)
-        b2 = up(en + nom.N + per.N, 3)
+        b2 = up(en + N[0] + N[1], 3)
         out[t] = np.minimum(np.minimum(b1, b2), cap)
     # An overflow (weights or inputs near the float range) makes the recursion NaN or Inf;
     # the trivial cap is still a sound bound there, so it is what we return.
@@ -537,16 +576,32 @@ class _Lyapunov:
     :math:`|\xi_k|\le1`, so :math:`\|\zeta\|_2^2\le 1 + n(t-s)`;
     :math:`\|r_t\|_2\le\|Z_t\|_2\|\zeta\|_2`, :math:`\|Z_t\|_2^2 =
     \lambda_{\max}(Z_tZ_t^T)` and :math:`Z_tZ_t^T = C_t`. In floating point we
-    keep a computed :math:`\tilde C_t \succeq C_t` (Loewner order): if
-    :math:`C_{t-1}\preceq\tilde C_{t-1}` then (congruence keeps the order)
-    :math:`C_t \preceq \hat J_t\tilde C_{t-1}\hat J_t^T + \operatorname{diag}(\gamma_t^2)
-    = S + \Delta`, where :math:`S` is the symmetrised computed product and
-    :math:`|\Delta| \le E` with the classical bound
-    :math:`E = (2\gamma_n+\gamma_n^2)|\hat J||\tilde C||\hat J|^T + 2u|S|`;
-    Gershgorin gives :math:`\Delta \preceq \operatorname{diag}(E\mathbf 1)`, and
-    :math:`E\mathbf 1` costs only matrix-vector products. Finally
-    :math:`\lambda_{\max}(C_t) \le \min(\max_i\sum_j|\tilde C_{ij}|,\ \operatorname{tr}\tilde C)`
-    (Gershgorin; trace of a positive semidefinite matrix).
+    keep a computed, *not necessarily symmetric* :math:`\tilde C_t` whose
+    symmetric part :math:`\operatorname{sym}\tilde C = (\tilde C + \tilde C^T)/2`
+    (never formed) is a Loewner upper bound, :math:`C_t \preceq
+    \operatorname{sym}\tilde C_t` (at the start :math:`\tilde C_s = N_s^2 I`,
+    rounded up). Step: congruence keeps the order and :math:`\hat J
+    \operatorname{sym}(\tilde C)\hat J^T = \operatorname{sym}(\hat J\tilde C\hat J^T)`, so
+    :math:`C_t \preceq \operatorname{sym}(\hat J_t\tilde C_{t-1}\hat J_t^T) +
+    \operatorname{diag}(\gamma_t^2) = \operatorname{sym}(S) - \operatorname{sym}(\Delta)
+    + \operatorname{diag}(\gamma_t^2)` with :math:`S = fl(\hat J\tilde C\hat J^T)`,
+    :math:`|\Delta| \le E = (2\gamma_{n+1}+\gamma_{n+1}^2)|\hat J||\tilde C||\hat J|^T`
+    (classical bound, any summation order). For a symmetric :math:`A`,
+    :math:`A \preceq \operatorname{diag}(|A|\mathbf 1)` (Gershgorin on
+    :math:`A - \operatorname{diag}(|A|\mathbf 1)`), and
+    :math:`|\operatorname{sym}\Delta|\mathbf 1 \le \tfrac12(E + E^T)\mathbf 1 =
+    (2\gamma+\gamma^2)|\hat J|\,\tfrac12(|\tilde C| + |\tilde C|^T)|\hat J|^T\mathbf 1
+    =: e`, which costs only matrix-vector products. Hence
+    :math:`C_t \preceq \operatorname{sym}(S + \operatorname{diag}(e + \gamma_t^2))`,
+    and :math:`\tilde C_t` is :math:`S` with that diagonal added and rounded up
+    (raising diagonal entries keeps the order; the new diagonal entries are
+    :math:`\ge S_{ii} - E_{ii} \ge 0` in exact arithmetic, since
+    :math:`\operatorname{sym}\tilde C_{t-1} \succeq C_{t-1} \succeq 0`, so a relative
+    :math:`1+4u` covers their rounding). Finally, by Gershgorin on the symmetric part
+    and the trace of a positive semidefinite matrix,
+    :math:`\lambda_{\max}(C_t) \le \min\bigl(\max_i \tfrac12\sum_j(|\tilde C_{ij}| +
+    |\tilde C_{ji}|),\ \operatorname{tr}\tilde C\bigr)`. No symmetrisation pass is
+    needed, and :math:`|\tilde C_t|` is kept for the next step.
     The growth of :math:`C_t` is that of the multi-step propagators
     :math:`\hat\Phi(t,k) = \hat J_t\cdots\hat J_{k+1}`, not of products of
     per-step norms. The claim holds from any start s, so the recursion may be
@@ -558,6 +613,7 @@ class _Lyapunov:
     def __init__(self, B, n):
         self.n = n
         self.C = np.zeros((B, n, n))
+        self.absC = None             # |C|, kept from the last whole-batch step
         self.steps = np.zeros(B, dtype=np.int64)
         self.active = np.zeros(B, dtype=bool)
         self.acc = np.zeros(B)       # accumulated norms of the local rounding
@@ -567,12 +623,15 @@ class _Lyapunov:
         and ``gam`` (k, n); return the bound (inf where inactive)."""
         out = np.full(self.active.shape, np.inf)
         whole = idx.size == self.active.size      # the same values, without index copies
-        S, E1 = self.full_piece(J, self.C if whole else self.C[idx])
-        C, lam = self._finish(S, E1, gam)
+        C = self.C if whole else self.C[idx]
+        absC = self.absC if (whole and self.absC is not None) else np.abs(C)
+        S, E1 = self.full_piece(J, C, absC)
+        C, absC, lam = self._finish(S, E1, gam)
         if whole:
-            self.C = C
+            self.C, self.absC = C, absC
         else:
             self.C[idx] = C
+            self.absC = None
         self.steps[idx] += 1
         k = 1 + self.n * self.steps[idx]
         out[idx] = np.sqrt(up(lam * k, 1)) * (1 + 4 * U64)
@@ -580,18 +639,18 @@ class _Lyapunov:
 
     def _finish(self, S, E1, gam):
         n = self.n
-        S = 0.5 * (S + np.swapaxes(S, 1, 2))
-        E1 = up(E1 + 2 * U64 * np.abs(S).sum(axis=2), n + 2)
         idx = np.arange(n)
         S[:, idx, idx] += up(E1 + gam * gam, 2)
         S[:, idx, idx] *= (1 + 4 * U64)
-        lam = np.minimum(up(np.abs(S).sum(axis=2), n).max(axis=1),
-                         up(np.trace(S, axis1=1, axis2=2), n))
-        return S, np.maximum(lam, 0.0)
+        A = np.abs(S)
+        rc = 0.5 * up(A.sum(axis=2) + A.sum(axis=1), 2 * n)       # rows and columns of |S|
+        lam = np.minimum(rc.max(axis=1), up(np.trace(S, axis1=1, axis2=2), n))
+        return S, A, np.maximum(lam, 0.0)
 
     def restart(self, idx, N_now):
         """Restart the elements ``idx`` at C = N^2 I (sound at any step)."""
         self.C[idx] = 0.0
+        self.absC = None
         d = up(N_now[idx] * N_now[idx], 1) * (1 + 4 * U64)
         ar = np.arange(self.n)
         self.C[idx[:, None], ar[None, :], ar[None, :]] = d[:, None]
@@ -610,6 +669,7 @@ class _Lyapunov:
         idx = np.flatnonzero(new)
         if idx.size:
             self.C[idx] = 0.0
+            self.absC = None
             d = up(N_now[idx] * N_now[idx], 1) * (1 + 4 * U64)
             ar = np.arange(self.n)
             self.C[idx[:, None], ar[None, :], ar[None, :]] = d[:, None]
@@ -618,13 +678,14 @@ class _Lyapunov:
         return idx
 
     @staticmethod
-    def full_piece(J, C):
-        """``S = fl(J C J^T)`` and the row sums ``E1`` of its error bound, J (k, n, n)."""
+    def full_piece(J, C, absC):
+        """``S = fl(J C J^T)`` and the bound ``e`` on the row sums of the symmetric part
+        of its error, J, C, absC = |C| (k, n, n)."""
         n = J.shape[1]
         S = J @ C @ np.swapaxes(J, 1, 2)
         g = gamma(n + 1)
         aJ = np.abs(J)
         v = aJ.sum(axis=1)                          # |J|^T 1
-        w = np.einsum("bij,bj->bi", np.abs(C), v)
-        E1 = up((2 * g + g * g) * np.einsum("bij,bj->bi", aJ, w), 3 * n)
+        w = np.einsum("bij,bj->bi", absC, v) + np.einsum("bji,bj->bi", absC, v)
+        E1 = up((0.5 * (2 * g + g * g)) * np.einsum("bij,bj->bi", aJ, w), 3 * n + 1)
         return S, E1

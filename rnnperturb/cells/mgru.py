@@ -173,8 +173,8 @@ class MGRU(Cell):
         d1 = up(sf * (np.abs(c - h) * (1 + U64) + rc + rho), 3)
         d2 = up(fm * sc, 1)
         d3 = up(sf * (ah + rho), 1)
-        nu = up(np.max(gm, axis=1) + Wf.dnorm(d1)
-                + Wh.dnorm(d2) * up(np.max(fm, axis=1) + Wf.dnorm(d3), 2), 4)
+        nu = up(np.max(gm, axis=-1) + Wf.dnorm(d1)
+                + Wh.dnorm(d2) * up(np.max(fm, axis=-1) + Wf.dnorm(d3), 2), 4)
         N_n = up(nu * N + nrm(loc_h), 2)
         N_n = np.minimum(N_n, nrm(rho_n))
         lin = None

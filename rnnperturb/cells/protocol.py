@@ -253,9 +253,11 @@ class Cell:
     # ----- certified trajectory bound (bounds/trajectory.py)
     def rounding_context(self, rec) -> dict:
         r"""Verified constants for :meth:`rounding_step` of the float64
-        trajectory whose recurrent matrices are ``rec`` (dict of (n, n) arrays;
-        input matrices and biases are the cell's own), e.g.
-        :class:`rnnperturb.verified.linalg.VerifiedMatrix` of each matrix."""
+        trajectory whose recurrent matrices are ``rec`` (dict of (n, n) arrays,
+        or of (S, n, n) stacks: S trajectories advanced together, e.g. the
+        nominal and the perturbed one; input matrices and biases are the cell's
+        own), e.g. :class:`rnnperturb.verified.linalg.VerifiedMatrix` of each
+        matrix (which handles both)."""
         raise self._not_implemented("rounding_context", "the certified trajectory bound")
 
     def rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear: bool):
@@ -270,7 +272,10 @@ class Cell:
         Parameters
         ----------
         ctx : dict
-            From :meth:`rounding_context`.
+            From :meth:`rounding_context`. With stacked matrices (S, n, n) every
+            state-shaped argument and result below carries a leading axis S
+            (``h``, ``rho``: (S, B, n); ``N``: (S, B)); ``x``, ``absx``, ``xnorm``
+            are shared. Reductions over the state must use ``axis=-1``.
         h, rho : ndarray, shape (B, n)
             :math:`\tilde h_{t-1}` and :math:`\rho_{t-1}`.
         N : ndarray, shape (B,)

@@ -159,40 +159,49 @@ def widen(a, rad):
 
 
 class VerifiedMatrix:
-    """A float64 matrix with the verified constants the rounding recursions need.
+    """A float64 matrix, or a stack of them, with the verified constants the
+    rounding recursions need.
 
-    Attributes: ``A`` (r, c), ``AT`` its transpose, ``absT`` = |A|^T, ``rs``
-    (row sums of |A|, rounded up), ``rn`` (row 2-norms, rounded up), ``rn2``
-    (their squares), ``norm`` (verified upper bound on ||A||_2).
+    Attributes: ``A`` (r, c) or (S, r, c) (a stack: one matrix per leading
+    index, e.g. the nominal and the perturbed trajectory), ``AT`` its
+    transpose (last two axes), ``absT`` = |A|^T, ``rs`` (row sums of |A|,
+    rounded up), ``rn`` (row 2-norms, rounded up), ``rn2`` (their squares),
+    ``norm`` (verified upper bound on ||A||_2; shape (S,) for a stack).
+    The products below broadcast: a stack of S matrices acts on (S, B, c)
+    arrays (matrix s on ``v[s]``), a single matrix on (..., c).
     """
 
     def __init__(self, A):
         self.A = np.ascontiguousarray(A, dtype=np.float64)
-        self.AT = np.ascontiguousarray(self.A.T)
-        self.absT = np.ascontiguousarray(np.abs(self.A).T)
-        self.rs = up(np.abs(self.A).sum(axis=1), self.A.shape[1])
+        self.AT = np.ascontiguousarray(np.swapaxes(self.A, -1, -2))
+        self.absT = np.ascontiguousarray(np.abs(self.AT))
+        c = self.A.shape[-1]
+        self.rs = up(np.abs(self.A).sum(axis=-1), c)
         self.rn = row_norms_upper(self.A)
         self.rn2 = up(self.rn * self.rn, 1)
-        self.norm = spectral_norm_upper(self.A) if self.A.shape[0] == self.A.shape[1] else \
-            float(np.sqrt(up(np.sum(self.rn2), self.A.shape[0])))
+        self.norm = spectral_norm_upper(self.A) if self.A.shape[-2] == c else \
+            np.sqrt(up(np.sum(self.rn2, axis=-1), self.A.shape[-2]))
+        if self.A.ndim == 2:
+            self.norm = float(self.norm)
+        self._normc = np.asarray(self.norm)[..., None]     # broadcasts against (S, B)
 
     def absmv(self, v, vnorm, exact: bool):
         """Componentwise bound on |A x| for every x with |x| <= v, ||x||_2 <= vnorm.
 
-        v : (B, c), vnorm : (B,). ``exact=True`` uses |A| v (a matvec), else
+        v : (..., B, c), vnorm : (..., B). ``exact=True`` uses |A| v (a matvec), else
         the cheap majorant rowsum(|A|) * max(v); both are combined (min) with
         the row-norm bound ||A_i||_2 vnorm."""
-        byrow = self.rn[None, :] * vnorm[:, None]
+        byrow = self.rn[..., None, :] * vnorm[..., None]
         if exact:
-            el = up(v @ self.absT, self.A.shape[1])
+            el = up(v @ self.absT, self.A.shape[-1])
         else:
-            el = self.rs[None, :] * np.max(v, axis=1, keepdims=True)
+            el = self.rs[..., None, :] * np.max(v, axis=-1, keepdims=True)
         return up(np.minimum(el, byrow), 1)
 
     def dnorm(self, d):
-        """Upper bound on ||diag(d) A||_2 for d >= 0, shape (B, r) -> (B,)."""
-        a = up(np.max(d, axis=1) * self.norm, 1)
-        b = np.sqrt(up(np.sum(d * d * self.rn2[None, :], axis=1), d.shape[1])) * (1 + 2 * U64)
+        """Upper bound on ||diag(d) A||_2 for d >= 0, shape (..., B, r) -> (..., B)."""
+        a = up(np.max(d, axis=-1) * self._normc, 1)
+        b = np.sqrt(up(np.sum(d * d * self.rn2[..., None, :], axis=-1), d.shape[-1])) * (1 + 2 * U64)
         return np.minimum(a, b)
 
 
@@ -255,8 +264,11 @@ class AbsValue:
         """:math:`|A| v` for a batch of rows, ``v @ |A|.T`` (inner dimension A.shape[1])."""
         A = np.asarray(A, dtype=np.float64)
         v = self.val
-        out = (v.reshape(-1, v.shape[-1]) @ np.abs(A).T).reshape(v.shape[:-1] + (A.shape[0],))
-        return AbsValue(out, self.depth + A.shape[1])
+        if A.ndim == 2:
+            out = (v.reshape(-1, v.shape[-1]) @ np.abs(A).T).reshape(v.shape[:-1] + (A.shape[0],))
+        else:                       # a stack (S, r, c) acting on (..., S, B, c)
+            out = v @ np.swapaxes(np.abs(A), -1, -2)
+        return AbsValue(out, self.depth + A.shape[-1])
 
     def bound(self):
         """A sure upper bound on the exact majorant (covers the rounding of ``val``)."""
@@ -297,15 +309,16 @@ def gamma32(k: int) -> float:
 
 
 class F32Matrix:
-    """A float64 matrix prepared for :meth:`F32Value.matvec`: its float32
-    transpose ``AT32`` (c, r), inner dimension ``k`` = c and ``rowsum``, an
-    upper bound on :math:`\\max_i \\sum_j |A_{ij}|`."""
+    """A float64 matrix (r, c), or a stack (S, r, c), prepared for
+    :meth:`F32Value.matvec`: its float32 transpose ``AT32`` (c, r) or (S, c, r),
+    inner dimension ``k`` = c and ``rowsum``, an upper bound on
+    :math:`\\max_i \\sum_j |A_{ij}|` (over the whole stack)."""
 
     def __init__(self, A):
         A = np.asarray(A, dtype=np.float64)
-        self.AT32 = np.ascontiguousarray(A.T.astype(np.float32))
-        self.k = A.shape[1]
-        self.rowsum = float(up(np.abs(A).sum(axis=1), self.k).max()) if A.size else 0.0
+        self.AT32 = np.ascontiguousarray(np.swapaxes(A, -1, -2).astype(np.float32))
+        self.k = A.shape[-1]
+        self.rowsum = float(up(np.abs(A).sum(axis=-1), self.k).max()) if A.size else 0.0
 
 
 class F32Value:
@@ -398,9 +411,12 @@ class F32Value:
 
     def matvec(self, M):
         """:math:`A v` for a batch of rows, ``v @ A.T`` as one 2-D float32 GEMM; ``M``
-        an :class:`F32Matrix` of A."""
+        an :class:`F32Matrix` of A. For a stack of S matrices, ``v`` is (S, ...,
+        c) and matrix s acts on ``v[s]`` (one GEMM per matrix)."""
         v = self.val
-        out = (v.reshape(-1, v.shape[-1]) @ M.AT32).reshape(v.shape[:-1] + (M.AT32.shape[1],))
+        AT = M.AT32
+        lead = v.shape[:1] if AT.ndim == 3 else ()
+        out = (v.reshape(lead + (-1, v.shape[-1])) @ AT).reshape(v.shape[:-1] + (AT.shape[-1],))
         g = (M.rowsum * (1 + 4 * U32) + 2 * M.k * ETA32) * (1 + 2 * gamma32(M.k + 2))
         return F32Value(out, self.depth + M.k + 1,
                         g * self.alpha + 2 * M.k * ETA32 * (self.mu + 1),
