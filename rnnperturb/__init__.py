@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from rnnperturb.cells import ElmanRNN, MGRU, GRU, Cell, CELL_TYPES, random_cell  # noqa: F401
 from rnnperturb.io import save, load, load_with_metadata  # noqa: F401
 from rnnperturb.io import from_torch_state_dict, load_torch  # noqa: F401
+from rnnperturb.io import from_torch, to_torch, TorchLayout  # noqa: F401
 from rnnperturb.report.progress import progress  # noqa: F401
 from rnnperturb import tasks  # noqa: F401
 from rnnperturb.tasks import metrics  # noqa: F401

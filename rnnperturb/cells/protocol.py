@@ -634,14 +634,22 @@ class Cell:
         kw.update(params)
         if "V" in params and "c" not in params:
             kw["c"] = None
-        return type(self)(**kw, dtype=self.dtype)
+        return self._keep_origin(type(self)(**kw, dtype=self.dtype))
 
     def astype(self, dtype) -> "Cell":
         """The same cell with its parameters in ``dtype`` (float32 or float64);
         ``self`` when it already has that dtype (cells are immutable)."""
         if np.dtype(dtype) == self.dtype:
             return self
-        return type(self)(**self.params, dtype=dtype)
+        return self._keep_origin(type(self)(**self.params, dtype=dtype))
+
+    def _keep_origin(self, new):
+        """Carry ``origin`` (where the cell came from, e.g. the key layout of a PyTorch
+        state_dict set by :func:`rnnperturb.from_torch`; not a parameter) to a derived cell."""
+        origin = getattr(self, "origin", None)
+        if origin is not None:
+            object.__setattr__(new, "origin", origin)
+        return new
 
     def _check_dW(self, dW) -> dict[str, np.ndarray]:
         if dW is None:

@@ -15,19 +15,31 @@ The checks are those of the ``.npz`` path: every tensor must be dense, real
 not turned into 0/1), finite, and of the shape an ``nn.RNN`` gives it; every
 problem is a ``ValueError`` naming the state_dict key, the expected and the
 found value.
+
+The round trip (:func:`from_torch`, :func:`to_torch`) covers ``nn.RNN``
+(tanh) and ``nn.GRU`` with one layer, one direction, with or without biases,
+and a ``Linear`` readout next to the network: ``from_torch`` gives the cell
+(:class:`~rnnperturb.ElmanRNN` or :class:`~rnnperturb.GRU`) together with
+the key layout of the state_dict it came from (:class:`TorchLayout`), and
+``to_torch`` writes a cell back under those keys, so that
+``module.load_state_dict(to_torch(cell, layout), strict=True)`` loads into the
+user's own module. A module's ``batch_first`` changes nothing in its weights;
+inputs to rnnperturb are always time-major, (T, B, m) (transpose a
+batch-first tensor with ``X.transpose(0, 1)``).
 """
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from rnnperturb._checks import check_regular_file, describe
-from rnnperturb.cells import ElmanRNN
+from rnnperturb.cells import GRU, Cell, ElmanRNN
 
-__all__ = ["from_torch_state_dict", "load_torch"]
+__all__ = ["from_torch_state_dict", "load_torch", "from_torch", "to_torch", "TorchLayout"]
 
 _SUFFIXES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
@@ -239,3 +251,422 @@ def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]
         any of the state_dict problems of :func:`from_torch_state_dict`.
     """
     return _load_torch(path, "path", nonlinearity)
+
+
+# ----- the round trip: from_torch / to_torch (nn.RNN tanh, nn.GRU)
+@dataclass(frozen=True)
+class _Codec:
+    """How one torch recurrent layer maps onto one cell type.
+
+    ``gates`` lists, in torch's row order of ``weight_hh``/``weight_ih``, the
+    cell's recurrent matrix, input matrix and bias of every gate; a bias is
+    either ``("sum", name)`` (the cell keeps ``b_ih + b_hh``) or
+    ``("split", ih_name, hh_name)`` (the cell keeps both).
+    """
+
+    torch_name: str
+    cell_type: type
+    gates: tuple
+
+
+_CODECS = (
+    _Codec("nn.RNN", ElmanRNN, (("W", "U", ("sum", "b")),)),
+    _Codec("nn.GRU", GRU, (("Wr", "Ur", ("sum", "br")), ("Wz", "Uz", ("sum", "bz")),
+                           ("Wn", "Un", ("split", "bn", "bhn")))),
+)
+_BY_GATES = {len(c.gates): c for c in _CODECS}          # rows of weight_hh / n
+_BY_KIND = {c.cell_type.kind: c for c in _CODECS}
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class TorchLayout:
+    r"""The key layout of the PyTorch state_dict a cell came from.
+
+    Returned by :func:`from_torch` (also as ``cell.origin``) and taken by
+    :func:`to_torch`, which writes a cell back under exactly these keys.
+
+    Attributes
+    ----------
+    torch_name : {'nn.RNN', 'nn.GRU'}
+    prefix : str
+        Common prefix of the network's keys (``''`` or e.g. ``'rnn.'``).
+    n, m : int
+        Hidden and input size.
+    bias : bool
+        Whether the state_dict has ``bias_ih_l0``/``bias_hh_l0``
+        (``bias=False`` modules have neither).
+    readout : str or None
+        Prefix of the ``Linear`` readout (``'fc.'``, ``'head.'``), or None.
+    readout_bias : bool
+        Whether the readout has a ``bias`` key.
+    bias_ih, bias_hh : ndarray of shape (G n,), or None
+        The original biases (float64, read-only), so that a gate whose cell
+        keeps only the sum :math:`b_{ih} + b_{hh}` gets both back exactly
+        while that sum is unchanged (else :math:`b_{ih} = b - b_{hh}`).
+    weight_dtype : str
+        torch dtype of the original ``weight_hh_l0`` (informative).
+    extras : tuple of (str, value)
+        Entries that are not part of the network or its readout, given back
+        unchanged (copies), so that a strict load into the same module works.
+    keys : tuple of str
+        All keys, in the original order (the order ``to_torch`` writes).
+    """
+
+    torch_name: str
+    prefix: str
+    n: int
+    m: int
+    bias: bool
+    readout: str | None
+    readout_bias: bool
+    bias_ih: np.ndarray | None
+    bias_hh: np.ndarray | None
+    weight_dtype: str
+    extras: tuple
+    keys: tuple
+
+    @classmethod
+    def default(cls, cell: Cell) -> "TorchLayout":
+        """The canonical layout of a bare torch module for ``cell``: no prefix,
+        biases present, the readout (if any) under ``'fc.'``."""
+        codec = _codec_of(cell)
+        p = "fc." if cell.V is not None else None
+        keys = tuple(s for s in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+        if p:
+            keys += ("fc.weight", "fc.bias")
+        return cls(codec.torch_name, "", cell.n, cell.m, True, p, p is not None, None, None,
+                   str(cell.dtype), (), keys)
+
+
+def _codec_of(cell) -> _Codec:
+    codec = _BY_KIND.get(getattr(cell, "kind", None)) if isinstance(cell, Cell) else None
+    if codec is None or type(cell) is not codec.cell_type:
+        raise ValueError(f"cell: expected an ElmanRNN or a GRU (the cells with a PyTorch "
+                         f"counterpart), found {type(cell).__name__}")
+    return codec
+
+
+def _is_module(obj) -> bool:
+    return (type(obj).__module__.split(".")[0] == "torch" or any(
+        c.__module__.startswith("torch.nn") for c in type(obj).__mro__)) and hasattr(
+        obj, "state_dict") and hasattr(obj, "modules")
+
+
+def _check_module(module) -> None:
+    """Refuse what a torch module's own attributes say is unsupported."""
+    import torch
+    rnns = [mod for mod in module.modules() if isinstance(mod, torch.nn.RNNBase)]
+    if len(rnns) != 1:
+        raise ValueError(f"module: expected exactly one nn.RNN or nn.GRU inside, found "
+                         f"{len(rnns)} recurrent modules in {type(module).__name__}")
+    rnn = rnns[0]
+    mode = getattr(rnn, "mode", "")
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"proj_size: expected 0 (projections are not supported), found "
+                         f"{rnn.proj_size}")
+    if mode == "LSTM":
+        raise ValueError("module: an nn.LSTM: not supported yet (nn.RNN with tanh and nn.GRU "
+                         "are)")
+    if mode == "RNN_RELU":
+        raise ValueError("nonlinearity: expected 'tanh' (the only supported nn.RNN "
+                         "nonlinearity), found 'relu'")
+    if mode not in ("RNN_TANH", "GRU"):
+        raise ValueError(f"module: expected an nn.RNN (tanh) or an nn.GRU, found mode "
+                         f"{describe(mode)} ({type(rnn).__name__})")
+    if rnn.num_layers != 1:
+        raise ValueError(f"num_layers: expected 1 (stacked networks are not supported yet), "
+                         f"found {rnn.num_layers}")
+    if rnn.bidirectional:
+        raise ValueError("bidirectional: expected False (rnnperturb follows one direction of "
+                         "time), found True")
+
+
+def _parse(state_dict: Mapping, dtype):
+    """State_dict -> (cell, layout, notes) for one-layer nn.RNN / nn.GRU."""
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict: expected a mapping of names to tensors, found "
+                         f"{type(state_dict).__name__}")
+    keys = list(state_dict)
+    bad_keys = [k for k in keys if not isinstance(k, str)]
+    if bad_keys:
+        raise ValueError(f"state_dict: expected string keys, found key {describe(bad_keys[0])} "
+                         f"({type(bad_keys[0]).__name__})")
+    hh = [k for k in keys if k.endswith("weight_hh_l0")]
+    if len(hh) != 1:
+        raise ValueError(f"state_dict: expected exactly one 'weight_hh_l0' (a one-layer nn.RNN "
+                         f"or nn.GRU), found {len(hh)} among keys {describe(keys[:12], 300)}")
+    prefix = hh[0][: -len("weight_hh_l0")]
+    ours = [k for k in keys if k.startswith(prefix)]
+    rev = [k for k in ours if k.endswith("_reverse")]
+    if rev:
+        raise ValueError(f"state_dict: a bidirectional network (key {rev[0]!r}): not "
+                         f"supported (rnnperturb follows one direction of time)")
+    layers = sorted({int(mt.group(1)) for k in ours
+                     if (mt := re.fullmatch(re.escape(prefix) + r"weight_hh_l(\d+)", k))})
+    if len(layers) > 1:
+        raise ValueError(f"num_layers: expected 1 (stacked networks are not supported yet), "
+                         f"found {max(layers) + 1} (state_dict key "
+                         f"{prefix + 'weight_hh_l' + str(max(layers))!r})")
+    khr = prefix + "weight_hr_l0"
+    if khr in state_dict:
+        raise ValueError(f"proj_size: expected 0 (projections are not supported), found "
+                         f"{_shape(state_dict[khr])[:1] or '?'} (state_dict key {khr!r})")
+    kW, kU = prefix + "weight_hh_l0", prefix + "weight_ih_l0"
+    kbi, kbh = prefix + "bias_ih_l0", prefix + "bias_hh_l0"
+    Whh = _to_numpy(kW, state_dict[kW])
+    if Whh.ndim != 2 or Whh.shape[1] == 0 or Whh.shape[0] % Whh.shape[1]:
+        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN) or "
+                         f"3 (nn.GRU), found shape {Whh.shape}")
+    n = Whh.shape[1]
+    G = Whh.shape[0] // n
+    if G == 4:
+        raise ValueError(f"state_dict: an nn.LSTM ({kW} has 4n rows): not supported yet")
+    if G not in _BY_GATES:
+        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN) or "
+                         f"3 (nn.GRU), found shape {Whh.shape} (G = {G})")
+    codec = _BY_GATES[G]
+    if kU not in state_dict:
+        raise ValueError(f"state_dict: expected key {kU!r}, found none")
+    Wih = _to_numpy(kU, state_dict[kU])
+    if Wih.ndim != 2 or Wih.shape[0] != G * n:
+        raise ValueError(f"state_dict[{kU!r}]: expected shape ({G * n}, m), found shape "
+                         f"{Wih.shape}")
+    m = Wih.shape[1]
+    notes = [f"read as a one-layer {codec.torch_name}"
+             + (" (nonlinearity assumed tanh: a state_dict does not record it)" if G == 1 else "")]
+    present = [k for k in (kbi, kbh) if k in state_dict]
+    if len(present) == 1:
+        raise ValueError(f"state_dict: expected both {kbi!r} and {kbh!r} (bias=True) or neither "
+                         f"(bias=False), found only {present[0]!r}")
+    has_bias = bool(present)
+    if has_bias:
+        bih, bhh = (_to_numpy(k, state_dict[k]) for k in (kbi, kbh))
+        for k, v in ((kbi, bih), (kbh, bhh)):
+            if v.shape != (G * n,):
+                raise ValueError(f"state_dict[{k!r}]: expected shape ({G * n},), found shape "
+                                 f"{v.shape}")
+    else:
+        bih = bhh = np.zeros(G * n)
+        notes.append("no bias_ih_l0/bias_hh_l0: biases taken as zero (bias=False)")
+    params = {}
+    for g, (w, u, bias) in enumerate(codec.gates):
+        rows = slice(g * n, (g + 1) * n)
+        params[w], params[u] = Whh[rows], Wih[rows]
+        if bias[0] == "sum":
+            params[bias[1]] = bih[rows] + bhh[rows]
+        else:
+            params[bias[1]], params[bias[2]] = bih[rows], bhh[rows]
+    used = {kW, kU, kbi, kbh}
+    rest = [k for k in keys if k not in used]
+    readout, readout_bias = None, False
+    w_keys = [k for k in rest if k.endswith("weight") and len(_shape(state_dict[k])) == 2
+              and _shape(state_dict[k])[-1] == n]
+    if len(w_keys) == 1:
+        kV = w_keys[0]
+        readout = kV[: -len("weight")]
+        params["V"] = _to_numpy(kV, state_dict[kV])
+        kc = readout + "bias"
+        if kc in state_dict:
+            params["c"] = _to_numpy(kc, state_dict[kc])
+            if params["c"].shape != (params["V"].shape[0],):
+                raise ValueError(f"state_dict[{kc!r}]: expected shape ({params['V'].shape[0]},),"
+                                 f" found shape {params['c'].shape}")
+            readout_bias = True
+        notes.append(f"readout V, c taken from {kV!r}" + (f" and {kc!r}" if readout_bias else ""))
+        rest = [k for k in rest if k not in (kV, kc)]
+    elif len(w_keys) > 1:
+        notes.append(f"no readout taken: several candidate Linear weights {describe(w_keys, 200)}")
+    if rest:
+        notes.append(f"kept unchanged, not part of the network: {describe(rest, 300)}")
+    if dtype is None:
+        wd = getattr(state_dict[kW], "dtype", None)
+        dtype = np.float32 if str(wd) in ("torch.float32", "float32") else np.float64
+    try:
+        cell = codec.cell_type(**params, dtype=dtype)
+    except ValueError as exc:
+        raise ValueError(f"state_dict: {exc}") from None
+    extras = tuple((k, _copy_value(state_dict[k])) for k in rest)
+    layout = TorchLayout(codec.torch_name, prefix, n, m, has_bias, readout, readout_bias,
+                         _frozen(bih) if has_bias else None, _frozen(bhh) if has_bias else None,
+                         str(getattr(state_dict[kW], "dtype", np.asarray(state_dict[kW]).dtype)),
+                         extras, tuple(keys))
+    return cell, layout, notes
+
+
+def _copy_value(value):
+    if _is_tensor(value):
+        return value.detach().clone()
+    a = np.array(value)
+    a.setflags(write=False)
+    return a
+
+
+def from_torch(module_or_state_dict, *, dtype=None, nonlinearity: str = "tanh",
+               return_notes: bool = False):
+    r"""A cell from a one-layer PyTorch ``nn.RNN`` (tanh) or ``nn.GRU``.
+
+    ``nn.RNN``: :math:`W` = ``weight_hh_l0``, :math:`U` = ``weight_ih_l0``,
+    :math:`b = b_{ih} + b_{hh}` (:class:`~rnnperturb.ElmanRNN`). ``nn.GRU``:
+    the blocks r, z, n of ``weight_hh_l0`` are ``Wr, Wz, Wn``, those of
+    ``weight_ih_l0`` are ``Ur, Uz, Un``; ``br = b_ir + b_hr``,
+    ``bz = b_iz + b_hz``, ``bn = b_in``, ``bhn = b_hn``
+    (:class:`~rnnperturb.GRU`). A ``Linear`` readout next to the network
+    (``<p>.weight`` of shape (k, n), ``<p>.bias``) becomes ``V, c``.
+
+    The key layout (prefix, readout keys, the original split of the summed
+    biases, other entries) is returned attached as ``cell.origin``
+    (a :class:`TorchLayout`) for :func:`to_torch`.
+
+    ``batch_first`` changes nothing in the weights: inputs to rnnperturb
+    are always time-major, (T, B, m).
+
+    Parameters
+    ----------
+    module_or_state_dict : torch.nn.Module or mapping of str to tensor
+        An ``nn.RNN``/``nn.GRU``, a module containing exactly one (and a
+        ``Linear`` readout), or a state_dict; keys may carry a prefix
+        (``rnn.weight_hh_l0``). Tensors must be dense, real and finite.
+    dtype : {None, numpy.float32, numpy.float64}
+        dtype of the cell; None follows ``weight_hh_l0`` (float32 stays
+        float32, everything else becomes float64).
+    nonlinearity : {'tanh'}
+        For state_dicts of an ``nn.RNN``, which do not record it; only tanh.
+    return_notes : bool
+        Also return the list of what was assumed or kept aside.
+
+    Returns
+    -------
+    cell : ElmanRNN or GRU
+    notes : list of str
+        Only with ``return_notes=True``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument or the key: ``num_layers`` > 1, ``bidirectional``,
+        ``proj_size``, ``nonlinearity='relu'``, an ``nn.LSTM``, or any
+        tensor that is not dense, real, finite and of the right shape.
+    """
+    if not isinstance(nonlinearity, str) or nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity: expected 'tanh' (the only supported nn.RNN "
+                         f"nonlinearity), found {describe(nonlinearity)}")
+    if dtype is not None and np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected None, float32 or float64, found {describe(dtype)}")
+    obj = module_or_state_dict
+    notes = []
+    if _is_module(obj):
+        _check_module(obj)
+        if any(getattr(mod, "batch_first", False) for mod in obj.modules()):
+            notes.append("batch_first=True: weights unchanged; rnnperturb inputs are (T, B, m)")
+        obj = obj.state_dict()
+    cell, layout, more = _parse(obj, dtype)
+    object.__setattr__(cell, "origin", layout)
+    return (cell, notes + more) if return_notes else cell
+
+
+def _as_out(a, torch, dtype):
+    return torch.tensor(np.ascontiguousarray(a, dtype=np.float64)).to(dtype)
+
+
+def to_torch(cell, layout: TorchLayout | None = None) -> dict:
+    r"""A PyTorch state_dict of ``cell`` with the keys of the one it came from.
+
+    Inverse of :func:`from_torch`: ``module.load_state_dict(to_torch(cell),
+    strict=True)`` loads into the user's module. For a gate whose cell keeps
+    only :math:`b = b_{ih} + b_{hh}` (``nn.RNN``'s bias, the GRU's r and z),
+    both original biases come back exactly while :math:`b` is unchanged; else
+    :math:`b_{ih} = b - b_{hh}` with the original :math:`b_{hh}` (the same
+    pre-activation). Entries that were not part of the network come back
+    unchanged.
+
+    Parameters
+    ----------
+    cell : ElmanRNN or GRU
+        E.g. ``truncate_svd(from_torch(sd), rank=r)``.
+    layout : TorchLayout, optional
+        Default: ``cell.origin`` when it is one (set by :func:`from_torch`),
+        else :meth:`TorchLayout.default` (bare module keys, readout ``fc.``).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        float32 tensors for a float32 cell, float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        For a cell without a PyTorch counterpart, a layout of another network
+        type or size, or parameters the layout cannot hold (nonzero biases with
+        ``bias=False``, a readout the layout has no keys for, or the reverse).
+    """
+    codec = _codec_of(cell)
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("torch: expected PyTorch to build a state_dict (pip install "
+                         "'rnnperturb[torch]'), found it not installed") from None
+    if layout is None:
+        layout = getattr(cell, "origin", None)
+        if not isinstance(layout, TorchLayout):
+            layout = TorchLayout.default(cell)
+    elif not isinstance(layout, TorchLayout):
+        raise ValueError(f"layout: expected a TorchLayout (from from_torch), found "
+                         f"{type(layout).__name__}")
+    if layout.torch_name != codec.torch_name or (layout.n, layout.m) != (cell.n, cell.m):
+        raise ValueError(f"layout: expected the layout of an {codec.torch_name} with n = "
+                         f"{cell.n}, m = {cell.m}, found one of an {layout.torch_name} with "
+                         f"n = {layout.n}, m = {layout.m}")
+    tdt = torch.float32 if cell.dtype == np.float32 else torch.float64
+    n, p = cell.n, layout.prefix
+    Whh = np.concatenate([getattr(cell, w) for w, _, _ in codec.gates])
+    Wih = np.concatenate([getattr(cell, u) for _, u, _ in codec.gates])
+    bih, bhh = [], []
+    for g, (_, _, bias) in enumerate(codec.gates):
+        rows = slice(g * n, (g + 1) * n)
+        if bias[0] == "split":
+            bih.append(np.asarray(getattr(cell, bias[1]), np.float64))
+            bhh.append(np.asarray(getattr(cell, bias[2]), np.float64))
+            continue
+        b = getattr(cell, bias[1])
+        if layout.bias_ih is None:              # no recorded split: all in b_ih
+            bih.append(np.asarray(b, np.float64))
+            bhh.append(np.zeros(n))
+            continue
+        oi, oh = layout.bias_ih[rows], layout.bias_hh[rows]
+        if np.array_equal(b, (oi + oh).astype(cell.dtype)):
+            bih.append(oi)
+            bhh.append(oh)
+        else:
+            bih.append(np.asarray(b, np.float64) - oh)
+            bhh.append(oh)
+    bih, bhh = np.concatenate(bih), np.concatenate(bhh)
+    out = {p + "weight_ih_l0": _as_out(Wih, torch, tdt), p + "weight_hh_l0": _as_out(Whh, torch, tdt)}
+    if layout.bias:
+        out[p + "bias_ih_l0"] = _as_out(bih, torch, tdt)
+        out[p + "bias_hh_l0"] = _as_out(bhh, torch, tdt)
+    elif np.any(bih) or np.any(bhh):
+        raise ValueError("cell: expected zero biases (the layout's module has bias=False), "
+                         "found nonzero ones")
+    if layout.readout is not None:
+        if cell.V is None:
+            raise ValueError(f"cell: expected a readout V for the layout's keys "
+                             f"{layout.readout + 'weight'!r}, found none")
+        out[layout.readout + "weight"] = _as_out(cell.V, torch, tdt)
+        if layout.readout_bias:
+            out[layout.readout + "bias"] = _as_out(cell.c, torch, tdt)
+        elif np.any(cell.c):
+            raise ValueError(f"cell: expected c = 0 (the layout's readout "
+                             f"{layout.readout!r} has no bias), found nonzero entries")
+    elif cell.V is not None:
+        raise ValueError("layout: expected readout keys for the cell's V, found none (the "
+                         "original state_dict had no Linear readout)")
+    for k, v in layout.extras:
+        out[k] = v.detach().clone() if _is_tensor(v) else torch.as_tensor(np.array(v))
+    order = {k: i for i, k in enumerate(layout.keys)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
