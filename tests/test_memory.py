@@ -5,8 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnperturb as rp
-from rnnperturb.stats.memory import (delay_linearisation, fisher_memory_curve, input_jacobian,
-                               linear_memory, memory_capacity, simulated_memory_curve)
+from rnnperturb.stats.memory import (delay_linearisation, finite_time_lyapunov,
+                                     fisher_memory_curve, input_jacobian, linear_memory,
+                                     memory_capacity, simulated_memory_curve)
 from rnnperturb.cells.random import random_cell
 
 
@@ -153,3 +154,217 @@ def test_bad_input_raises():
         delay_linearisation(cell, np.zeros((4, 2)), np.array([0, 9]), np.ones(2))
     with pytest.raises(ValueError, match="direction"):
         delay_linearisation(cell, np.zeros((4, 2)), np.array([1]), np.ones(3))
+
+
+# ----------------------------------------------------------------- textbook identities
+def _explicit_memory(A, v, noise, K):
+    """Independent reference: explicit sums over k < K of the memory function
+    r_k^2 = u_k^T C_h^+ u_k and the Fisher memory J(k) = u_k^T C_n^{-1} u_k,
+    u_k = A^k v, C_n = noise * sum_k A^k A^kT, C_h = sum_k u_k u_k^T + C_n."""
+    N = A.shape[0]
+    Ak = [np.linalg.matrix_power(A, k) for k in range(K)]
+    U = np.array([P @ v for P in Ak])
+    Cn = noise * sum(P @ P.T for P in Ak)
+    Ch = U.T @ U + Cn
+    r2 = np.array([u @ np.linalg.pinv(Ch, rcond=1e-12, hermitian=True) @ u for u in U])
+    J = np.array([u @ np.linalg.solve(Cn, u) for u in U]) if noise > 0 else None
+    return r2, J
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 6), seed=st.integers(0, 10 ** 6), rho=st.floats(0.05, 0.95),
+       noise=st.floats(1e-3, 3.0), K=st.integers(1, 25))
+def test_jaeger_capacity_at_most_n_against_explicit_sums(N, seed, rho, noise, K):
+    """Jaeger 2001: MC = sum_k r_k^2 <= N for a linear network, here with the
+    explicit sums as the reference (finite horizon K, the whole memory curve)."""
+    A, v = _random_system(N, rho, seed)
+    lm = linear_memory(A, v, noise=noise, horizon=K)
+    r2, J = _explicit_memory(A, v, noise, K)
+    np.testing.assert_allclose(lm.r2, r2, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(lm.fisher, J, rtol=1e-7)
+    assert lm.capacity == pytest.approx(r2.sum(), rel=1e-7, abs=1e-10)
+    assert lm.fisher_total == pytest.approx(J.sum(), rel=1e-7)
+    assert r2.sum() <= min(N, K) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("N", [1, 4, 9])
+def test_delay_line_reaches_capacity_n(N):
+    """A shift register (A e_i = e_{i+1}) with a generic input vector stores the
+    last N inputs perfectly: without noise MC = N exactly (Jaeger's bound is
+    attained), r_k^2 = 1 for k < N and 0 beyond; with noise eps, MC -> N as eps -> 0."""
+    A = np.diag(np.ones(N - 1), -1)
+    v = np.random.default_rng(N).standard_normal(N)
+    lm = linear_memory(A, v, noise=0.0, horizon=3 * N)
+    assert lm.capacity == pytest.approx(N, rel=1e-9)
+    np.testing.assert_allclose(lm.r2, np.r_[np.ones(N), np.zeros(2 * N)], atol=1e-9)
+    r2, _ = _explicit_memory(A, v, 0.0, 3 * N)
+    np.testing.assert_allclose(lm.r2, r2, atol=1e-9)
+    assert memory_capacity(A, v) == pytest.approx(N, rel=1e-9)      # stationary (rho = 0)
+    caps = [memory_capacity(A, v, noise=e) for e in (1e-1, 1e-3, 1e-6, 1e-9)]
+    assert caps[0] < caps[1] < caps[2] < caps[3] < N and N - caps[3] < 1e-4
+
+
+def _orthogonal(N, seed):
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((N, N)))[0]
+
+
+@pytest.mark.parametrize("which", ["scaled_orthogonal", "symmetric"])
+def test_ganguli_fisher_total_is_one_for_normal_networks(which):
+    """Ganguli, Huh & Sompolinsky 2008: J_tot = sum_k J(k) = 1 for a normal A
+    (||v|| = eps = 1), against the explicit sum of J(k) = v^T A^kT C^{-1} A^k v,
+    C = sum_k A^k A^kT, over a horizon long enough that the tail is < 1e-10."""
+    N = 6
+    if which == "scaled_orthogonal":
+        A = 0.8 * _orthogonal(N, 0)
+    else:
+        S = np.random.default_rng(1).standard_normal((N, N))
+        S = S + S.T
+        A = 0.8 * S / np.linalg.norm(S, 2)
+    v = np.random.default_rng(2).standard_normal(N)
+    v /= np.linalg.norm(v)
+    K = 120                                   # 0.8^240 ~ 1e-23
+    _, J = _explicit_memory(A, v, 1.0, K)
+    assert J.sum() == pytest.approx(1.0, abs=1e-10)
+    lm = linear_memory(A, v, noise=1.0, kmax=K)
+    assert lm.fisher_total == pytest.approx(1.0, abs=1e-10)
+    np.testing.assert_allclose(lm.fisher, J, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("gain", [1.0, 2.0, 4.0])
+def test_ganguli_fisher_total_exceeds_one_for_amplifying_chain(gain):
+    """Non-normal networks beat the normal bound: a feed-forward chain
+    A = gain * shift, v = e_1, eps = 1 has C_n = diag(sum_{j<=i} gain^{2j}) and
+    J(k) = gain^{2k} / sum_{j<=k} gain^{2j}; J_tot > 1, -> N as gain -> inf (and
+    always <= N ||v||^2 / eps)."""
+    N = 6
+    A = gain * np.diag(np.ones(N - 1), -1)
+    v = np.eye(N)[0]
+    lm = linear_memory(A, v, noise=1.0, horizon=N)
+    _, J = _explicit_memory(A, v, 1.0, N)
+    g2 = gain ** (2 * np.arange(N))
+    np.testing.assert_allclose(J, g2 / np.cumsum(g2), rtol=1e-12)
+    np.testing.assert_allclose(lm.fisher, J, rtol=1e-10)
+    assert lm.fisher_total == pytest.approx(J.sum(), rel=1e-10)
+    assert 1 < lm.fisher_total <= N
+    assert not np.allclose(A @ A.T, A.T @ A)
+    # stationary = horizon N for the nilpotent chain
+    assert linear_memory(A, v, noise=1.0).fisher_total == pytest.approx(J.sum(), rel=1e-9)
+
+
+# ------------------------------------------------------- finite-time Lyapunov exponents
+def _trajectory_jacobians(cell, X):
+    cell = cell.astype(np.float64)
+    H = cell.run(X)
+    Hp = np.concatenate([np.zeros((1,) + H.shape[1:]), H[:-1]])
+    return [cell.jacobian(Hp[t], X[t]) for t in range(X.shape[0])]
+
+
+def test_ftle_diagonal_network_is_exact(kind):
+    """Diagonal recurrent matrices give diagonal step Jacobians, so the FTLEs
+    are the running means of log|J_t,ii| exactly (sorted)."""
+    cell = random_cell(kind, 5, 2, spectral_norm=1.3, seed=4)
+    rng = np.random.default_rng(5)
+    cell = cell.replace(**{k: np.diag(rng.uniform(-1.5, 1.5, 5)) for k in cell.recurrent_names})
+    X = 0.5 * rng.standard_normal((30, 3, 2))
+    Js = _trajectory_jacobians(cell, X)
+    assert all(np.allclose(J, J * np.eye(5)) for J in Js)
+    d = np.cumsum([np.log(np.abs(np.diagonal(J, axis1=1, axis2=2))) for J in Js], axis=0)
+    ref = -np.sort(-d / np.arange(1, 31)[:, None, None], axis=-1)
+    lam = finite_time_lyapunov(cell, X)
+    assert lam.shape == (30, 3, 5)
+    np.testing.assert_allclose(lam, ref, rtol=1e-12, atol=1e-13)
+    if kind == "elman":                       # closed form: J = diag(1 - h^2) W
+        H = cell.astype(np.float64).run(X)
+        Hp = np.concatenate([np.zeros((1, 3, 5)), H[:-1]])
+        Hn = np.tanh(Hp @ cell.W.T + X @ cell.U.T + cell.b)
+        dd = np.cumsum(np.log(np.abs((1 - Hn ** 2) * np.diag(cell.W))), axis=0)
+        np.testing.assert_allclose(lam, -np.sort(-dd / np.arange(1, 31)[:, None, None], -1),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_ftle_of_linear_system_known_spectrum():
+    """Linear case: an Elman net with zero input and bias stays at h = 0, so
+    J_t = W; for W = Q diag(s) Q^T symmetric the exact finite-time exponents of
+    W^t are log|s_i| at every t. The QR estimate (from Q_0 = I) has the exact
+    sum at every t and converges as O(1/t) (t * error bounded); for a
+    triangular W it is exactly log|W_ii| at every t (R_t = W)."""
+    n = 4
+    Q = _orthogonal(n, 3)
+    s = np.array([1.2, 0.9, -0.5, 0.1])
+    ref = np.sort(np.log(np.abs(s)))[::-1]
+    base = random_cell("elman", n, 1, seed=0).replace(b=np.zeros(n))
+    X = np.zeros((400, 1))
+    lam = finite_time_lyapunov(base.replace(W=Q @ np.diag(s) @ Q.T), X)
+    np.testing.assert_allclose(lam.sum(1), ref.sum(), atol=1e-12)
+    terr = np.abs(lam - ref).max(1) * np.arange(1, 401)
+    assert terr.max() < 5 and np.ptp(terr[100:]) < 1e-6            # t * error -> constant
+    assert np.abs(lam[-1] - ref).max() < 0.01
+    Wt = np.triu(Q) + np.diag(s - np.diag(Q))                       # triangular, diag s
+    lam = finite_time_lyapunov(base.replace(W=Wt), X[:30])
+    np.testing.assert_allclose(lam, np.broadcast_to(ref, (30, n)), atol=1e-12)
+
+
+def test_ftle_agrees_with_svd_of_explicit_product(kind):
+    """Small random net: the QR estimate against the singular values of the
+    explicit propagator product, by np.linalg.svd on a short horizon (well
+    conditioned) and in 200-digit arithmetic (mpmath) on a long one; the sum is
+    (1/t) log|det Phi| exactly, the estimate is majorised by the exact
+    spectrum, and the error is O(1/t)."""
+    import mpmath as mp
+
+    cell = random_cell(kind, 3, 2, spectral_norm=1.5, input_scale=0.3, seed=1)
+    X = np.random.default_rng(0).standard_normal((120, 2))
+    lam = finite_time_lyapunov(cell, X)
+    assert lam.shape == (120, 3)
+    Js = _trajectory_jacobians(cell, X)
+    P = np.eye(3)
+    for t in range(8):
+        P = Js[t] @ P
+        sv = np.linalg.svd(P, compute_uv=False)
+        ex = np.log(sv) / (t + 1)
+        tol = 10 * np.finfo(float).eps * sv[0] / sv[-1]   # backward-stable SVD: eps ||P|| error
+        assert lam[t].sum() == pytest.approx(ex.sum(), abs=tol)
+        np.testing.assert_array_less(np.cumsum(lam[t])[:-1], np.cumsum(ex)[:-1] + tol)
+        assert np.abs(lam[t] - ex).max() * (t + 1) < 0.5
+    with mp.workdps(200):
+        Pm = mp.eye(3)
+        for t in range(120):
+            Pm = mp.matrix(Js[t].tolist()) * Pm
+            if t + 1 in (30, 60, 120):
+                s = mp.svd_r(Pm, compute_uv=False)
+                ex = np.sort([float(mp.log(x)) / (t + 1) for x in s])[::-1]
+                assert lam[t].sum() == pytest.approx(ex.sum(), abs=1e-12)
+                np.testing.assert_array_less(np.cumsum(lam[t])[:-1], np.cumsum(ex)[:-1] + 1e-12)
+                assert np.abs(lam[t] - ex).max() * (t + 1) < 0.5     # O(1/t)
+    assert np.abs(lam[-1] - ex).max() < 5e-3
+
+
+def test_ftle_is_independent_of_qr_sign_convention(kind, monkeypatch):
+    """Flip the signs of random columns of Q (and rows of R): same exponents."""
+    cell = random_cell(kind, 6, 2, spectral_norm=1.2, seed=7)
+    X = np.random.default_rng(1).standard_normal((25, 4, 2))
+    ref = finite_time_lyapunov(cell, X)
+    qr = np.linalg.qr
+    rng = np.random.default_rng(2)
+
+    def flipped(M):
+        Q, R = qr(M)
+        s = rng.choice([-1.0, 1.0], size=Q.shape[:-2] + (Q.shape[-1],))
+        return Q * s[..., None, :], R * s[..., :, None]
+
+    monkeypatch.setattr(np.linalg, "qr", flipped)
+    np.testing.assert_allclose(finite_time_lyapunov(cell, X), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_ftle_steps_window_and_errors(kind):
+    """steps = t0..t1 is the propagator Phi(t1, t0 - 1): the same as starting at h_{t0-1}."""
+    cell = random_cell(kind, 5, 2, seed=3)
+    X = np.random.default_rng(4).standard_normal((20, 3, 2))
+    H = cell.astype(np.float64).run(X)
+    lam = finite_time_lyapunov(cell, X, steps=np.arange(6, 16))
+    assert lam.shape == (10, 3, 5)
+    np.testing.assert_allclose(lam, finite_time_lyapunov(cell, X[5:15], h0=H[4]), atol=1e-12)
+    with pytest.raises(ValueError, match="steps"):
+        finite_time_lyapunov(cell, X, steps=np.array([3, 5]))
+    with pytest.raises(ValueError, match="steps"):
+        finite_time_lyapunov(cell, X, steps=np.arange(15, 22))

@@ -30,8 +30,25 @@ delay trajectory, with the truncated net's recall accuracy; and under frozen
 Gaussian weight noise of std :math:`\alpha\|W\|_2/\sqrt n` per entry (3 draws per
 level, means).
 
+Memory headlines (issue 14, item 7). Every measurement also carries the
+finite-time Lyapunov exponents of the delay propagator :math:`\Phi(L+D, L)`
+of each sequence (:func:`rnnperturb.stats.memory.finite_time_lyapunov`, QR
+method, :math:`\tau = D`): ``ftle_max`` (median over the 32 sequences of the
+largest exponent), ``ftle_max_max`` (largest over the sequences),
+``ftle_sum`` (median of the sum, :math:`\tfrac1D\log|\det\Phi|`) and
+``n_ftle_near_zero`` (median number of exponents with :math:`|\lambda| < 0.01`,
+the memory modes that neither grow nor decay over the delay). Rows with
+``perturbation`` ``svd_kept`` / ``svd_half_kept`` truncate to the kept rank
+r* (smallest rank from which on every plain-SVD rank recalls >= 99 % of the
+bits, scanned over all ranks, ``validation.exp_truncation.kept``) and to
+round(r*/2); ``noise_1e-2`` is the mean over 3 seeded ``rp.weight_noise``
+draws of std :math:`10^{-2}\|W\|_2/\sqrt n` per matrix (the linearisation of
+the noisy net, first order in the weight error). ``headline()["memory_table"]``
+gives per checkpoint {MC, J_tot, ftle_max, n_ftle_near_zero} x {full, kept,
+half, noise}.
+
 ``python -m validation.exp_memory --out DIR [--quick]`` writes ``memory.csv``
-and ``memory.json``. Deterministic (fixed seeds).
+and ``memory.json`` (about 1.5 min for the full run). Deterministic (fixed seeds).
 """
 from __future__ import annotations
 
@@ -40,13 +57,17 @@ import zlib
 import numpy as np
 
 import rnnperturb as rp
-from rnnperturb.stats.memory import delay_linearisation, linear_memory
+from rnnperturb.stats.memory import delay_linearisation, finite_time_lyapunov, linear_memory
 from rnnperturb.perturb.low_rank import truncate_svd
 from validation.experiments import checkpoint_names, cli, load
+from validation.exp_truncation import kept
 
 NAME = "memory"
 EPS = 1e-2          # state-noise variance of the Fisher curve / capacity (main value)
 EPS_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+NEAR_ZERO = 0.01    # |FTLE| below this: a memory mode (neither grows nor decays over the delay)
+NOISE_REL = 1e-2    # weight noise std / (||W||_2 / sqrt(n)) of the memory-headline rows
+NOISE_DRAWS = 3
 
 
 def _seed_tag(kind: str) -> int:
@@ -112,6 +133,16 @@ def _per_sequence(cell, X, steps):
             "phi_delay_norm_min": float(np.min(nrm))}
 
 
+def _ftle(cell, X, steps):
+    """Finite-time Lyapunov exponents of the delay propagator of every sequence
+    (tau = len(steps)): median largest exponent, largest over the sequences,
+    median sum and median number of exponents within NEAR_ZERO of 0."""
+    lam = finite_time_lyapunov(cell, X, steps=steps)[-1]           # (B, n), decreasing
+    return {"ftle_max": float(np.median(lam[:, 0])), "ftle_max_max": float(lam[:, 0].max()),
+            "ftle_sum": float(np.median(lam.sum(1))),
+            "n_ftle_near_zero": float(np.median(np.sum(np.abs(lam) < NEAR_ZERO, axis=1)))}
+
+
 def _recall_accuracy(cell, task):
     Y = cell.readout(cell.run(task.X))
     ok = np.argmax(Y, -1) == task.targets
@@ -136,6 +167,7 @@ def _measure(cell, task, L, D, eps_grid):
            "recall_accuracy": _recall_accuracy(cell, task)}
     out.update(_delay_stats(cell, task.X, delay))
     out.update(_per_sequence(cell, task.X, delay))
+    out.update(_ftle(cell, task.X, delay))
     for eps in eps_grid:
         tag = "" if eps == EPS else f"_eps{eps:g}"
         for vname, v in (("", dl.v), ("_vdata", v_data)):
@@ -189,6 +221,25 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
             mean["A"] = np.mean([m["A"] for m in ms], axis=0)
             rows.append(_row({**base, "perturbation": "noise", "rank": cell.n, "alpha": a,
                               "draws": draws}, mean, A0))
+        # memory headlines: kept rank r*, r*/2, first-order weight noise
+        accs = [_recall_accuracy(truncate_svd(cell, rank=r), task) for r in range(cell.n + 1)]
+        r_kept = kept(np.arange(cell.n + 1), np.array(accs) >= 0.99)
+        if r_kept is not None:
+            for tag, r in (("svd_kept", r_kept), ("svd_half_kept", int(round(r_kept / 2)))):
+                m = _measure(truncate_svd(cell, rank=r), task, L, D, (EPS,))
+                rows.append(_row({**base, "perturbation": tag, "rank": r, "alpha": 0.0}, m, A0))
+        rng = np.random.default_rng([seed, D, _seed_tag(cell.kind), 14])
+        ms = []
+        for _ in range(NOISE_DRAWS):
+            noisy = cell
+            for k, W in cell.recurrent.items():
+                noisy = rp.weight_noise(noisy, std=NOISE_REL * np.linalg.norm(W, 2)
+                                        / np.sqrt(cell.n), seed=rng, names=k)
+            ms.append(_measure(noisy, task, L, D, (EPS,)))
+        mean = {k: float(np.mean([m[k] for m in ms])) for k in ms[0] if k != "A"}
+        mean["A"] = np.mean([m["A"] for m in ms], axis=0)
+        rows.append(_row({**base, "perturbation": f"noise_{NOISE_REL:g}", "rank": cell.n,
+                          "alpha": NOISE_REL, "draws": NOISE_DRAWS}, mean, A0))
         if not quiet:
             print(f"[memory] {name}: gate {m0['gate_mean_delay']:.3f} MC {m0['MC']:.3f} "
                   f"J_tot {m0['J_tot']:.3g}")
@@ -196,7 +247,12 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
             "meta": {"quick": quick, "seed": seed, "eps": EPS, "eps_grid": list(EPS_GRID),
                      "direction": "(e_1 - e_0)/sqrt(2): symbol-difference input direction",
                      "A": "mean step Jacobian over the blank delay steps L+1..L+D, all sequences",
-                     "horizon": "L + D + 1", "task_window": "delays D+1..D+L"}}
+                     "horizon": "L + D + 1", "task_window": "delays D+1..D+L",
+                     "ftle": "finite_time_lyapunov over the delay steps L+1..L+D, tau = D; "
+                             "ftle_max / ftle_sum / n_ftle_near_zero: medians over sequences",
+                     "near_zero": NEAR_ZERO, "noise_rel": NOISE_REL, "noise_draws": NOISE_DRAWS,
+                     "kept_rank": "smallest r from which on every plain-SVD rank has recall "
+                                  ">= 0.99 (all ranks 0..n scanned)"}}
 
 
 def headline(result) -> dict:
@@ -244,7 +300,30 @@ def headline(result) -> dict:
                                        "dA_rel": round(r["dA_rel"], 4)}
                           for r in rd if r["perturbation"] == "noise"},
             }
+    head["memory_table"] = memory_table(result)
     return head
+
+
+def memory_table(result) -> dict:
+    """Per checkpoint: {MC, J_tot, ftle_max, n_ftle_near_zero} for the full
+    net, the kept rank r*, round(r*/2) and weight noise (with the ranks and the
+    recall accuracies)."""
+    cols = {"full": "none", "kept": "svd_kept", "half": "svd_half_kept",
+            "noise": f"noise_{NOISE_REL:g}"}
+    out = {}
+    for name in dict.fromkeys(r["checkpoint"] for r in result["rows"]):
+        rs = [r for r in result["rows"] if r["checkpoint"] == name]
+        tab = {}
+        for col, pert in cols.items():
+            r = next((r for r in rs if r["perturbation"] == pert), None)
+            if r is None:
+                continue
+            tab[col] = {"rank": r["rank"], "acc": round(r["recall_accuracy"], 4),
+                        "MC": round(r["MC"], 4), "J_tot": round(r["J_tot"], 4),
+                        "ftle_max": round(r["ftle_max"], 4),
+                        "n_ftle_near_zero": r["n_ftle_near_zero"]}
+        out[name] = tab
+    return out
 
 
 if __name__ == "__main__":
