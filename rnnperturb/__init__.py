@@ -41,6 +41,8 @@ from rnnperturb.bounds import (certified_recall, certified_safe_rank, CertifiedR
 from rnnperturb.perturb import sets  # noqa: F401
 from rnnperturb.bounds.set_bound import set_bound, set_attack  # noqa: F401
 from rnnperturb.stats.noise_bound import noise_bound  # noqa: F401
+from rnnperturb.bounds.set_recall import (GaussianNoise, Tolerance, certified_set_recall,  # noqa: F401
+                                          certified_noise_recall, certified_tolerance)
 
 # --- statistics: random perturbations, coherence, memory
 from rnnperturb.stats import noise_response, monte_carlo_noise  # noqa: F401

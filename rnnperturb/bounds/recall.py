@@ -213,8 +213,17 @@ def certified_recall(cell, other, task, *, tier: str = "auto", rigorous: bool = 
     ----------
     cell : ElmanRNN or MGRU
         Nominal cell with readout ``V``, ``c`` (used for both cells).
-    other : same type
+    other : same type, or a set
         Perturbed cell (only recurrent matrices differ; its readout is ignored).
+        Or a set of :mod:`rnnperturb.perturb.sets` (``Ball``, ``Box``,
+        ``quantization``, ``drift``) or a
+        :class:`rnnperturb.bounds.set_recall.GaussianNoise`: then the recall is
+        certified for *every* member (noise: with probability >= its confidence,
+        jointly over the sequences), by
+        :func:`rnnperturb.bounds.set_recall.certified_set_recall` (same margin
+        test, with the set bound's :math:`\beta_t` and :math:`\rho_t`; only
+        ``componentwise`` and ``margins`` apply; see there for the meaning of
+        ``correct`` and ``predicted`` over a set).
     task : Task
         Classification task with a recall window, e.g.
         ``rp.tasks.memorization_all(2, 5, D)`` (all 32 sequences).
@@ -240,6 +249,11 @@ def certified_recall(cell, other, task, *, tier: str = "auto", rigorous: bool = 
     -------
     CertifiedRecall
     """
+    from rnnperturb.bounds.set_recall import GaussianNoise, certified_set_recall
+    from rnnperturb.perturb.sets import PerturbationSet
+    if isinstance(other, (PerturbationSet, GaussianNoise)):             # a set, not a cell
+        return certified_set_recall(cell, other, task, componentwise=componentwise,
+                                    margins=margins)
     check_compatible(cell, other)
     c64, o64 = _float64(cell), _float64(other)
     _check_task(task, c64)

@@ -1,0 +1,136 @@
+"""Certified recall over sets of perturbations and certified tolerances (issue 12)."""
+import numpy as np
+import pytest
+
+import rnnperturb as rp
+from rnnperturb.bounds.set_recall import (GaussianNoise, certified_noise_recall,
+                                          certified_set_recall, certified_tolerance)
+from rnnperturb.perturb.elementwise import quantize_matrix
+from rnnperturb.tasks.generators import Task
+
+KINDS = ("elman", "mgru")
+
+
+def _net(kind, seed=0, n=6, m=3, T=8, B=8, vscale=4.0):
+    """A small random net with a readout scaled for large margins, and a task whose targets
+    are its own answers on the last two steps (so the nominal net recalls everything)."""
+    c = rp.random_cell(kind, n=n, m=m, spectral_norm=0.8, n_out=3, seed=seed).astype(np.float64)
+    c = c.replace(V=vscale * np.asarray(c.V))
+    X = np.random.default_rng(seed).standard_normal((T, B, m))
+    rec = np.zeros((T, B), bool)
+    rec[-2:] = True
+    y = np.argmax(c.readout(c.run(X)), -1)
+    return c, Task("toy", X, np.where(rec, y, 0), rec, 3, "classification", rec)
+
+
+def _recalls(cell, task):
+    ok = (np.argmax(cell.readout(cell.run(task.X)), -1) == task.targets) | ~task.recall
+    return ok.all(axis=0)
+
+
+def _with(cell, dW):
+    return cell.replace(**{k: np.asarray(cell.recurrent[k]) + dW[k] for k in dW})
+
+
+def _box_members(cell, S, seed):
+    out = [S.sample(cell, seed + i, how=h) for i in range(6)
+           for h in ("boundary", "spike", "interior")]
+    E = S.radii(cell)
+    out += [{k: E[k] * (1 - 1e-12) for k in E}, {k: -E[k] * (1 - 1e-12) for k in E}]
+    return out
+
+
+def _roundings(cell, bits):
+    """The actual round-to-nearest, toward zero, floor and ceiling onto quantize()'s grid."""
+    out = {"nearest": {}, "trunc": {}, "floor": {}, "ceil": {}}
+    for k in cell.recurrent_names:
+        W = np.asarray(cell.recurrent[k], np.float64)
+        Wq, s = quantize_matrix(W, bits=bits)
+        out["nearest"][k] = Wq - W
+        for name, f in (("trunc", np.trunc), ("floor", np.floor), ("ceil", np.ceil)):
+            out[name][k] = s * f(W / s) - W
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_argument_keeps_old_behaviour(kind):
+    c, task = _net(kind)
+    other = rp.quantize(c, bits=6)
+    a = rp.certified_recall(c, other, task)
+    assert a.certified.shape == (task.X.shape[1],)
+    with pytest.raises(ValueError):
+        certified_set_recall(c, "not a set", task)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bits_certificate_sound_and_bisection_exact(kind):
+    c, task = _net(kind)
+    for rounding in ("any", "nearest"):
+        tol = certified_tolerance(c, task, kind="bits", rounding=rounding)
+        assert tol.certified is not None and tol.measured is not None
+        assert tol.certified >= tol.measured            # certified is conservative
+        b = tol.certified
+        S = rp.sets.quantization(c, bits=b, rounding=rounding)
+        res = rp.certified_recall(c, S, task)             # dispatch on the set
+        assert res.certified.all()
+        if b > 2:                                         # bisection: b - 1 does not certify
+            r1 = certified_set_recall(c, rp.sets.quantization(c, bits=b - 1, rounding=rounding),
+                                      task, samples=0)
+            assert not r1.certified.all()
+        assert (b - 1, False) in tol.evaluations or b == 2
+        # samples of the set: vertices, spikes, the actual roundings
+        members = _box_members(c, S, seed=10)
+        rd = _roundings(c, b)
+        members += [rd["nearest"]] if rounding == "nearest" else list(rd.values())
+        members += [{k: np.asarray(rp.quantize(c, bits=b).recurrent[k])
+                     - np.asarray(c.recurrent[k]) for k in c.recurrent_names}]
+        for dW in members:
+            assert S.contains(c, dW)
+            assert _recalls(_with(c, dW), task)[res.certified].all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_drift_certificate_sound(kind):
+    c, task = _net(kind, seed=1)
+    tol = certified_tolerance(c, task, kind="drift", steps=6, samples=8)
+    d = tol.certified
+    assert d is not None and tol.measured is not None
+    assert d <= tol.measured * (1 + 1e-12)                # certified <= empirical
+    assert (d, True) in tol.evaluations
+    # bracket: a failing parameter above d within the bisection's final ratio
+    fails = [p for p, ok in tol.evaluations if not ok and p > d]
+    assert fails and min(fails) <= d * (1e8) ** (2.0 ** -6) * (1 + 1e-9)
+    S = rp.sets.drift(c, rel=d)
+    res = certified_set_recall(c, S, task)
+    assert res.certified.all()
+    for dW in _box_members(c, S, seed=3):
+        assert _recalls(_with(c, dW), task)[res.certified].all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_noise_certificate_holds_on_draws(kind):
+    c, task = _net(kind, seed=2)
+    tol = certified_tolerance(c, task, kind="noise", confidence=0.99, steps=5, samples=20)
+    s = tol.certified
+    assert s is not None and s <= tol.measured * (1 + 1e-12)
+    res = certified_noise_recall(c, task, std=s, confidence=0.99)
+    assert res.certified.all()
+    assert res.certified_accuracy == rp.certified_recall(
+        c, GaussianNoise(std=s, confidence=0.99), task).certified_accuracy
+    noise = GaussianNoise(std=s)
+    rng = np.random.default_rng(7)
+    for _ in range(100):                                   # probability of any flip <= 1 %
+        assert _recalls(_with(c, noise.sample(c, rng)), task)[res.certified].all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ball_certificate_sound(kind):
+    c, task = _net(kind, seed=3)
+    S = rp.sets.Ball(radius=0.05)
+    res = rp.certified_recall(c, S, task)
+    assert res.certified.any()
+    for i in range(10):
+        for how in ("boundary", "spike"):
+            assert _recalls(_with(c, S.sample(c, i, how=how)), task)[res.certified].all()
+    big = certified_set_recall(c, rp.sets.Ball(radius=50.0), task, samples=4)
+    assert not big.certified.any()                         # vacuous radius certifies nothing
