@@ -94,6 +94,24 @@ def _to_numpy(name, value) -> np.ndarray:
     return arr
 
 
+def _keys_and_prefix(state_dict, expected: str):
+    """The keys of a state_dict (checked: a mapping with string keys) and the prefix of its
+    single ``weight_hh_l0`` key; ``expected`` names the network in the error message."""
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict: expected a mapping of names to tensors, found "
+                         f"{type(state_dict).__name__}")
+    keys = list(state_dict)
+    bad_keys = [k for k in keys if not isinstance(k, str)]
+    if bad_keys:
+        raise ValueError(f"state_dict: expected string keys, found key {describe(bad_keys[0])} "
+                         f"({type(bad_keys[0]).__name__})")
+    hh = [k for k in keys if k.endswith("weight_hh_l0")]
+    if len(hh) != 1:
+        raise ValueError(f"state_dict: expected exactly one 'weight_hh_l0' ({expected}), "
+                         f"found {len(hh)} among keys {describe(keys[:12], 300)}")
+    return keys, hh[0][: -len("weight_hh_l0")]
+
+
 def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
                           dtype=np.float64) -> tuple[ElmanRNN, list[str]]:
     """Convert a one-layer ``nn.RNN`` state_dict (tensors or arrays) to an ElmanRNN.
@@ -127,19 +145,7 @@ def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
     if not isinstance(nonlinearity, str) or nonlinearity != "tanh":
         raise ValueError(f"nonlinearity: expected 'tanh' (the only supported nn.RNN "
                          f"nonlinearity), found {describe(nonlinearity)}")
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"state_dict: expected a mapping of names to tensors, found "
-                         f"{type(state_dict).__name__}")
-    keys = list(state_dict)
-    bad_keys = [k for k in keys if not isinstance(k, str)]
-    if bad_keys:
-        raise ValueError(f"state_dict: expected string keys, found key {describe(bad_keys[0])} "
-                         f"({type(bad_keys[0]).__name__})")
-    hh = [k for k in keys if k.endswith("weight_hh_l0")]
-    if len(hh) != 1:
-        raise ValueError(f"state_dict: expected exactly one 'weight_hh_l0' (a one-layer nn.RNN), "
-                         f"found {len(hh)} among keys {describe(keys[:12], 300)}")
-    prefix = hh[0][: -len("weight_hh_l0")]
+    keys, prefix = _keys_and_prefix(state_dict, "a one-layer nn.RNN")
     layered = [k for k in keys if k.startswith(prefix) and ("_l1" in k or "_reverse" in k)]
     if layered:
         raise ValueError(f"state_dict: expected a one-layer unidirectional nn.RNN, found keys "
@@ -389,19 +395,7 @@ def _check_module(module) -> None:
 
 def _parse(state_dict: Mapping, dtype):
     """State_dict -> (cell, layout, notes) for one-layer nn.RNN / nn.GRU."""
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"state_dict: expected a mapping of names to tensors, found "
-                         f"{type(state_dict).__name__}")
-    keys = list(state_dict)
-    bad_keys = [k for k in keys if not isinstance(k, str)]
-    if bad_keys:
-        raise ValueError(f"state_dict: expected string keys, found key {describe(bad_keys[0])} "
-                         f"({type(bad_keys[0]).__name__})")
-    hh = [k for k in keys if k.endswith("weight_hh_l0")]
-    if len(hh) != 1:
-        raise ValueError(f"state_dict: expected exactly one 'weight_hh_l0' (a one-layer nn.RNN "
-                         f"or nn.GRU), found {len(hh)} among keys {describe(keys[:12], 300)}")
-    prefix = hh[0][: -len("weight_hh_l0")]
+    keys, prefix = _keys_and_prefix(state_dict, "a one-layer nn.RNN or nn.GRU")
     ours = [k for k in keys if k.startswith(prefix)]
     rev = [k for k in ours if k.endswith("_reverse")]
     if rev:
