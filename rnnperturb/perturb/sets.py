@@ -96,6 +96,18 @@ class PerturbationSet:
         raise NotImplementedError
 
 
+def _radii(r, convert):
+    """A set's radius, checked: one value, or a dict by matrix name (str keys) of values,
+    each converted by ``convert(name, value)``."""
+    if not isinstance(r, dict):
+        return convert("radius", r)
+    for k in r:
+        if not isinstance(k, str):
+            raise ValueError(f"radius: expected a dict with str keys (matrix names), "
+                             f"found key {describe(k)}")
+    return {k: convert(f"radius[{k!r}]", v) for k, v in r.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class Ball(PerturbationSet):
     r"""Product of Frobenius balls, :math:`\|\Delta W_k\|_F \le \varepsilon_k`.
@@ -115,16 +127,7 @@ class Ball(PerturbationSet):
     def __post_init__(self):
         if self.norm != "fro":
             raise ValueError(f"norm: expected 'fro', found {describe(self.norm)}")
-        r = self.radius
-        if isinstance(r, dict):
-            for k in r:
-                if not isinstance(k, str):
-                    raise ValueError(f"radius: expected a dict with str keys (matrix names), "
-                                     f"found key {describe(k)}")
-            object.__setattr__(self, "radius",
-                               {k: _radius_scalar(f"radius[{k!r}]", v) for k, v in r.items()})
-        else:
-            object.__setattr__(self, "radius", _radius_scalar("radius", r))
+        object.__setattr__(self, "radius", _radii(self.radius, _radius_scalar))
 
     def radii(self, cell) -> dict[str, float]:
         """:math:`\\varepsilon_k` for every recurrent matrix of ``cell`` (0 if not perturbed)."""
@@ -183,16 +186,7 @@ class Box(PerturbationSet):
     radius: float | np.ndarray | dict = 0.0
 
     def __post_init__(self):
-        r = self.radius
-        if isinstance(r, dict):
-            for k in r:
-                if not isinstance(k, str):
-                    raise ValueError(f"radius: expected a dict with str keys (matrix names), "
-                                     f"found key {describe(k)}")
-            object.__setattr__(self, "radius",
-                               {k: _radius_array(f"radius[{k!r}]", v) for k, v in r.items()})
-        else:
-            object.__setattr__(self, "radius", _radius_array("radius", r))
+        object.__setattr__(self, "radius", _radii(self.radius, _radius_array))
 
     def radii(self, cell) -> dict[str, np.ndarray]:
         """:math:`E_k`, shape (n, n), for every recurrent matrix of ``cell``."""
