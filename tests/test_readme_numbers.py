@@ -353,3 +353,21 @@ def test_identity_aware_kept_ranks_match_readme():
         found.append(_kept_rank(lambda r: _performance(
             rp.truncate_svd(cell, rank=r, about="identity"), task) / base, cell.n))
     assert tuple(found) == claimed
+
+
+def test_mgru_storage_saving_follows_from_the_rank_table():
+    """"the MGRU's memorization nets can, by n/(2r) = a–b× ... (plain SVD; c–d× data-aware)": the
+    storage of a rank-r factorisation is 2nr numbers against n², so the saving is n/(2r) at the kept
+    ranks of the README's own table (n = 64); both ranges are recomputed from the table (rounded to
+    one decimal as the README quotes them)."""
+    m = re.search(r"by n/\(2r\) = ([\d.]+)–([\d.]+)× in their recurrent\s+matrices \(plain SVD; "
+                  r"([\d.]+)–([\d.]+)× data-aware", _readme())
+    assert m, "README: the MGRU storage-saving sentence is missing or reworded"
+    quoted = [float(v) for v in m.groups()]
+    ranks = [v for (cell, task), v in TABLE.items()
+             if cell == "mgru" and task.startswith("memorization")]
+    assert len(ranks) == 4, ranks
+    n = 64
+    for col, (lo, hi) in enumerate((quoted[:2], quoted[2:])):
+        saving = [n / (2 * r[col]) for r in ranks]
+        assert (round(min(saving), 1), round(max(saving), 1)) == (lo, hi), (col, saving)
