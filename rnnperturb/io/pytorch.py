@@ -1,4 +1,4 @@
-r"""Interoperability: PyTorch ``nn.RNN`` state_dicts to :class:`~rnnperturb.ElmanRNN`.
+r"""Interoperability: PyTorch ``nn.RNN`` (tanh) and ``nn.GRU`` state_dicts and modules to cells and back.
 
 A one-layer, unidirectional ``torch.nn.RNN`` computes
 :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`, which is the
@@ -29,7 +29,6 @@ batch-first tensor with ``X.transpose(0, 1)``).
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,8 +112,9 @@ def _keys_and_prefix(state_dict, expected: str):
 
 
 def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
-                          dtype=np.float64) -> tuple[ElmanRNN, list[str]]:
-    """Convert a one-layer ``nn.RNN`` state_dict (tensors or arrays) to an ElmanRNN.
+                          dtype=np.float64) -> tuple[Cell, list[str]]:
+    """Convert a one-layer ``nn.RNN`` (tanh) or ``nn.GRU`` state_dict (tensors or arrays) to a
+    cell: :func:`from_torch` with ``dtype=float64`` by default and its notes (one parser).
 
     Keys may carry a common prefix (e.g. ``rnn.weight_hh_l0`` from a module
     that contains the RNN). A single ``Linear`` readout (``<p>.weight`` of
@@ -132,7 +132,7 @@ def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
 
     Returns
     -------
-    cell : ElmanRNN
+    cell : ElmanRNN or GRU
     notes : list of str
         What was assumed or ignored (nothing is dropped silently).
 
@@ -142,65 +142,25 @@ def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
         Naming the key (``state_dict['weight_hh_l0']``), the expected and the
         found value.
     """
-    if not isinstance(nonlinearity, str) or nonlinearity != "tanh":
-        raise ValueError(f"nonlinearity: expected 'tanh' (the only supported nn.RNN "
-                         f"nonlinearity), found {describe(nonlinearity)}")
-    keys, prefix = _keys_and_prefix(state_dict, "a one-layer nn.RNN")
-    layered = [k for k in keys if k.startswith(prefix) and ("_l1" in k or "_reverse" in k)]
-    if layered:
-        raise ValueError(f"state_dict: expected a one-layer unidirectional nn.RNN, found keys "
-                         f"{layered[:4]} (stacked or bidirectional layers are not supported)")
-    if any(k.startswith(prefix) and ("weight_ir" in k or "weight_hr" in k) for k in keys):
-        raise ValueError("state_dict: expected an nn.RNN, found projection/GRU-like keys")
-    kW, kU = prefix + "weight_hh_l0", prefix + "weight_ih_l0"
-    W = _to_numpy(kW, state_dict[kW])
-    if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
-        hint = {3: " (a GRU?)", 4: " (an LSTM?)"}.get(W.shape[0] // max(W.shape[-1], 1), "") \
-            if W.ndim == 2 else ""
-        raise ValueError(f"state_dict[{kW!r}]: expected a square (n, n) nn.RNN matrix, "
-                         f"found shape {W.shape}{hint}")
-    n = W.shape[0]
-    if kU not in state_dict:
-        raise ValueError(f"state_dict: expected key {kU!r}, found none")
-    U = _to_numpy(kU, state_dict[kU])
-    if U.ndim != 2 or U.shape[0] != n:
-        raise ValueError(f"state_dict[{kU!r}]: expected shape ({n}, m), found shape {U.shape}")
-    b = np.zeros(n)
-    notes = ["nonlinearity assumed tanh (a state_dict does not record it)"]
-    for k in ("bias_ih_l0", "bias_hh_l0"):
-        if prefix + k in state_dict:
-            bk = _to_numpy(prefix + k, state_dict[prefix + k])
-            if bk.shape != (n,):
-                raise ValueError(f"state_dict[{prefix + k!r}]: expected shape ({n},), found "
-                                 f"shape {bk.shape}")
-            b = b + bk
-        else:
-            notes.append(f"no {prefix + k}: taken as zero (nn.RNN with bias=False)")
-    used = {prefix + s for s in _SUFFIXES}
-    rest = [k for k in keys if k not in used]
-    V = c = None
-    w_keys = [k for k in rest if k.endswith("weight") and len(_shape(state_dict[k])) == 2
-              and _shape(state_dict[k])[-1] == n]
-    if len(w_keys) == 1:
-        V = _to_numpy(w_keys[0], state_dict[w_keys[0]])
-        bk = w_keys[0][: -len("weight")] + "bias"
-        if bk in state_dict:
-            c = _to_numpy(bk, state_dict[bk])
-            if c.shape != (V.shape[0],):
-                raise ValueError(f"state_dict[{bk!r}]: expected shape ({V.shape[0]},), found "
-                                 f"shape {c.shape}")
-        notes.append(f"readout V, c taken from {w_keys[0]!r}" + (f" and {bk!r}" if c is not None else ""))
-        rest = [k for k in rest if k not in (w_keys[0], bk)]
-    if rest:
-        notes.append(f"ignored keys not part of the RNN: {describe(rest, 300)}")
-    try:
-        cell = ElmanRNN(W=W, U=U, b=b, V=V, c=c, dtype=dtype)
-    except ValueError as exc:
-        raise ValueError(f"state_dict: {exc}") from None
-    return cell, notes
+    return from_torch(state_dict, nonlinearity=nonlinearity, dtype=dtype, return_notes=True)
 
 
-def _load_torch(path, name: str, nonlinearity: str):
+def read_torch_file(path, name: str) -> tuple[Mapping, list[str]]:
+    """The state_dict in a PyTorch file, read with ``weights_only=True`` (never executes code).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An existing regular file written by ``torch.save(module.state_dict(), path)`` (or a
+        checkpoint dict with a ``'state_dict'`` entry, which is taken and noted).
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    state_dict : Mapping
+    notes : list of str
+    """
     path = check_regular_file(name, path, what="PyTorch file")
     try:
         import torch
@@ -230,8 +190,7 @@ def _load_torch(path, name: str, nonlinearity: str):
     if not isinstance(sd, Mapping):
         raise ValueError(f"{name} {describe(path, 300)}: expected a state_dict (a mapping of "
                          f"names to tensors), found {type(sd).__name__}")
-    cell, more = from_torch_state_dict(sd, nonlinearity=nonlinearity)
-    return cell, notes + more
+    return sd, notes
 
 
 def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]]:
@@ -256,7 +215,9 @@ def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]
         loading would need code execution (refused by ``weights_only=True``), or
         any of the state_dict problems of :func:`from_torch_state_dict`.
     """
-    return _load_torch(path, "path", nonlinearity)
+    sd, notes = read_torch_file(path, "path")
+    cell, more = from_torch_state_dict(sd, nonlinearity=nonlinearity)
+    return cell, notes + more
 
 
 # ----- the round trip: from_torch / to_torch (nn.RNN tanh, nn.GRU)
@@ -420,7 +381,8 @@ def _parse(state_dict: Mapping, dtype):
     n = Whh.shape[1]
     G = Whh.shape[0] // n
     if G == 4:
-        raise ValueError(f"state_dict: an nn.LSTM ({kW} has 4n rows): not supported yet")
+        raise ValueError(f"state_dict: {kW!r} has 4n rows (an LSTM?): nn.LSTM is not "
+                         f"supported yet")
     if G not in _BY_GATES:
         raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN) or "
                          f"3 (nn.GRU), found shape {Whh.shape} (G = {G})")
@@ -432,8 +394,9 @@ def _parse(state_dict: Mapping, dtype):
         raise ValueError(f"state_dict[{kU!r}]: expected shape ({G * n}, m), found shape "
                          f"{Wih.shape}")
     m = Wih.shape[1]
-    notes = [f"read as a one-layer {codec.torch_name}"
-             + (" (nonlinearity assumed tanh: a state_dict does not record it)" if G == 1 else "")]
+    notes = [f"read as a one-layer {codec.torch_name}"]
+    if G == 1:
+        notes.append("nonlinearity assumed tanh (a state_dict does not record it)")
     present = [k for k in (kbi, kbh) if k in state_dict]
     if len(present) == 1:
         raise ValueError(f"state_dict: expected both {kbi!r} and {kbh!r} (bias=True) or neither "
@@ -488,7 +451,8 @@ def _parse(state_dict: Mapping, dtype):
     extras = tuple((k, _copy_value(state_dict[k])) for k in rest)
     layout = TorchLayout(codec.torch_name, prefix, n, m, has_bias, readout, readout_bias,
                          _frozen(bih) if has_bias else None, _frozen(bhh) if has_bias else None,
-                         str(getattr(state_dict[kW], "dtype", np.asarray(state_dict[kW]).dtype)),
+                         str(state_dict[kW].dtype if _is_tensor(state_dict[kW])
+                             else np.asarray(state_dict[kW]).dtype),
                          extras, tuple(keys))
     return cell, layout, notes
 

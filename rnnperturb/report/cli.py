@@ -3,8 +3,17 @@
 For every rank (or ``--ranks``) it prints the compression ratio, the norms of
 the truncation error and the exact, first-order and certified maximum
 deviation of the hidden state, on the file's own task inputs or on
-``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m)). ``--tolerance``
-with ``--horizon`` recommends the smallest safe rank.
+``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m); optional key
+``y``, integer labels of shape (B,) scored at the last step through the
+readout: each row then gains ``accuracy``, the compressed network's accuracy).
+``--tolerance`` with ``--horizon`` recommends the smallest safe rank.
+
+FILE is an ``.npz`` checkpoint or a PyTorch state_dict of a one-layer
+``nn.RNN`` (tanh) or ``nn.GRU`` with an optional ``Linear`` readout, read with
+``weights_only=True`` and converted by :func:`rnnperturb.from_torch` (the
+cell's dtype follows ``weight_hh_l0``). Where the certified bound is not
+implemented for the cell (the GRU), the certified column is ``n/a`` (JSON
+``null``) with one note saying why, and ``--tolerance`` is refused (exit 2).
 
 Which trajectory each column describes: ``exact`` and ``1st-order`` are
 computed in the cell's own dtype (float32 checkpoints: float32 arithmetic);
@@ -214,11 +223,24 @@ def _check_options(args) -> None:
 
 
 # ----------------------------------------------------------------------------- files
+def _load_torch_file(path: str, nonlinearity: str):
+    """A one-layer nn.RNN (tanh) or nn.GRU state_dict file, read with ``weights_only=True``
+    and converted by :func:`rnnperturb.from_torch` (optional Linear readout)."""
+    from rnnperturb._checks import describe
+    from rnnperturb.io.pytorch import from_torch, read_torch_file
+
+    sd, notes = read_torch_file(path, "FILE")
+    try:
+        cell, more = from_torch(sd, nonlinearity=nonlinearity, return_notes=True)
+    except ValueError as exc:
+        raise ValueError(f"FILE {describe(path, 300)}: {exc}") from None
+    return cell, notes + more
+
+
 def _load_model(path: str, nonlinearity: str | None):
-    from rnnperturb.io.pytorch import _load_torch
     from rnnperturb.io.schema import _load
 
-    from rnnperturb._checks import check_regular_file, describe
+    from rnnperturb._checks import describe
     if not path.strip():
         raise ValueError(f"FILE: expected a path to an .npz checkpoint or a PyTorch .pt/.pth "
                          f"state_dict, found {path!r}")
@@ -227,8 +249,7 @@ def _load_model(path: str, nonlinearity: str | None):
         cell, meta = _load(path, "FILE")
         return cell, meta, []
     if ext in (".pt", ".pth"):
-        check_regular_file("FILE", path, what="PyTorch file")
-        cell, notes = _load_torch(path, "FILE", nonlinearity or "tanh")
+        cell, notes = _load_torch_file(path, nonlinearity or "tanh")
         return cell, {}, notes
     raise ValueError(f"FILE: expected an .npz checkpoint or a PyTorch .pt/.pth state_dict, "
                      f"found {describe(path, 300)}")
@@ -253,7 +274,36 @@ def _load_inputs(path: str, cell):
         X3, _ = as_inputs(X, cell.m, cell.dtype)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    return X3, f"{X3.shape[1]} sequences of {X3.shape[0]} steps from {path}"
+    y = _check_labels(data["y"], cell, X3.shape[1], where) if "y" in data else None
+    return X3, y, f"{X3.shape[1]} sequences of {X3.shape[0]} steps from {path}" + (
+        " with labels y" if y is not None else "")
+
+
+def _check_labels(y, cell, B: int, where: str) -> np.ndarray:
+    """Labels ``y`` of shape (B,), integers in [0, k) for a readout of k outputs."""
+    y = np.asarray(y)
+    if cell.V is None:
+        raise ValueError(f"{where}: key 'y': y: expected a cell with a readout V (a Linear "
+                         f"layer next to the network) to score labels, found none")
+    k = cell.V.shape[0]
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{where}: key 'y': y: expected an integer array, found dtype {y.dtype}")
+    if y.shape != (B,):
+        raise ValueError(f"{where}: key 'y': y: expected shape ({B},) (one label per sequence "
+                         f"of X), found shape {y.shape}")
+    bad = (y < 0) | (y >= k)
+    if np.any(bad):
+        raise ValueError(f"{where}: key 'y': y: expected labels in [0, {k - 1}] (the readout "
+                         f"has {k} outputs), found {int(y[np.argmax(bad)])}")
+    return y.astype(np.int64)
+
+
+def _accuracy(cell, rank: dict, X, y) -> float:
+    """Accuracy of the rank-``rank`` truncation: argmax of the readout at the last step."""
+    from rnnperturb.perturb.low_rank import truncate_svd
+    small = truncate_svd(cell, rank=rank)
+    logits = small.readout(small.run(X)[-1])
+    return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
 def _fmt_mat(d: dict) -> str:
@@ -281,6 +331,7 @@ def _json_safe(obj):
 # ----------------------------------------------------------------------------- the command
 def _compute(args):
     from rnnperturb._checks import check_elements, describe
+    from rnnperturb.bounds.trajectory import certified_bound
     from rnnperturb.report.rank_analysis import (_check_scales, analyze_ranks, default_inputs,
                                                  recommend_rank)
 
@@ -291,8 +342,9 @@ def _compute(args):
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     ranks = parse_ranks(args.ranks, cell.n) if args.ranks is not None else None
+    y = None
     if args.inputs is not None:
-        X, desc = _load_inputs(args.inputs, cell)
+        X, y, desc = _load_inputs(args.inputs, cell)
         try:
             _check_scales(cell, X)
         except ValueError as exc:
@@ -307,12 +359,23 @@ def _compute(args):
         raise ValueError(f"--horizon: expected an integer in [1, {X.shape[0]}] (the number of "
                          f"input steps), found {args.horizon}")
     quiet = args.quiet or args.json
-    rows = analyze_ranks(cell, X, ranks=ranks, tier=args.tier, quiet=quiet)
+    certified = True
+    try:     # one step of the certified bound: is it implemented for this cell?
+        certified_bound(cell, cell, X[:1, :1], tier=args.tier)
+    except NotImplementedError as exc:
+        if args.tolerance is not None:
+            raise NotImplementedError(f"--tolerance: the recommendation uses the certified "
+                                      f"bound, which is not available for the {cell.kind} "
+                                      f"cell: {exc}") from None
+        certified = False
+        notes = notes + [f"certified column n/a: {' '.join(str(exc).split())}"]
+    rows = analyze_ranks(cell, X, ranks=ranks, tier=args.tier, quiet=quiet, certified=certified)
+    acc = None if y is None else [_accuracy(cell, r.rank, X, y) for r in rows]
     rec = None
     if args.tolerance is not None:
         rec = recommend_rank(cell, X, tolerance=args.tolerance, horizon=args.horizon,
                              method="certified", tier=args.tier)
-    return cell, meta, notes, X, desc, rows, rec
+    return cell, meta, notes, X, desc, rows, acc, rec
 
 
 def _analyze(args) -> str:
@@ -322,7 +385,7 @@ def _analyze(args) -> str:
                            "(nothing was computed)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cell, meta, notes, X, desc, rows, rec = _compute(args)
+        cell, meta, notes, X, desc, rows, acc, rec = _compute(args)
     seen = []
     for w in caught:
         text = f"{w.category.__name__}: {' '.join(str(w.message).split())}"
@@ -332,7 +395,8 @@ def _analyze(args) -> str:
     if args.json:
         out = {"file": args.file, "cell": cell.kind, "n": cell.n, "m": cell.m, "dtype": dt,
                "inputs": desc, "notes": notes, "warnings": seen,
-               "rows": [r.as_dict() for r in rows]}
+               "rows": [dict(r.as_dict(), **({} if acc is None else {"accuracy": a}))
+                        for r, a in zip(rows, acc or [None] * len(rows))]}
         if rec is not None:
             out["recommendation"] = {"rank": rec.rank, "certified_max": rec.value,
                                      "params": rec.params,
@@ -348,17 +412,22 @@ def _analyze(args) -> str:
     mats = "/".join(cell.recurrent_names)
     lines.append(f"{'rank':>6} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
                  f"{'exact(' + dt + ')':>16} {'1st-order(' + dt + ')':>20} "
-                 f"{'certified(exact arith.)':>24}")
-    for r in rows:
+                 f"{'certified(exact arith.)':>24}" + ("" if acc is None else f" {'accuracy':>9}"))
+    for r, a in zip(rows, acc or [None] * len(rows)):
         rk = "/".join(str(v) for v in r.rank.values())
+        cb = "n/a" if r.certified_max is None else f"{r.certified_max:.4g}"
         lines.append(f"{rk:>6} {r.compression_ratio:7.3f} {_fmt_mat(r.dW_spectral):>20} "
                      f"{_fmt_mat(r.dW_frobenius):>16} {r.exact_max:16.4g} "
-                     f"{r.first_order_max:20.4g} {r.certified_max:24.4g}")
+                     f"{r.first_order_max:20.4g} {cb:>24}" + ("" if a is None else f" {a:9.4f}"))
     lines.append("deviation columns: max over time and sequences of ||h'_t - h_t||_2; "
                  "ratio = stored parameters compressed / original")
-    lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; certified "
-                 f"bounds the exact-arithmetic runs of the same weights"
-                 + (" (float32 rounding not included)" if dt == "float32" else ""))
+    if all(r.certified_max is None for r in rows):
+        lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; no "
+                     f"certified bound (see the note)")
+    else:
+        lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; "
+                     f"certified bounds the exact-arithmetic runs of the same weights"
+                     + (" (float32 rounding not included)" if dt == "float32" else ""))
     if rec is not None:
         if rec.rank is None:
             lines.append(f"recommendation: no rank below full keeps the certified deviation "
@@ -377,9 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     a = sub.add_parser("analyze", help="rank-by-rank deviation analysis of a weights file",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch nn.RNN state_dict "
-                                "(.pt/.pth, read with weights_only=True); a regular file")
-    a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m)")
+    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch one-layer nn.RNN/"
+                                "nn.GRU state_dict (.pt/.pth, read with weights_only=True); a "
+                                "regular file")
+    a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m), and optional "
+                                    "integer labels y, shape (B,), scored at the last step "
+                                    "(adds an accuracy column)")
     a.add_argument("--ranks", help="ranks, e.g. '0,8,16', '0:64:8' or '64:0:-8' (STOP "
                                    "included; default every rank)")
     a.add_argument("--tier", choices=("fast", "tight"), default="tight",
