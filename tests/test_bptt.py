@@ -1,5 +1,6 @@
-"""BPTT gradients against central finite differences, forward pass against the
-library cells, and the optimiser (Adam, global-norm clipping) against hand
+"""BPTT gradients against central finite differences (and, for the GRU, against
+torch autograd on a real ``torch.nn.GRU``), forward pass against the library
+cells, and the optimiser (Adam, global-norm clipping) against hand
 computations."""
 import numpy as np
 import pytest
@@ -8,6 +9,14 @@ import rnnperturb as rp
 from rnnperturb.cells.random import random_cell
 from validation import bptt
 from validation.optim import Adam, clip_by_global_norm, global_norm
+
+TRAINABLE = ["elman", "mgru", "gru"]
+
+
+@pytest.fixture(params=TRAINABLE)
+def kind(request):
+    """Every cell with a backward pass in validation.bptt (overrides conftest's pair)."""
+    return request.param
 
 
 def _problem(kind, loss_kind, seed=0, n=5, m=3, k=4, T=7, B=3, dtype=np.float64):
@@ -40,17 +49,107 @@ def _fd_grads(kind, params, arrays, weights=None, eps=1e-6):
     return out
 
 
-@pytest.mark.parametrize("loss_kind", ["classification", "regression"])
-def test_gradients_match_finite_differences(kind, loss_kind):
-    _, params, arrays = _problem(kind, loss_kind)
-    loss, grads = bptt.loss_and_grads(kind, params, arrays)
-    assert np.isfinite(loss) and loss > 0
-    fd = _fd_grads(kind, params, arrays)
+def _fd_errors(kind, params, arrays, weights=None):
+    """Relative error ||g - g_fd|| / ||g_fd|| of every parameter's BPTT gradient."""
+    _, grads = bptt.loss_and_grads(kind, params, arrays, weights=weights)
+    fd = _fd_grads(kind, params, arrays, weights=weights)
     assert set(grads) == set(params)
     for name in params:
         assert grads[name].shape == params[name].shape
-        err = np.linalg.norm(grads[name] - fd[name]) / np.linalg.norm(fd[name])
+    return {name: np.linalg.norm(grads[name] - fd[name]) / np.linalg.norm(fd[name])
+            for name in params}
+
+
+@pytest.mark.parametrize("loss_kind", ["classification", "regression"])
+def test_gradients_match_finite_differences(kind, loss_kind):
+    _, params, arrays = _problem(kind, loss_kind)
+    loss, _ = bptt.loss_and_grads(kind, params, arrays)
+    assert np.isfinite(loss) and loss > 0
+    for name, err in _fd_errors(kind, params, arrays).items():
         assert err < 1e-6, (kind, loss_kind, name, err)
+
+
+def _broken_gru(variant):
+    """The GRU backward pass with one deliberate, plausible mistake in its step."""
+    def backward(params, cache, dH):
+        aux = dict(cache.aux)
+        if variant == "b_hn outside the reset product":
+            aux["nh"] = aux["nh"] - params["bhn"]
+        elif variant == "update gate sense flipped":
+            aux["z"] = 1.0 - aux["z"]
+        else:
+            raise AssertionError(variant)
+        return bptt._gru_backward(params, bptt.Cache(cache.kind, cache.X, cache.H, aux,
+                                                      cache.Y), dH)
+    return backward
+
+
+@pytest.mark.parametrize("variant", ["b_hn outside the reset product",
+                                     "update gate sense flipped"])
+def test_finite_difference_check_catches_a_broken_gru_backward(monkeypatch, variant):
+    """The check above can fail: a GRU backward step with one mistake is far off."""
+    from rnnperturb.cells import GRU
+    _, params, arrays = _problem("gru", "classification")
+    good = bptt.TRAINING[GRU]
+    monkeypatch.setitem(bptt.TRAINING, GRU, bptt.CellTraining(
+        _broken_gru(variant), saved=good.saved, gate_bias=good.gate_bias))
+    errs = _fd_errors("gru", params, arrays)
+    assert max(errs.values()) > 1e-2, errs
+
+
+def _torch_loss(torch, p, X, targets, mask, weights):
+    """The simulator's loss written with torch.nn.GRU, nn.Linear and autograd."""
+    n, m = p["Wr"].shape[0], p["Ur"].shape[1]
+    gru = torch.nn.GRU(m, n, dtype=torch.float64)
+    lin = torch.nn.Linear(n, p["V"].shape[0], dtype=torch.float64)
+    zero = np.zeros(n)
+    sd = {"weight_ih_l0": np.concatenate([p["Ur"], p["Uz"], p["Un"]]),
+          "weight_hh_l0": np.concatenate([p["Wr"], p["Wz"], p["Wn"]]),
+          # b_r, b_z split arbitrarily between the two torch biases (only the sum matters)
+          "bias_ih_l0": np.concatenate([0.3 * p["br"], p["bz"], p["bn"]]),
+          "bias_hh_l0": np.concatenate([0.7 * p["br"], zero, p["bhn"]])}
+    gru.load_state_dict({k: torch.tensor(v) for k, v in sd.items()}, strict=True)
+    lin.load_state_dict({"weight": torch.tensor(p["V"]), "bias": torch.tensor(p["c"])})
+    out, _ = gru(torch.tensor(X))                         # (T, B, n), h_0 = 0
+    logits = lin(out)
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                            torch.tensor(targets).reshape(-1), reduction="none")
+    w = torch.tensor((mask * weights).reshape(-1))
+    loss = (w * nll).sum() / w.sum()
+    loss.backward()
+    gi, gh = gru.weight_ih_l0.grad.numpy(), gru.weight_hh_l0.grad.numpy()
+    bi, bh = gru.bias_ih_l0.grad.numpy(), gru.bias_hh_l0.grad.numpy()
+    grads = {"Wr": gh[:n], "Wz": gh[n:2 * n], "Wn": gh[2 * n:],
+             "Ur": gi[:n], "Uz": gi[n:2 * n], "Un": gi[2 * n:],
+             "br": bi[:n], "bz": bi[n:2 * n], "bn": bi[2 * n:], "bhn": bh[2 * n:],
+             "V": lin.weight.grad.numpy(), "c": lin.bias.grad.numpy()}
+    # the r and z biases enter only through their sum: torch's two gradients agree
+    np.testing.assert_allclose(bh[:2 * n], bi[:2 * n], rtol=1e-12, atol=1e-15)
+    return float(loss.detach()), grads
+
+
+def test_gru_gradients_match_torch_autograd():
+    """BPTT of the GRU against torch autograd on a real torch.nn.GRU with the same
+    weights (float64), with step weights, on a net large enough to saturate gates."""
+    torch = pytest.importorskip("torch")
+    cell = random_cell("gru", 12, 4, spectral_norm=1.5, bias_scale=0.8, n_out=3, seed=11)
+    params = bptt.params_from_cell(cell)
+    params["c"] = np.random.default_rng(12).standard_normal(3)
+    rng = np.random.default_rng(13)
+    T, B = 15, 6
+    X = 2.0 * rng.standard_normal((T, B, 4))
+    targets = rng.integers(0, 3, (T, B))
+    mask = rng.random((T, B)) < 0.6
+    mask[-1] = True
+    w = rng.uniform(0.5, 4.0, (T, B))
+    loss, grads = bptt.loss_and_grads("gru", params, (X, targets, mask, "classification"),
+                                      weights=w)
+    tloss, tgrads = _torch_loss(torch, params, X, targets, mask, w)
+    assert loss == pytest.approx(tloss, rel=1e-13)
+    assert set(tgrads) == set(grads)
+    for k in grads:
+        err = np.linalg.norm(grads[k] - tgrads[k]) / np.linalg.norm(tgrads[k])
+        assert err < 1e-12, (k, err)
 
 
 def test_gradients_with_step_weights(kind):
@@ -208,6 +307,7 @@ def _reference_forward(kind, p, X):
     return np.stack(H), {"f": np.stack(F), "c": np.stack(C)}
 
 
+@pytest.mark.parametrize("kind", ["elman", "mgru"])   # the cells with checkpoints from before
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_keeps_the_training_operation_order(kind, dtype):
     """Bit for bit the arithmetic the checkpoints were trained with: the cell's
@@ -271,7 +371,7 @@ def test_forward_comes_from_the_cell(monkeypatch):
     p = bptt.params_from_cell(cell)
     X = np.random.default_rng(0).standard_normal((8, 3, 3))
     z, m = np.zeros((8, 3), int), np.ones((8, 3), bool)
-    with pytest.raises(ValueError, match=r"cell: expected one of \['elman', 'mgru'\].*"
+    with pytest.raises(ValueError, match=r"cell: expected one of \['elman', 'gru', 'mgru'\].*"
                                          r"found 'halved_elman'"):
         bptt.forward(Halved.kind, p, X)
     with pytest.raises(ValueError, match="found 'halved_elman'"):

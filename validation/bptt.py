@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from rnnperturb.cells import CELL_TYPES, MGRU, ElmanRNN, cell_from_params, cell_type
+from rnnperturb.cells import CELL_TYPES, GRU, MGRU, ElmanRNN, cell_from_params, cell_type
 from rnnperturb.cells.namespace import FloatNamespace
 
 __all__ = ["PARAM_NAMES", "param_names", "params_from_cell", "cell_from_params", "forward",
@@ -376,6 +376,66 @@ def _mgru_backward(params, cache, dH):
             "Wh": dACf.T @ G, "Uh": dACf.T @ Xf, "bh": dACf.sum(axis=0)}
 
 
+def _gru_backward(params, cache, dH):
+    r"""GRU (``torch.nn.GRU``'s equations, :class:`rnnperturb.GRU`), from the saved
+    gates :math:`r_t, z_t`, the reset operand :math:`\nu_t = W_n h_{t-1} + b_{hn}`
+    and the candidate :math:`g_t`.
+
+    With :math:`h_t = g_t + z_t \odot (h_{t-1} - g_t)` and :math:`\delta h = \partial L/\partial h_t`:
+
+    .. math::
+        \delta a_z &= \delta h \odot (h_{t-1} - g_t)\, z_t (1 - z_t), \qquad
+        \delta a_n = \delta h \odot (1 - z_t)(1 - g_t^2), \\
+        \delta a_r &= \delta a_n \odot \nu_t\, r_t (1 - r_t), \qquad
+        \delta \nu = \delta a_n \odot r_t, \\
+        \partial L/\partial h_{t-1} &= \delta h \odot z_t + W_r^\top \delta a_r
+            + W_z^\top \delta a_z + W_n^\top \delta \nu .
+
+    The three recurrent products of a step are one GEMM with the stacked
+    :math:`[W_r; W_z; W_n]` (3n, n).
+    """
+    H, X = cache.H, cache.X
+    T, B, m = X.shape
+    n = H.shape[-1]
+    dt = H.dtype
+    R, Z, NH, G = cache.aux["r"], cache.aux["z"], cache.aux["nh"], cache.aux["g"]
+    Hp = H[:-1]
+    Wcat = np.concatenate([params["Wr"], params["Wz"], params["Wn"]], axis=0)   # (3n, n)
+    # step-local factors for all t at once
+    Fz = Hp - G
+    Fz *= Z
+    Fz *= 1.0 - Z                                # (h - g) z (1 - z)
+    Fn = 1.0 - G * G
+    Fn *= 1.0 - Z                                # (1 - z)(1 - g^2)
+    Fr = R * (1.0 - R)
+    Fr *= NH                                     # nu r (1 - r)
+    D3 = np.empty((T, B, 3 * n), dt)             # [da_r, da_z, d nu] per step
+    DN = np.empty((T, B, n), dt)                 # da_n per step
+    dh = np.zeros((B, n), dt)
+    tmp = np.empty((B, n), dt)
+    for t in range(T - 1, -1, -1):
+        dh += dH[t]
+        d3 = D3[t]
+        dan = DN[t]
+        np.multiply(dh, Fn[t], out=dan)
+        np.multiply(dan, Fr[t], out=d3[:, :n])
+        np.multiply(dh, Fz[t], out=d3[:, n:2 * n])
+        np.multiply(dan, R[t], out=d3[:, 2 * n:])
+        dh *= Z[t]
+        np.matmul(d3, Wcat, out=tmp)
+        dh += tmp
+    D3f = D3.reshape(T * B, 3 * n)
+    DNf = DN.reshape(T * B, n)
+    Hprev = Hp.reshape(T * B, n)
+    Xf = X.reshape(T * B, m)
+    dW = D3f.T @ Hprev                           # (3n, n)
+    dU = D3f[:, :2 * n].T @ Xf                   # (2n, m)
+    db = D3f.sum(axis=0)
+    return {"Wr": dW[:n], "Wz": dW[n:2 * n], "Wn": dW[2 * n:],
+            "Ur": dU[:n], "Uz": dU[n:], "Un": DNf.T @ Xf,
+            "br": db[:n], "bz": db[n:2 * n], "bhn": db[2 * n:], "bn": DNf.sum(axis=0)}
+
+
 @dataclass(frozen=True)
 class CellTraining:
     """What the simulator needs from a cell beyond its step.
@@ -403,6 +463,7 @@ class CellTraining:
 TRAINING: dict[type, CellTraining] = {
     ElmanRNN: CellTraining(_elman_backward),
     MGRU: CellTraining(_mgru_backward, saved=("f", "c"), gate_bias="bf"),
+    GRU: CellTraining(_gru_backward, saved=("r", "z", "nh", "g"), gate_bias="bz"),
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 __all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS",
            "DERIVED_CURRICULUM"]
 
-CELLS = ("elman", "mgru")
+CELLS = ("elman", "mgru", "gru")
 TASKS = ("memorization", "kback", "kback_mix", "ar_signal")
 
 
@@ -35,7 +35,8 @@ class Recipe:
         ``'uniform'``: every matrix U(-1/sqrt(n), 1/sqrt(n)), biases 0;
         ``'identity'``: the same but the Elman W = I.
     forget_bias : float
-        Initial MGRU gate bias b_f (negative = keep the state).
+        Initial gate bias (:attr:`validation.bptt.CellTraining.gate_bias`): the
+        MGRU b_f (negative = keep the state), the GRU b_z (positive = keep).
     lr, batch, clip : float, int, float
         Adam learning rate, batch size, global gradient-norm clip.
     max_steps : int
@@ -121,6 +122,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # variable delays 0..D_stage with D_stage = 10, 20, ..., 50 and recall steps weighted 5x.
     _mem("elman", 50, init="identity", lr=1e-3, max_steps=40000, confidence=0.9, seed=1,
          curriculum=(10, 20, 30, 40, 50), delay_lo=0, recall_weight=5.0),
+    # GRU (torch.nn.GRU's equations): uniform init, Adam lr 1e-2 as for the MGRU.
+    _mem("gru", 10, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
+    _mem("gru", 20, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
+    _mem("gru", 50, lr=1e-2, max_steps=8000, confidence=0.9, seed=1),
     # Low-coherence tasks.
     Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
            init="identity", lr=3e-3, max_steps=6000, min_steps=2000, target=0.99, seed=1),
@@ -159,7 +164,12 @@ def get_recipe(cell: str, task: str, D: int | None = None) -> Recipe:
         if D is not None:
             raise ValueError(f"delay: expected None for task {task!r} (only memorization "
                              f"has a delay), found {D!r}")
-        return RECIPES[checkpoint_name(cell, task)]
+        name = checkpoint_name(cell, task)
+        if name not in RECIPES:
+            have = sorted({r.task for r in RECIPES.values() if r.cell == cell})
+            raise ValueError(f"task: expected one with a recipe for cell {cell!r} "
+                             f"({have}), found {task!r}")
+        return RECIPES[name]
     if D is None:
         raise ValueError("delay: expected an integer >= 0 for task 'memorization', found None")
     name = checkpoint_name(cell, task, D)
