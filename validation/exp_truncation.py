@@ -39,6 +39,7 @@ import numpy as np
 import rnnperturb as rp
 from rnnperturb import tasks
 from validation.experiments import checkpoint_names, cli, fit_inputs, load, rank_grid
+from validation.rank_stats import kept_from as kept
 
 __all__ = ["run", "headline", "kept"]
 
@@ -55,18 +56,6 @@ def _scores(ok, recall, idx):
     """Recall accuracy and sequence accuracy on the sequences ``idx``."""
     ok, recall = ok[:, idx], recall[:, idx]
     return float(ok[recall].mean()), float(np.all(ok | ~recall, axis=0).mean())
-
-
-def kept(ranks, ok) -> int | None:
-    """Smallest rank from which on every larger evaluated rank passes (None if full fails)."""
-    ranks = np.asarray(ranks)
-    ok = np.asarray(ok, dtype=bool)
-    order = np.argsort(ranks)
-    ranks, ok = ranks[order], ok[order]
-    if not ok[-1]:
-        return None
-    bad = np.nonzero(~ok)[0]
-    return int(ranks[0] if bad.size == 0 else ranks[bad[-1] + 1])
 
 
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:

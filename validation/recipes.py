@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS",
-           "DERIVED_CURRICULUM"]
+           "DERIVED_CURRICULUM", "MATCHED_STEPS"]
 
 CELLS = ("elman", "mgru", "gru")
 TASKS = ("memorization", "kback", "kback_mix", "ar_signal")
@@ -140,6 +140,23 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(name="mgru_ar_signal", cell="mgru", task="ar_signal", task_params=dict(_AR),
            lr=3e-3, max_steps=3000, min_steps=1500, target=1.02, seed=1),
 ]}
+
+
+#: Matched recipes (issue 14, item 3): both cells at D = 20 with the same Adam lr (3e-3) and the
+#: same fixed number of steps (min_steps = max_steps = 10,000; the check at the last step decides
+#: ``solved``), each with an identity-like and a uniform initialisation, so that cell and recipe are
+#: separable factors. Identity-like: the Elman W = I; for the MGRU, gate bias b_f = -3 (f ~ 0.05:
+#: h_t ~ h_{t-1}, state Jacobian ~ 0.95 I at initialisation).
+MATCHED_STEPS = 10_000
+for _cell, _tag, _kw in (("elman", "identity", {"init": "identity"}),
+                         ("elman", "uniform", {}),
+                         ("mgru", "identity", {"forget_bias": -3.0}),
+                         ("mgru", "uniform", {})):
+    _r = _mem(_cell, 20, lr=3e-3, max_steps=MATCHED_STEPS, min_steps=MATCHED_STEPS,
+              confidence=0.9, seed=1, **_kw)
+    _r = _r.replace(name=f"{_r.name}_matched_{_tag}")
+    RECIPES[_r.name] = _r
+del _cell, _tag, _kw, _r
 
 
 #: Curricula of derived memorization recipes (delays without a shipped recipe):

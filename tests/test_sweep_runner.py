@@ -1,0 +1,153 @@
+"""validation.sweep: dask path equals serial path, caching/resume, stable keys, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import rnnperturb as rp
+
+from validation import sweep
+from validation.sweep import Config, run_sweep
+
+TINY = dict(cell="mgru", D=2, hidden=4, max_steps=10)
+
+
+def _strip(r):
+    return {k: v for k, v in r.items() if k not in ("wall_time_s", "train_wall_time_s")}
+
+
+def test_dask_equals_serial(tmp_path):
+    pytest.importorskip("dask.distributed")
+    cfg = [Config(seed=3, **TINY)]
+    a = run_sweep(cfg, cache_dir=str(tmp_path / "s"), serial=True, quiet=True)
+    b = run_sweep(cfg, cache_dir=str(tmp_path / "d"), n_workers=1, processes=False, quiet=True)
+    assert _strip(a[0]) == _strip(b[0])
+    assert a[0]["n_sequences"] == 32 and 0 <= a[0]["n_correct"] <= 32
+    on_disk = json.loads((tmp_path / "d" / (cfg[0].key() + ".json")).read_text())
+    assert on_disk == b[0]
+    # the stored checkpoints are the same weights, loadable with the project's loader
+    ca, ma = rp.load_with_metadata(str(tmp_path / "s" / (cfg[0].key() + ".npz")))
+    cb, mb = rp.load_with_metadata(str(tmp_path / "d" / (cfg[0].key() + ".npz")))
+    for k in ca.recurrent:
+        np.testing.assert_array_equal(ca.recurrent[k], cb.recurrent[k])
+    assert ma["seed"] == mb["seed"] == 3 and ma["D"] == 2
+
+
+def test_cache_and_resume(tmp_path, monkeypatch):
+    calls = []
+    real = sweep.run_config
+
+    def counting(c):
+        calls.append(c)
+        return real(c)
+
+    monkeypatch.setattr(sweep, "run_config", counting)
+    cfgs = [Config(seed=s, **TINY) for s in (0, 1, 2)]
+    cache = str(tmp_path)
+    # interrupted sweep: only the first configuration made it to disk
+    first = run_sweep(cfgs[:1], cache_dir=cache, serial=True, quiet=True)
+    assert calls == cfgs[:1]
+    mtime = os.stat(tmp_path / (cfgs[0].key() + ".json")).st_mtime_ns
+    res = run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
+    assert calls == cfgs                                   # only the missing two computed
+    assert res[0] == first[0]
+    assert os.stat(tmp_path / (cfgs[0].key() + ".json")).st_mtime_ns == mtime
+    assert [r["seed"] for r in res] == [0, 1, 2]
+    again = run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
+    assert calls == cfgs and again == res                  # nothing recomputed
+    assert sorted(os.listdir(tmp_path)) == sorted(c.key() + e for c in cfgs
+                                                  for e in (".json", ".npz", ".record.json"))
+    # a result whose checkpoint is missing is recomputed (the .json is written last)
+    os.remove(tmp_path / (cfgs[1].key() + ".npz"))
+    run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
+    assert calls == cfgs + [cfgs[1]]
+
+
+def test_key_stable_and_distinct():
+    a = Config(cell="mgru", D=10, hidden=64, seed=1)
+    assert a.key() == Config(cell="mgru", D=10, hidden=64, seed=1).key()
+    import hashlib
+    s = json.dumps(a.as_dict(), sort_keys=True, separators=(",", ":"))
+    assert a.key() == hashlib.sha256(s.encode()).hexdigest()
+    others = [Config(cell="elman", D=10, hidden=64, seed=1), Config(cell="mgru", D=20, hidden=64, seed=1),
+              Config(cell="mgru", D=10, hidden=32, seed=1), Config(cell="mgru", D=10, hidden=64, seed=2),
+              Config(cell="mgru", D=10, hidden=64, seed=1, max_steps=5)]
+    keys = {a.key()} | {o.key() for o in others}
+    assert len(keys) == 6
+
+
+def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="cell.*'lstm'"):
+        Config(cell="lstm", D=10)
+    with pytest.raises(ValueError, match="recipe"):
+        Config(cell="mgru", D=10, recipe="elman_memorization_D10")
+    with pytest.raises(ValueError, match="recipe.*mgru_memorization_D20_matched_uniform"):
+        Config(cell="mgru", D=10, recipe="mgru_memorization_D20_matched_uniform")
+    c = Config(cell="mgru", D=20, recipe="mgru_memorization_D20_matched_identity", seed=4)
+    r = c.build_recipe()
+    assert (r.forget_bias, r.lr, r.seed, r.min_steps) == (-3.0, 3e-3, 4, r.max_steps)
+    with pytest.raises(ValueError, match="task"):
+        Config(cell="mgru", task="kback")
+    monkeypatch.setattr(sweep, "run_config", lambda c: pytest.fail("submitted"))
+    with pytest.raises(TypeError, match=r"configs\[1\]"):
+        run_sweep([Config(**TINY), {"cell": "lstm"}], cache_dir=str(tmp_path), serial=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_rank_statistics_against_direct_svd():
+    """Kept ranks of the shipped MGRU D=10 checkpoint against a by-hand computation:
+    numpy SVD truncation of each recurrent matrix, argmax recall accuracy on all 32 sequences."""
+    from rnnperturb import tasks
+    from validation.experiments import load
+    from validation.rank_stats import rank_statistics
+
+    cell, meta = load("mgru_memorization_D10")
+    st = rank_statistics(cell, meta, methods=("svd",))["svd"]
+    task = tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"]))
+
+    def scores(r):
+        mats = {}
+        for k, W in cell.recurrent.items():
+            U, s, Vt = np.linalg.svd(W)
+            mats[k] = (U[:, :r] * s[:r]) @ Vt[:r]
+        small = cell.replace(**mats)
+        Y = small.readout(small.run(task.X))
+        ok = Y.argmax(-1) == task.targets
+        rec = np.where(task.recall, ok, True).all(axis=0)
+        Z = Y[task.recall]
+        y = task.targets[task.recall]
+        marg = [Z[i, y[i]] - max(Z[i, j] for j in range(Z.shape[1]) if j != y[i])
+                for i in range(len(y))]
+        return float(ok[task.recall].mean()), float(rec.mean()), float(np.mean(marg))
+
+    sc = [scores(r) for r in range(cell.n + 1)]
+    acc = np.array([a for a, _, _ in sc])
+    assert acc[-1] == 1.0
+    kept = st["kept_99"]
+    assert kept is not None and 0 < kept < cell.n
+    assert all(acc[r] >= 0.99 for r in range(kept, cell.n + 1)) and acc[kept - 1] < 0.99
+    k32 = st["kept_all32"]
+    assert all(sc[r][1] == 1.0 for r in range(k32, cell.n + 1)) and sc[k32 - 1][1] < 1.0
+    assert st["auc_rank"] == pytest.approx(np.sum(1 - np.minimum(acc[:-1], 1)), abs=1e-9)
+    mm = np.array([m for _, _, m in sc])
+    km = st["margin_kept"]
+    assert all(mm[r] >= 0.5 * mm[-1] - 1e-9 for r in range(km, cell.n + 1))
+    assert mm[km - 1] < 0.5 * mm[-1] + 1e-9
+    np.testing.assert_allclose(st["curve"]["mean_margin"], mm, rtol=1e-9, atol=1e-9)
+
+
+def test_auc_rank_of_a_step_curve_is_the_step():
+    """A net whose recall is 0 below r* and 1 from r*: AUC rank = kept ranks = r*;
+    one wrong bit out of 160 at one rank moves the AUC rank by 1/160, kept_99 not at all
+    and kept_all32 to above that rank."""
+    from validation.rank_stats import kept_from
+    r_star, n = 7, 16
+    acc = np.array([0.0] * r_star + [1.0] * (n + 1 - r_star))
+    auc = np.sum(1 - np.minimum(acc[:-1] / acc[-1], 1))
+    assert auc == r_star and kept_from(range(n + 1), acc >= 0.99) == r_star
+    acc2 = acc.copy()
+    acc2[12] = 159 / 160
+    assert np.sum(1 - np.minimum(acc2[:-1], 1)) == pytest.approx(r_star + 1 / 160)
+    assert kept_from(range(n + 1), acc2 >= 0.99) == r_star
+    assert kept_from(range(n + 1), acc2 >= 1.0) == 13

@@ -1,0 +1,208 @@
+r"""A falsifiable law for the kept rank, and the range of validity of first order (issue 14, item 5).
+
+Predictor (computable before truncating, from the nominal trajectory and the first-order model only).
+For a net, a rank r and the plain truncation :math:`W_r` of every recurrent matrix
+(``rp.truncate_svd(cell, rank=r)``), let :math:`\ell_t` be the first-order deviation
+(``rp.first_order``) and :math:`V` the readout. On each recall step t and sequence b with target
+class y, the readout margin is :math:`m_{tb} = z_y - \max_{j\ne y} z_j` (nominal logits z), and the
+first-order change of each logit difference is :math:`\delta_{tb} = \max_{j\ne y}|(V\ell_t)_y - (V\ell_t)_j|`.
+The sensitivity is
+
+.. math:: S(r) = \max_{t\in\text{recall},\,b} \delta_{tb}/m_{tb}.
+
+Law (one constant c): the kept rank is the smallest r from which on every larger evaluated rank
+:math:`S(r) \le c`. Margin-one first order would say c = 1; c is fitted on a training set of nets
+(the value minimising the mean absolute error in rank) and tested on held-out nets. Refuted if the
+held-out mean absolute error is not below that of the trivial baseline "predict the training mean".
+
+First-order validity. For a net, a rank r and :math:`\Delta W = W_r - W`, the cell with
+:math:`W + a\Delta W` is simulated exactly (``rp.deviation``) and to first order; the relative error is
+:math:`\|\ell - e\|_F/\|e\|_F` over all steps and the 32 sequences. The largest
+:math:`\rho = a\|\Delta W\|_F/\|W\|_F` (all recurrent matrices stacked) with relative error <= 0.1 is
+found by bisection in log a on [1e-4, 4] (``validity_ratio``).
+
+Run: ``OPENBLAS_NUM_THREADS=1 nice -n 10 python -m validation.exp_law --out validation/results``
+(``--quick``: every 8th rank, two nets). Writes ``law.csv`` and ``law.json``. Deterministic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import rnnperturb as rp
+from rnnperturb import tasks
+from validation.experiments import cli, load, rank_grid
+from validation.rank_stats import kept_from as kept
+
+__all__ = ["run", "headline", "sensitivity", "predict_rank", "fit_constant", "validity_ratio",
+           "relative_first_order_error", "TRAIN", "TEST"]
+
+NAME = "law"
+TRAIN = ("elman_memorization_D10", "elman_memorization_D50", "mgru_memorization_D10",
+         "mgru_memorization_D50")
+TEST = ("elman_memorization_D20", "mgru_memorization_D20", "mgru_memorization_D100")
+
+
+def sensitivity(cell, small, task) -> float:
+    r"""S = max over recall steps and sequences of (first-order logit-difference change)/margin.
+
+    Parameters
+    ----------
+    cell, small : Cell
+        Nominal and truncated cell (same type, with readout ``V``).
+    task : Task
+        With ``X`` (T, B, m), integer ``targets`` (T, B) and boolean ``recall`` (T, B).
+
+    Returns
+    -------
+    float
+        ``inf`` if some recall step is already wrong (margin <= 0).
+    """
+    Z = cell.readout(cell.run(task.X))                         # (T, B, C)
+    dZ = rp.first_order(cell, small, task.X) @ cell.V.T        # (T, B, C)
+    y = task.targets[task.recall]
+    Z, dZ = Z[task.recall], dZ[task.recall]                    # (N, C)
+    idx = np.arange(len(y))
+    zy = Z[idx, y]
+    other = Z.copy()
+    other[idx, y] = -np.inf
+    margin = zy - other.max(axis=1)
+    dd = np.abs(dZ[idx, y][:, None] - dZ)
+    dd[idx, y] = 0.0
+    if np.any(margin <= 0):
+        return float("inf")
+    return float(np.max(dd.max(axis=1) / margin))
+
+
+def predict_rank(ranks, S, c: float) -> int | None:
+    """Smallest rank from which on every larger rank ``S <= c`` (``kept``)."""
+    return kept(ranks, _floats(S) <= c)
+
+
+def _floats(S) -> np.ndarray:
+    """S values as floats; ``None`` (a non-finite value in the JSON file) is ``inf``."""
+    return np.array([np.inf if s is None else s for s in S], dtype=float)
+
+
+def fit_constant(nets: list[dict]) -> tuple[float, float]:
+    """The c minimising the mean absolute rank error over ``nets`` (each with ``ranks``, ``S``,
+    ``rank_kept``), searched over the observed S values (geometric midpoints); ties -> smallest
+    log-distance to 1. Returns ``(c, mae)``."""
+    vals = np.unique(np.concatenate([_floats(x["S"]) for x in nets]))
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    cands = np.concatenate([vals, np.sqrt(vals[1:] * vals[:-1])]) if vals.size > 1 else vals
+    best = None
+    for c in np.sort(cands):
+        err = np.mean([abs(_or_n(predict_rank(x["ranks"], x["S"], c), x) - _or_n(x["rank_kept"], x))
+                       for x in nets])
+        key = (err, abs(np.log(c)))
+        if best is None or key < best[0]:
+            best = (key, float(c))
+    return best[1], best[0][0]
+
+
+def _or_n(r, x):
+    return x["n"] + 1 if r is None else r
+
+
+def _scaled(cell, small, a: float):
+    return cell.replace(**{k: W + a * (small.recurrent[k] - W) for k, W in cell.recurrent.items()})
+
+
+def relative_first_order_error(cell, small, X, a: float) -> float:
+    """``||first_order - deviation||_F / ||deviation||_F`` for ``W + a (W_small - W)``."""
+    other = _scaled(cell, small, a)
+    E = rp.deviation(cell, other, X)
+    L = rp.first_order(cell, other, X)
+    return float(np.linalg.norm(L - E) / np.linalg.norm(E))
+
+
+def validity_ratio(cell, small, X, *, tol: float = 0.1, a_lo: float = 1e-4, a_hi: float = 4.0,
+                   iters: int = 20) -> dict:
+    r"""Largest :math:`\rho = a\|\Delta W\|_F/\|W\|_F` with relative first-order error <= ``tol``
+    (bisection in log a; assumes the error grows with a, which the caller checks)."""
+    dn = np.sqrt(sum(np.sum((small.recurrent[k] - W) ** 2) for k, W in cell.recurrent.items()))
+    wn = np.sqrt(sum(np.sum(W ** 2) for W in cell.recurrent.values()))
+    f = lambda a: relative_first_order_error(cell, small, X, a)  # noqa: E731
+    if f(a_lo) > tol:
+        return {"a": 0.0, "ratio": 0.0, "actual_ratio": float(dn / wn), "censored": "below"}
+    if f(a_hi) <= tol:
+        return {"a": a_hi, "ratio": float(a_hi * dn / wn), "actual_ratio": float(dn / wn),
+                "censored": "above"}
+    lo, hi = np.log(a_lo), np.log(a_hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(np.exp(mid)) <= tol else (lo, mid)
+    a = float(np.exp(lo))
+    return {"a": a, "ratio": float(a * dn / wn), "actual_ratio": float(dn / wn), "censored": None}
+
+
+def _scores(cell, task):
+    Y = cell.readout(cell.run(task.X))
+    ok = tasks.metrics.predictions(Y) == task.targets
+    return float(ok[task.recall].mean()), tasks.metrics.sequence_accuracy(Y, task)
+
+
+def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, train=TRAIN, test=TEST) -> dict:
+    """Per net and rank: recall, sequence accuracy, S(r); the kept rank; the fitted c; held-out
+    errors; first-order validity ratios at ranks kept-4, kept, kept+4. ``seed`` is unused (the
+    experiment is deterministic) and recorded."""
+    if quick:
+        train, test = ("mgru_memorization_D10",), ("mgru_memorization_D20",)
+    rows, nets = [], {}
+    for name in rp.progress(list(train) + list(test), desc=NAME, quiet=quiet):
+        cell, meta = load(name)
+        task = tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"]))
+        ranks = rank_grid(cell.n, quick=quick, step_quick=8)
+        rec, seq, S = [], [], []
+        for r in ranks:
+            small = rp.truncate_svd(cell, rank=r)
+            a, b = _scores(small, task)
+            s = sensitivity(cell, small, task)
+            rec.append(a), seq.append(b), S.append(s)
+            rows.append({"checkpoint": name, "rank": r, "recall": a, "sequence": b, "S": s})
+        ok = [a >= 0.99 and b >= 1.0 for a, b in zip(rec, seq)]
+        rk = kept(ranks, ok)
+        validity = {}
+        for r in sorted({min(max((rk or cell.n) + d, 1), cell.n - 1)
+                         for d in ((0,) if quick else (-4, 0, 4))}):
+            validity[str(r)] = validity_ratio(cell, rp.truncate_svd(cell, rank=r), task.X,
+                                              iters=8 if quick else 20)
+        nets[name] = {"n": cell.n, "cell": cell.kind, "D": int(meta["D"]), "ranks": ranks,
+                      "S": S, "rank_kept": rk, "rank_recall99": kept(ranks, [a >= 0.99 for a in rec]),
+                      "rank_all32": kept(ranks, [b >= 1.0 for b in seq]),
+                      "split": "train" if name in train else "test", "validity": validity}
+    tr = [nets[k] for k in train]
+    c, train_mae = fit_constant(tr)
+    mean_tr = float(np.mean([_or_n(x["rank_kept"], x) for x in tr]))
+    for x in nets.values():
+        x["predicted"] = predict_rank(x["ranks"], x["S"], c)
+        x["predicted_c1"] = predict_rank(x["ranks"], x["S"], 1.0)
+    te = [nets[k] for k in test]
+    err = lambda key: float(np.mean([abs(_or_n(x[key], x) - _or_n(x["rank_kept"], x))  # noqa: E731
+                                     for x in te]))
+    return {"name": NAME, "rows": rows, "nets": nets,
+            "fit": {"c": c, "train_mae": train_mae, "train_mean_rank": mean_tr,
+                    "test_mae": err("predicted"), "test_mae_c1": err("predicted_c1"),
+                    "test_mae_baseline": float(np.mean([abs(mean_tr - _or_n(x["rank_kept"], x))
+                                                        for x in te]))},
+            "meta": {"quick": quick, "seed": seed, "train": list(train), "test": list(test),
+                     "law": "kept rank = smallest r with S(r') <= c for every evaluated r' >= r",
+                     "refuted_if": "test_mae >= test_mae_baseline"}}
+
+
+def headline(result: dict) -> dict:
+    return {"fit": result["fit"],
+            "kept_vs_predicted": {k: [v["rank_kept"], v["predicted"], v["split"]]
+                                  for k, v in result["nets"].items()},
+            "validity_ratio": {k: {r: [w["ratio"], w["actual_ratio"], w["censored"]]
+                                   for r, w in v["validity"].items()}
+                               for k, v in result["nets"].items()}}
+
+
+def main(argv=None) -> int:
+    import sys
+    return cli(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
