@@ -360,6 +360,27 @@ class IntervalNamespace:
         return (1.0 - f) * h + f * c
 
     @staticmethod
+    def split(a, sections):
+        """Pieces of an :class:`Interval` (or array) along the last axis (exact)."""
+        from rnnperturb.cells.namespace import split as _split
+        if getattr(a, "outranks_interval", False):
+            raise NotImplementedError("split: affine forms of a state made of several pieces "
+                                      "(LSTM, stacked networks) are not supported by set_bound")
+        lo, hi = Interval.parts(a)
+        lo, hi = np.broadcast_arrays(lo, hi)
+        return tuple(Interval(l, h) for l, h in zip(_split(lo, sections), _split(hi, sections)))
+
+    @staticmethod
+    def concat(parts):
+        """Concatenation of intervals (or arrays) along the last axis (exact)."""
+        from rnnperturb.cells.namespace import concat as _concat
+        if any(getattr(p, "outranks_interval", False) for p in parts):
+            raise NotImplementedError("concat: affine forms of a state made of several pieces "
+                                      "(LSTM, stacked networks) are not supported by set_bound")
+        los, his = zip(*(Interval.parts(p) for p in parts))
+        return Interval(_concat(los), _concat(his))
+
+    @staticmethod
     def asarray(A):
         return A
 

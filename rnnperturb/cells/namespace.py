@@ -10,7 +10,14 @@ with the arithmetic operators ``+ - *`` and the functions of a namespace ``ns``:
 ``ns.lerp(h, c, f)``
     the gated update :math:`(1 - f) \odot h + f \odot c`;
 ``ns.asarray(A)``
-    a parameter converted to the namespace's arrays.
+    a parameter converted to the namespace's arrays;
+``ns.split(a, sections)``, ``ns.concat(parts)``
+    the pieces of a state along its last axis (``sections`` an int: that
+    many equal pieces; a sequence of ints: pieces of those sizes) and their
+    concatenation (leading axes broadcast): a state made of several vectors,
+    the LSTM's :math:`(h, c)` or the layers of a stacked network, is one array
+    whose pieces the step takes apart and puts together (:func:`split`,
+    :func:`concat` do it for any array type that slices like NumPy).
 
 The same definition then runs in float32, float64 and longdouble
 (:data:`FLOAT`), in mpmath (:mod:`rnnperturb.verified.highprec`), in interval
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sigmoid", "FloatNamespace", "FLOAT", "DiagonalStack"]
+__all__ = ["sigmoid", "FloatNamespace", "FLOAT", "DiagonalStack", "split", "concat"]
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -101,6 +108,60 @@ class DiagonalStack:
         return A.T[:, None, :] * self.d.T[:, :, None]
 
 
+def _sizes(total: int, sections) -> list[int]:
+    if isinstance(sections, (int, np.integer)):
+        if sections < 1 or total % sections:
+            raise ValueError(f"sections: expected a divisor of the last dimension {total}, "
+                             f"found {sections}")
+        return [total // int(sections)] * int(sections)
+    sizes = [int(s) for s in sections]
+    if sum(sizes) != total or min(sizes, default=0) < 0:
+        raise ValueError(f"sections: expected sizes summing to the last dimension {total}, "
+                         f"found {sizes}")
+    return sizes
+
+
+def split(a, sections):
+    """The pieces of ``a`` along its last axis (views for NumPy arrays).
+
+    Parameters
+    ----------
+    a : array, shape (..., N)
+        NumPy arrays (float or object) or anything that slices like them; a
+        :class:`DiagonalStack` is made dense first.
+    sections : int or sequence of int
+        That many equal pieces, or the sizes of the pieces (summing to N).
+
+    Returns
+    -------
+    tuple of arrays, shapes (..., N_i)
+    """
+    if isinstance(a, DiagonalStack):
+        a = a.dense()
+    out, start = [], 0
+    for k in _sizes(a.shape[-1], sections):
+        out.append(a[..., start:start + k])
+        start += k
+    return tuple(out)
+
+
+def concat(parts):
+    """The concatenation of ``parts`` along the last axis, leading axes broadcast.
+
+    Parameters
+    ----------
+    parts : sequence of arrays, shapes (..., N_i)
+        NumPy arrays (float or object); a :class:`DiagonalStack` is made dense.
+
+    Returns
+    -------
+    array, shape (..., sum N_i)
+    """
+    parts = [p.dense() if isinstance(p, DiagonalStack) else np.asarray(p) for p in parts]
+    lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
+
+
 class FloatNamespace:
     """The namespace of NumPy floating-point arrays (float32, float64, longdouble)."""
 
@@ -125,6 +186,9 @@ class FloatNamespace:
     @staticmethod
     def asarray(A):
         return A
+
+    split = staticmethod(split)
+    concat = staticmethod(concat)
 
 
 #: The float namespace (float32, float64 and longdouble alike).

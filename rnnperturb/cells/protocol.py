@@ -23,6 +23,12 @@ A cell is a frozen dataclass of parameters (recurrent matrices ``W*`` of shape
     may exploit);
 :meth:`Cell.state_bounds`
     a box that holds every state :math:`h_t`, t >= 1 (the trivial cap);
+:attr:`Cell.state_size`, :meth:`Cell.output`
+    for a cell whose state is more than the vector the recurrent matrices
+    act on: the size N of the state (default n) and the part of it a readout
+    sees (default the whole state). The LSTM's state is :math:`(h, c)`
+    (N = 2n, the output h); a stacked network's is its layers' states one after
+    the other (the output the top layer's h);
 plus whatever the rounding, remainder and global-bound recursions need
 (documented where those algorithms live). ``input_of`` and the optional
 ``bias_of`` name the input matrix and bias of each recurrent matrix's
@@ -35,6 +41,26 @@ linearisation, the input Jacobian, readout, replace) is written here once
 against that protocol. Conventions (DESIGN §1): inputs ``X`` of shape (T, B,
 m) or (T, m); states (T, B, n) or (T, n); ``h_0 = 0`` unless given; batches of
 vectors are rows, so ``A v`` is computed as ``v @ A.T``.
+
+State size and matrix size. The recurrent matrices are (n, n); the state
+:math:`s_t` a step maps is (B, N) with N = :attr:`Cell.state_size` (N = n for
+the Elman RNN, the MGRU and the GRU, 2n for the LSTM, the sum over the layers
+for a stacked network). What each algorithm takes and gives:
+
+* ``h0``, :meth:`Cell.step`, :meth:`Cell.jacobian` (N x N),
+  :meth:`Cell.linearise` (forcing matrices N x n), :meth:`Cell.jvp` and
+  :meth:`Cell.input_jacobian` work on the full state;
+* :meth:`Cell.run` returns the output :math:`y_t` = :meth:`Cell.output` of
+  every state (what ``torch`` returns as its output sequence: the LSTM's h,
+  the top layer's h), shape (T, B, n); ``run(X, state="full")`` gives the
+  states (T, B, N);
+* the deviation functions (:func:`rnnperturb.deviation`,
+  :func:`rnnperturb.first_order`, the rank sweep, the noise response) report
+  the deviation of that output by default and of the full state with
+  ``state="full"``; internally their nominal trajectories carry full states.
+
+For N = n the output is the state itself and every number is what it was
+before the distinction existed.
 """
 from __future__ import annotations
 
@@ -160,8 +186,41 @@ class Cell:
             object.__setattr__(self, "c", c)
 
     # --------------------------------------------------------------- protocol
-    #: Recurrent matrices whose forcing Jacobian d h_t / d (W_k a_k) is diagonal.
+    #: Recurrent matrices whose forcing Jacobian d h_t / d (W_k a_k) is diagonal
+    #: (only meaningful, and only allowed, when the state size N is n).
     diagonal_forcing: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def state_size(self) -> int:
+        """N, the size of the state a step maps (default n, the size of the
+        recurrent matrices; the LSTM's (h, c) has 2n)."""
+        return self.n
+
+    def output(self, ns, s):
+        r"""The part of a state a readout sees, over a namespace.
+
+        Parameters
+        ----------
+        ns : namespace
+        s : array, shape (..., N)
+
+        Returns
+        -------
+        array, shape (..., n)
+            Default: ``s`` itself (N = n); the LSTM's h, a stack's top h.
+        """
+        return s
+
+    def hidden_of(self, S) -> np.ndarray:
+        """:meth:`output` of NumPy states ``S`` (..., N): the (..., n) part a
+        readout sees (``S`` itself when N = n)."""
+        return self.output(FLOAT, S)
+
+    def _check_state(self, state: str) -> str:
+        if state not in ("h", "full"):
+            raise ValueError(f"state: expected 'h' (the output, what a readout sees) or "
+                             f"'full' (the whole state, N = {self.state_size}), found {state!r}")
+        return state
 
     @staticmethod
     def forward(ns, P, h, x, rec):
@@ -239,14 +298,15 @@ class Cell:
     def state_bounds(self, h0) -> tuple[np.ndarray, np.ndarray]:
         r"""A box :math:`[lo, hi]` that holds every state :math:`h_t`, t >= 1,
         of this cell *and* of any cell with other recurrent matrices, from the
-        initial state ``h0`` (B, n): both arrays of shape (B, n)."""
+        initial state ``h0`` (B, N): both arrays of shape (B, N) (entries may
+        be infinite where no bound holds for every step count)."""
         raise self._not_implemented("state_bounds", "the trivial cap and every bound")
 
     def trivial_cap(self, h0, B: int) -> np.ndarray:
         r"""Per-component width (rounded up) of :meth:`state_bounds`, shape
         (B, n): no deviation :math:`|h'_{t,i} - h_{t,i}|` can exceed it."""
         from rnnperturb.verified.linalg import up
-        h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, self.n))
+        h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, self.state_size))
         lo, hi = self.state_bounds(h0)
         return up(hi - lo, 2)
 
@@ -257,8 +317,13 @@ class Cell:
         or of (S, n, n) stacks: S trajectories advanced together, e.g. the
         nominal and the perturbed one; input matrices and biases are the cell's
         own), e.g. :class:`rnnperturb.verified.linalg.VerifiedMatrix` of each
-        matrix (which handles both)."""
-        raise self._not_implemented("rounding_context", "the certified trajectory bound")
+        matrix (which handles both).
+
+        Default: the constants of the generic ball-arithmetic step
+        (:func:`rnnperturb.verified.ball.ball_rounding_context`); a cell that
+        writes its own :meth:`rounding_step` writes its own context too."""
+        from rnnperturb.verified.ball import ball_rounding_context
+        return ball_rounding_context(self, rec)
 
     def rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear: bool):
         r"""One float64 step with a sound enclosure of its rounding error.
@@ -268,6 +333,12 @@ class Cell:
         :math:`\|r_{t-1}\|_2 \le N_{t-1}`, it returns bounds that hold at t.
         The statement and the proof pattern are in
         :mod:`rnnperturb.bounds.trajectory`; each cell proves its own step.
+
+        Default (every cell that does not write its own): ball (midpoint-radius)
+        arithmetic over the cell's own :meth:`forward`, and :meth:`tangent` for
+        the linear part (:mod:`rnnperturb.verified.ball`, where the proof is);
+        :math:`N_t` is then the norm of :math:`\rho_t` (no per-step norm
+        recursion). It acts on the full state (N = :attr:`state_size`).
 
         Parameters
         ----------
@@ -306,7 +377,8 @@ class Cell:
             coefficient vectors as computed in float64) and
             :math:`|g_t| \le` ``gam`` (B, n). None unless ``linear``.
         """
-        raise self._not_implemented("rounding_step", "the certified trajectory bound")
+        from rnnperturb.verified.ball import ball_rounding_step
+        return ball_rounding_step(self, ctx, h, rho, N, x, absx, xnorm, exact, linear)
 
     # ----- memory statistics (stats/memory.py)
     def overwrite_gate(self, aux):
@@ -540,7 +612,7 @@ class Cell:
 
     def _jacobian(self, h, x):
         _, aux, _ = self.nominal(h, x)
-        return self._columns(self.tangent_step(h, aux, self._basis(self.n, h.shape[0])))
+        return self._columns(self.tangent_step(h, aux, self._basis(self.state_size, h.shape[0])))
 
     def _jvp(self, h, x, dh, dW):
         hn, aux, regs = self.nominal(h, x)
@@ -554,33 +626,39 @@ class Cell:
 
         Parameters
         ----------
-        h : ndarray, shape (B, n)
-            :math:`h_{t-1}`.
+        h : ndarray, shape (B, N)
+            The state :math:`s_{t-1}` (N = :attr:`state_size`, n for most cells).
         x : ndarray, shape (B, m)
 
         Returns
         -------
-        h_t : ndarray, shape (B, n)
-        J : ndarray, shape (B, n, n)
-            Step Jacobian, ``J[b, i, j] = d h_t[i] / d h_{t-1}[j]``.
+        h_t : ndarray, shape (B, N)
+        J : ndarray, shape (B, N, N)
+            Step Jacobian, ``J[b, i, j] = d s_t[i] / d s_{t-1}[j]``.
         forcing : dict of str to (diag, B_t, a)
             For every recurrent matrix: ``diag`` is True when :math:`B_{k,t}`
-            is diagonal (:attr:`diagonal_forcing`) and ``B_t`` then holds its
-            diagonal (B, n); else ``B_t`` is (B, n, n). ``a`` (B, n) is the
-            regressor :math:`a_{k,t}`.
+            is diagonal (:attr:`diagonal_forcing`, only when N = n) and ``B_t``
+            then holds its diagonal (B, n); else ``B_t`` is (B, N, n). ``a``
+            (B, n) is the regressor :math:`a_{k,t}` (what ``rec(k, a)``
+            received in :meth:`forward`).
         """
         hn, aux, regs = self.nominal(h, x)
-        B, n = h.shape
-        E = self._basis(n, B)                         # e_j in every batch row, symbolic
-        J = self._columns(self.tangent_step(h, aux, E))
+        B, N = h.shape
+        n = self.n
+        J = self._columns(self.tangent_step(h, aux, self._basis(N, B)))   # basis symbolic
         zero = np.zeros_like(h)
+        E = self._basis(n, B)
+        # no tangent of the state, a stack of n (one per column of the forcing); symbolic
+        # when N = n, else dense (a state split into pieces has no symbolic form)
+        dz = (DiagonalStack(np.zeros((B, n), self.dtype)) if N == n
+              else np.zeros((n, B, N), self.dtype))
         forcing = {}
         for k in self.recurrent_names:
             if k in self.diagonal_forcing:
-                d = self.tangent_step(h, aux, zero, {k: np.ones_like(h)})
+                d = self.tangent_step(h, aux, zero, {k: np.ones_like(h)})   # N = n here
                 forcing[k] = (True, d, regs[k])
             else:
-                Z = self.tangent_step(h, aux, DiagonalStack(np.zeros((B, n), self.dtype)), {k: E})
+                Z = self.tangent_step(h, aux, dz, {k: E})
                 forcing[k] = (False, self._columns(Z), regs[k])
         return hn, J, forcing
 
@@ -589,17 +667,18 @@ class Cell:
 
         Parameters
         ----------
-        h : array_like, shape (B, n) or (n,)
+        h : array_like, shape (B, N) or (N,)
+            The state (N = :attr:`state_size`).
         x : array_like, shape (B, m) or (m,)
 
         Returns
         -------
-        ndarray, shape (B, n, m) or (n, m)
+        ndarray, shape (B, N, m) or (N, m)
         """
-        h2, x2, single = _batched(h, x, self.n, self.m, self.dtype)
+        h2, x2, single = _batched(h, x, self.state_size, self.m, self.dtype)
         _, aux, _ = self.nominal(h2, x2)
         B = h2.shape[0]
-        Z = self.tangent_step(h2, aux, np.zeros((self.m, B, self.n), self.dtype),
+        Z = self.tangent_step(h2, aux, np.zeros((self.m, B, self.state_size), self.dtype),
                               dx=self._basis(self.m, B))                  # (m, B, n)
         G = self._columns(Z)
         return G[0] if single else G
@@ -665,31 +744,41 @@ class Cell:
                 for k, v in dW.items()}
 
     # --------------------------------------------------------------- running
-    def run(self, X, h0=None) -> np.ndarray:
+    def run(self, X, h0=None, *, state: str = "h") -> np.ndarray:
         """Run the cell over an input sequence.
 
         Parameters
         ----------
         X : array_like, shape (T, B, m) or (T, m)
-        h0 : array_like, shape (B, n) or (n,), optional
-            Initial state; zeros when None.
+        h0 : array_like, shape (B, N) or (N,), optional
+            Initial state (N = :attr:`state_size`: the LSTM's ``[h0, c0]``, a
+            stack's layers one after the other); zeros when None.
+        state : {'h', 'full'}
+            'h': the output of every step (:meth:`output`, what a readout sees:
+            the state itself for N = n, the LSTM's h, the top layer's h);
+            'full': the whole state.
 
         Returns
         -------
-        H : ndarray, shape (T, B, n) or (T, n)
+        H : ndarray, shape (T, B, n) or (T, n); (T, B, N) or (T, N) for 'full'
             ``H[t-1]`` is :math:`h_t`, for t = 1..T.
         """
+        full = self._check_state(state) == "full"
         X3, single = as_inputs(X, self.m, self.dtype)
-        h = as_h0(h0, self.n, X3.shape[1], single, self.dtype)
-        H = np.empty((X3.shape[0], X3.shape[1], self.n), dtype=self.dtype)
+        N = self.state_size
+        h = as_h0(h0, N, X3.shape[1], single, self.dtype)
+        H = np.empty((X3.shape[0], X3.shape[1], N), dtype=self.dtype)
         for t in range(X3.shape[0]):
             h = self._step(h, X3[t])
             H[t] = h
+        if not full:
+            H = self.hidden_of(H)
         return H[:, 0, :] if single else H
 
     def step(self, h, x) -> np.ndarray:
-        """One step: h_t from h_{t-1} (shape (B, n) or (n,)) and x_t."""
-        h2, x2, single = _batched(h, x, self.n, self.m, self.dtype)
+        """One step: the state s_t from s_{t-1} (shape (B, N) or (N,), N =
+        :attr:`state_size`) and x_t."""
+        h2, x2, single = _batched(h, x, self.state_size, self.m, self.dtype)
         out = self._step(h2, x2)
         return out[0] if single else out
 
@@ -698,10 +787,11 @@ class Cell:
 
         Returns
         -------
-        J : ndarray, shape (B, n, n) or (n, n)
-            ``J[b, i, j] = d h_t[i] / d h_{t-1}[j]``.
+        J : ndarray, shape (B, N, N) or (N, N)
+            ``J[b, i, j] = d s_t[i] / d s_{t-1}[j]`` over the full state
+            (N = :attr:`state_size`).
         """
-        h2, x2, single = _batched(h, x, self.n, self.m, self.dtype)
+        h2, x2, single = _batched(h, x, self.state_size, self.m, self.dtype)
         J = self._jacobian(h2, x2)
         return J[0] if single else J
 
@@ -713,16 +803,16 @@ class Cell:
 
         Parameters
         ----------
-        h : array_like, shape (B, n) or (n,)
-            :math:`h_{t-1}`.
+        h : array_like, shape (B, N) or (N,)
+            The state :math:`s_{t-1}` (N = :attr:`state_size`).
         x : array_like, shape (B, m) or (m,)
         dh : array_like, same shape as ``h``, optional
-            Tangent of :math:`h_{t-1}`; zero when None.
+            Tangent of :math:`s_{t-1}`; zero when None.
         dW : dict of str to ndarray (n, n), optional
             Direction of change of some recurrent matrices (keys from
             :attr:`recurrent_names`); zero when None.
         """
-        h2, x2, single = _batched(h, x, self.n, self.m, self.dtype)
+        h2, x2, single = _batched(h, x, self.state_size, self.m, self.dtype)
         dh2 = np.zeros_like(h2) if dh is None else np.asarray(dh, self.dtype).reshape(h2.shape)
         hn, dhn = self._jvp(h2, x2, dh2, self._check_dW(dW))
         return (hn[0], dhn[0]) if single else (hn, dhn)

@@ -283,14 +283,14 @@ def forcing_moments(cell, X, *, h0=None) -> dict[str, np.ndarray]:
     ----------
     cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
-    h0 : array_like, shape (B, n) or (n,), optional
+    h0 : array_like, shape (B, N) or (N,), optional (N = ``cell.state_size``)
 
     Returns
     -------
     dict of str to ndarray, shape (n, n)
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     from rnnperturb.propagate.deviation import regressor_trajectory
 
     A = regressor_trajectory(cell, X3, h)
@@ -329,16 +329,21 @@ def _reach(cell, X3, h, mask):
     r"""Backward pass over the nominal trajectory, yielding for every step
     (t = T-1 .. 0, 0-based) and recurrent matrix ``(t, name, a, O)``: the
     regressors a (B, n) and the observability Gramians
-    :math:`O = B_t^\top P_t B_t` (B, n, n) of the target steps ``mask`` (T, B)."""
+    :math:`O = B_t^\top P_t B_t` (B, n, n) of the target steps ``mask`` (T, B);
+    what matters at a target step is the output (``cell.output``: the state itself
+    for N = n, the LSTM's h, a stack's top h), so P (B, N, N) gains the projection
+    on the output's components there."""
     T, B = X3.shape[:2]
-    n = cell.n
-    Hprev = np.empty((T, B, n), dtype=h.dtype)
+    N = cell.state_size
+    Hprev = np.empty((T, B, N), dtype=h.dtype)
     for t in range(T):
         Hprev[t] = h
         h = cell.step(h, X3[t])
-    P = np.zeros((B, n, n))
+    P = np.zeros((B, N, N))
     J_next = None
-    eye = np.eye(n)
+    eye = np.eye(N)
+    if N != cell.n:              # the projection on the output's components
+        eye = np.diag(np.isin(np.arange(N), cell.hidden_of(np.arange(N))).astype(float))
     for t in range(T - 1, -1, -1):
         _, J, forc = cell.linearise(Hprev[t], X3[t])
         if J_next is not None:
@@ -375,7 +380,7 @@ def propagation_weights(cell, X, *, target=None, h0=None) -> dict[str, tuple]:
     X3, single = as_inputs(X, cell.m, cell.dtype)
     T, B = X3.shape[:2]
     mask = target_mask(target, T, B)
-    h = as_h0(h0, cell.n, B, single, cell.dtype)
+    h = as_h0(h0, cell.state_size, B, single, cell.dtype)
     n = cell.n
     acc = {k: [np.zeros((n, n)), 0.0, np.zeros((n, n)), 0.0] for k in cell.recurrent_names}
     for _, k, a, O in _reach(cell, X3, h, mask):

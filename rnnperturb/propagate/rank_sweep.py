@@ -53,7 +53,8 @@ class RankSweep:
         Rank of every recurrent matrix at each of the R sweep points (n means
         untouched).
     exact : ndarray, shape (R, T, B) or (R, T)
-        Exact deviation norm :math:`\|h'_t - h_t\|_2` (t = 1..T along axis 1);
+        Exact deviation norm :math:`\|h'_t - h_t\|_2` of the output (or of the full
+        state, ``state="full"``; t = 1..T along axis 1);
         shape (R, T) when the inputs were one sequence (T, m).
     first_order : ndarray, same shape
         First-order prediction :math:`\|\ell_t\|_2`.
@@ -282,7 +283,8 @@ def _rank_groups(rk, n, G=8):
     return out
 
 
-def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep:
+def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True,
+               state: str = "h") -> RankSweep:
     r"""Exact and first-order deviation of SVD truncation at many ranks at once.
 
     Parameters
@@ -295,9 +297,13 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
         those ranks, for every recurrent matrix together; a dict: one grid per
         named matrix, Cartesian product of the grids (in the order of
         ``cell.recurrent_names``), unnamed matrices untouched.
-    h0 : array_like, shape (B, n) or (n,), optional
+    h0 : array_like, shape (B, N) or (N,), optional
+        Initial state (N = ``cell.state_size``).
     quiet : bool
         Hide the progress bar over time steps.
+    state : {'h', 'full'}
+        Norms of the deviation of the output (what a readout sees: the LSTM's
+        h, a stack's top h; the state itself for N = n) or of the full state.
 
     Returns
     -------
@@ -312,8 +318,10 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
     X3, single = as_inputs(X, cell.m, cell.dtype)
     groups = _groups(cell, ranks)
     T, B = X3.shape[:2]
-    n = cell.n
-    h_init = as_h0(h0, n, B, single, cell.dtype)
+    full = cell._check_state(state) == "full"
+    n, N = cell.n, cell.state_size
+    h_init = as_h0(h0, N, B, single, cell.dtype)
+    part = (lambda a: a) if full else cell.hidden_of
     plan = _Plan(cell, groups)
     names = cell.recurrent_names
     points = list(itertools.product(*[g["grid"] for g in plan.groups]))
@@ -327,7 +335,7 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
     tailpos = [np.array([g["pos"][pt[gi]] for pt in points]) for gi, g in enumerate(plan.groups)]
     out = {key: np.empty((R, T, B)) for key in ("exact", "first_order", "residual", "forcing")}
     params = cell.params
-    step = max(1, _CHUNK // max(1, B * n))
+    step = max(1, _CHUNK // max(1, B * N))
     chunks = [np.arange(i, min(R, i + step)) for i in range(0, R, step)]
     for ch in progress(chunks, desc="rank sweep", quiet=quiet or len(chunks) == 1):
         specs = {}
@@ -345,21 +353,21 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
         untouched = np.nonzero(np.all(rank_arr[ch] == n, axis=1))[0]
         h = h_init.copy()
         Hs = np.repeat(h[None], len(ch), axis=0)
-        L = np.zeros((plan.K, B, n))
+        L = np.zeros((plan.K, B, N))
         for t in progress(range(T), desc="rank sweep", quiet=quiet or len(chunks) > 1):
             x = X3[t]
             hn, aux, A = cell.nominal(h, x)
             rec = _tangent_rec(params, plan.block_forcing(A, B))
             L = cell.tangent(FLOAT, params, h, aux, L, rec, _no_input)
             Hs = cell.forward(FLOAT, params, Hs, x, stacked)[0]
-            E = Hs - hn[None]
+            E = part(Hs - hn[None])
             if untouched.size:              # the cell itself: no deviation at all
                 E[untouched] = 0.0
             energy = np.zeros((len(ch), B))
             tails = plan.energy_tails(A)
             for gi, g in enumerate(plan.groups):
                 Lg = L[g["offset"]:g["offset"] + g["K"]]
-                cum = _tail_sums(Lg)                          # (K_g + 1, B, n)
+                cum = _tail_sums(Lg)                          # (K_g + 1, B, N)
                 tp = tailpos[gi][ch]
                 if tp.size and np.array_equal(tp, np.arange(tp[0], tp[0] + tp.size)):
                     tp = slice(int(tp[0]), int(tp[0]) + tp.size)      # a view, no gather
@@ -369,6 +377,7 @@ def rank_sweep(cell, X, ranks=None, *, h0=None, quiet: bool = True) -> RankSweep
                     ell = ell + cum[tp]
                 rr = np.array([points[p][gi] for p in ch])
                 energy += tails[gi][rr]
+            ell = part(ell)
             out["exact"][ch, t] = _norm(E)
             out["first_order"][ch, t] = _norm(ell)
             out["residual"][ch, t] = _norm(E - ell)

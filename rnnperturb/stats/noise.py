@@ -108,6 +108,16 @@ def noise_variances(cell, *, std=None, var=None) -> dict:
     return {k: v for k, v in out.items() if not (np.ndim(v) == 0 and v == 0.0)}
 
 
+def _output_rows(cell, state="h"):
+    """Indices of the state components whose deviation is reported: None for all of
+    them (``state='full'``, or a cell whose output is its state, N = n), else the
+    output's components (the LSTM's h, a stack's top h), read off ``cell.hidden_of``
+    applied to the component indices."""
+    if cell._check_state(state) == "full" or cell.state_size == cell.n:
+        return None
+    return np.asarray(cell.hidden_of(np.arange(cell.state_size)))
+
+
 def _basis(A, uniform, rtol):
     """Orthonormal basis (B, n, r) of the forcing inputs of one matrix."""
     B, n = A.shape[1], A.shape[2]
@@ -121,28 +131,28 @@ def _basis(A, uniform, rtol):
     return U
 
 
-def _frozen(cell, X3, h, V, rtol, quiet=True):
+def _frozen(cell, X3, h, V, rtol, quiet=True, rows=None):
     from rnnperturb.report.progress import progress
 
     T, B = X3.shape[:2]
-    n = cell.n
+    n, N = cell.n, cell.state_size
     A = regressor_trajectory(cell, X3, h.copy())
     bases = {k: _basis(A[k], np.ndim(V[k]) == 0, rtol) for k in V}
     out = np.zeros((T, B))
     idx = np.arange(n)
     r_tot = sum(U.shape[2] for U in bases.values())
-    chunk = max(1, _CHUNK_ELEMS // (n * n * r_tot))
+    chunk = max(1, _CHUNK_ELEMS // (N * n * r_tot))
     for b0 in range(0, B, chunk):
         sl = slice(b0, min(B, b0 + chunk))
         hb = h[sl].copy()
         nb = hb.shape[0]
-        M = {k: np.zeros((nb, n, U.shape[2], n)) for k, U in bases.items()}
+        M = {k: np.zeros((nb, N, U.shape[2], n)) for k, U in bases.items()}
         for t in progress(range(T), desc=f"noise_response (frozen) {b0 + 1}/{B}",
                           quiet=quiet):
             hn, J, forc = cell.linearise(hb, X3[t, sl])
             for k, Mk in M.items():
                 r = Mk.shape[2]
-                Mk = (J @ Mk.reshape(nb, n, r * n)).reshape(nb, n, r, n)
+                Mk = (J @ Mk.reshape(nb, N, r * n)).reshape(nb, N, r, n)
                 diag, Bt, a = forc[k]
                 coef = np.einsum("bi,bir->br", a, bases[k][sl])      # (nb, r)
                 if diag:
@@ -150,7 +160,8 @@ def _frozen(cell, X3, h, V, rtol, quiet=True):
                 else:
                     Mk += coef[:, None, :, None] * Bt[:, :, None, :]
                 M[k] = Mk
-                sq = np.einsum("bpji,bpji->bji", Mk, Mk)              # (nb, r, n)
+                Mo = Mk if rows is None else Mk[:, rows]
+                sq = np.einsum("bpji,bpji->bji", Mo, Mo)              # (nb, r, n)
                 if np.ndim(V[k]) == 0:
                     out[t, sl] += V[k] * sq.sum(axis=(1, 2))
                 else:
@@ -172,46 +183,46 @@ def linearised_windows(cell, X3, h, per_step=1):
     ----------
     cell : Cell
     X3 : ndarray, shape (T, B, m)
-    h : ndarray, shape (B, n)
-        :math:`h_0`.
+    h : ndarray, shape (B, N)
+        The initial state (N = ``cell.state_size``).
     per_step : int
-        Number of (B, n, n) arrays the caller keeps per step (sizes the window
+        Number of (B, N, N) arrays the caller keeps per step (sizes the window
         so that about ``_CHUNK_ELEMS`` elements are held at once).
 
     Yields
     ------
     t0 : int
         0-based index of the window's first step.
-    J : ndarray, shape (w, B, n, n)
+    J : ndarray, shape (w, B, N, N)
         Step Jacobians of steps ``t0 .. t0 + w - 1``.
-    forcing : dict of str to (diag, B_t (w, B, n) or (w, B, n, n), a (w, B, n))
+    forcing : dict of str to (diag, B_t (w, B, n) or (w, B, N, n), a (w, B, n))
         As returned by ``linearise``, with a leading window axis.
     """
     T, B = X3.shape[:2]
-    n = cell.n
-    H = np.empty((T, B, n))
+    n, N = cell.n, cell.state_size
+    H = np.empty((T, B, N))
     H[0] = h
     for t in range(T - 1):
         H[t + 1] = cell.nominal(H[t], X3[t])[0]
-    w = max(1, min(T, _CHUNK_ELEMS // (B * n * n * max(per_step, 1))))
+    w = max(1, min(T, _CHUNK_ELEMS // (B * N * N * max(per_step, 1))))
     for t0 in range(0, T, w):
         t1 = min(T, t0 + w)
         k = t1 - t0
-        _, J, forc = cell.linearise(H[t0:t1].reshape(k * B, n), X3[t0:t1].reshape(k * B, -1))
-        J = J.reshape(k, B, n, n)
+        _, J, forc = cell.linearise(H[t0:t1].reshape(k * B, N), X3[t0:t1].reshape(k * B, -1))
+        J = J.reshape(k, B, N, N)
         forc = {name: (d, Bt.reshape((k, B) + Bt.shape[1:]), a.reshape(k, B, n))
                 for name, (d, Bt, a) in forc.items()}
         yield t0, J, forc
 
 
-def _fresh(cell, X3, h, V):
+def _fresh(cell, X3, h, V, rows=None):
     r"""Covariance recursion :math:`P_t = J_tP_{t-1}J_t^\top + \sum_m F_{m,t}F_{m,t}^\top`
     (:math:`F = B\operatorname{diag}(\sqrt q)`, :math:`q = V(a\odot a)`; a diagonal
     :math:`B` adds :math:`B^2 q` to the diagonal), linearised a window at a time."""
     T, B = X3.shape[:2]
-    n = cell.n
+    n, N = cell.n, cell.state_size
     out = np.zeros((T, B))
-    P = np.zeros((B, n, n))
+    P = np.zeros((B, N, N))
     idx = np.arange(n)
     nondiag = [k for k in V if k not in cell.diagonal_forcing]
     for t0, J, forc in linearised_windows(cell, X3, h, per_step=1 + 2 * len(nondiag)):
@@ -231,11 +242,12 @@ def _fresh(cell, X3, h, V):
             for Fk in F:
                 P += Fk[s] @ np.swapaxes(Fk[s], 1, 2)
             P[:, idx, idx] += qd[s]
-            out[t0 + s] = np.trace(P, axis1=1, axis2=2)
+            out[t0 + s] = (np.trace(P, axis1=1, axis2=2) if rows is None
+                           else P[:, rows, rows].sum(axis=1))
     return out
 
 
-def _frozen_at(cell, X3, h, V, times):
+def _frozen_at(cell, X3, h, V, times, rows=None):
     r"""Frozen response at selected 1-based steps by the adjoint (backward) sums.
 
     For one output time t: :math:`\Psi_k = \Phi(t,k)B_k` backward from
@@ -245,10 +257,12 @@ def _frozen_at(cell, X3, h, V, times):
     up to ``max(times)``).
     """
     T, B = X3.shape[:2]
-    n = cell.n
+    n, N = cell.n, cell.state_size
     tmax = int(max(times))
     out = np.zeros((len(times), B))
-    per_seq = tmax * n * n * (1 + len(V))
+    per_seq = tmax * N * N * (1 + len(V))
+    sel = np.eye(N) if rows is None else np.eye(N)[rows]          # (p, N): reported rows
+    p_ = sel.shape[0]
     chunk = max(1, _CHUNK_ELEMS // per_seq)
     idx = np.arange(n)
     for b0 in range(0, B, chunk):
@@ -261,18 +275,18 @@ def _frozen_at(cell, X3, h, V, times):
             Js.append(J)
             forcs.append({k: forc[k] for k in V})
         for ti, t in enumerate(times):
-            Phi = np.broadcast_to(np.eye(n), (nb, n, n)).copy()
-            Z = {k: np.empty((nb, t, n * n)) for k in V}            # Psi_k, flattened
+            Phi = np.broadcast_to(sel, (nb, p_, N)).copy()
+            Z = {k: np.empty((nb, t, p_ * n)) for k in V}           # Psi_k, flattened
             for k in range(t - 1, -1, -1):                           # 0-based step k
                 if k < t - 1:
                     Phi = Phi @ Js[k + 1]
                 for name in V:
                     diag, Bt, _ = forcs[k][name]
                     Psi = Phi * Bt[:, None, :] if diag else Phi @ Bt
-                    Z[name][:, k] = Psi.reshape(nb, n * n)
+                    Z[name][:, k] = Psi.reshape(nb, p_ * n)
             for name, Vk in V.items():
                 A = np.stack([forcs[k][name][2] for k in range(t)], axis=2)   # (nb, n, t)
-                Y = (A @ Z[name]).reshape(nb, n, n, n)                        # [b, j, p, i]
+                Y = (A @ Z[name]).reshape(nb, n, p_, n)                       # [b, j, p, i]
                 sq = np.einsum("bjpi,bjpi->bji", Y, Y)
                 out[ti, sl] += (Vk * sq.sum(axis=(1, 2)) if np.ndim(Vk) == 0
                                 else np.einsum("bji,ij->b", sq, Vk))
@@ -281,7 +295,8 @@ def _frozen_at(cell, X3, h, V, times):
 
 
 def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
-                   times=None, rtol: float = 1e-13, quiet: bool = True) -> np.ndarray:
+                   times=None, rtol: float = 1e-13, quiet: bool = True,
+                   state: str = "h") -> np.ndarray:
     r"""First-order mean squared deviation :math:`\mathbb E\|e_t\|_2^2` under
     random recurrent-weight noise.
 
@@ -310,7 +325,8 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         named matrices (unnamed ones get ``std**2``, or 0 when ``std`` is None).
         Uniform quantization with step ``q`` is ``q**2 / 12``; a pruning mask
         ``m`` with noise on the kept entries is ``std**2 * m``.
-    h0 : array_like, shape (B, n) or (n,), optional
+    h0 : array_like, shape (B, N) or (N,), optional
+        Initial state (N = ``cell.state_size``).
     times : array_like of int, optional
         Only these 1-based steps (e.g. the recall steps). Frozen noise is then
         computed backwards from each of them (adjoint sums,
@@ -325,6 +341,9 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     quiet : bool
         No progress bar when True (the frozen whole-curve recursion can take
         seconds for n >= 64).
+    state : {'h', 'full'}
+        Deviation of the output (what a readout sees: the state itself for
+        N = n, the LSTM's h, a stack's top h) or of the full state.
 
     Returns
     -------
@@ -337,9 +356,10 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         raise ValueError(f"frozen: expected True or False, found {frozen!r}")
     rtol = check_positive("rtol", rtol, allow_zero=True)
     V = noise_variances(cell, std=std, var=var)
+    rows = _output_rows(cell, state)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     X3 = X3.astype(np.float64)
-    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     cell = cell.astype(np.float64)
     if times is not None:
         tarr = np.atleast_1d(np.asarray(times))
@@ -351,11 +371,11 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
     if not V:
         out = np.zeros(X3.shape[:2] if times is None else (len(times), X3.shape[1]))
     elif frozen and times is not None:
-        out = _frozen_at(cell, X3, h, V, times)
+        out = _frozen_at(cell, X3, h, V, times, rows)
     elif frozen:
-        out = _frozen(cell, X3, h, V, rtol, quiet)
+        out = _frozen(cell, X3, h, V, rtol, quiet, rows)
     else:
-        out = _fresh(cell, X3[:max(times)] if times else X3, h, V)
+        out = _fresh(cell, X3[:max(times)] if times else X3, h, V, rows)
         if times is not None:
             out = out[np.array(times) - 1]
     return out[:, 0] if single else out
@@ -407,7 +427,7 @@ def _mc_step(cell, h, x, Wd, rng, V, frozen):
 
 def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
                       draws: int = 2000, seed=None, chunk: int = 500,
-                      quiet: bool = True) -> MonteCarloNoise:
+                      quiet: bool = True, state: str = "h") -> MonteCarloNoise:
     r"""Reference: Monte Carlo of the *exact* simulation under weight noise.
 
     Draws Gaussian :math:`\Delta W_m` with entry-wise variance ``V`` (same
@@ -420,7 +440,7 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
     ----------
     cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
-    std, frozen, var, h0
+    std, frozen, var, h0, state
         As in :func:`noise_response`.
     draws : int
         Number of independent draws.
@@ -444,9 +464,12 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
     V = noise_variances(cell, std=std, var=var)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     X3 = X3.astype(np.float64)
-    h0_ = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    full = cell._check_state(state) == "full"
+    N = cell.state_size
+    h0_ = as_h0(h0, N, X3.shape[1], single, np.float64)
     cell = cell.astype(np.float64)
-    Hn = cell.run(X3, h0_)
+    Hn = cell.run(X3, h0_, state="full")
+    part = (lambda a: a) if full else cell.hidden_of
     T, B = X3.shape[:2]
     s1 = np.zeros((T, B))
     s2 = np.zeros((T, B))
@@ -457,10 +480,10 @@ def monte_carlo_noise(cell, X, *, std=None, frozen: bool = True, var=None, h0=No
         if frozen:
             for k, Vk in V.items():
                 Wd[k] = np.sqrt(Vk) * rng.standard_normal((d, cell.n, cell.n))
-        h = np.broadcast_to(h0_, (d, B, cell.n)).copy()
+        h = np.broadcast_to(h0_, (d, B, N)).copy()
         for t in range(T):
             h = _mc_step(cell, h, X3[t], Wd, rng, V, frozen)
-            e2 = np.sum((h - Hn[t]) ** 2, axis=-1)
+            e2 = np.sum(part(h - Hn[t]) ** 2, axis=-1)
             s1[t] += e2.sum(0)
             s2[t] += (e2 ** 2).sum(0)
     mean = s1 / draws

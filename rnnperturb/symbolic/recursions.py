@@ -50,6 +50,7 @@ import sympy as sp
 from rnnperturb._checks import check_int
 from rnnperturb.cells import CELL_TYPES, cell_type
 from rnnperturb.cells import sigmoid as _np_sigmoid
+from rnnperturb.cells.namespace import concat as _concat, split as _split
 
 __all__ = [
     "sigmoid", "NUMPY_MODULES", "SympyNamespace", "SYMPY", "SymbolicCell", "symbolic_cell",
@@ -143,6 +144,9 @@ class SympyNamespace:
     @staticmethod
     def asarray(A):
         return _array(A)
+
+    split = staticmethod(_split)
+    concat = staticmethod(_concat)
 
 
 #: The sympy namespace.
@@ -423,6 +427,19 @@ class _DeviationNamespace:
     @staticmethod
     def asarray(A):
         return _array(A)
+
+    @staticmethod
+    def split(a, sections):
+        v, d = _Dev.split(a)
+        vs = _split(v, sections)
+        ds = _split(d, sections) if np.ndim(d) else (d,) * len(vs)
+        return tuple(_Dev(x, y) for x, y in zip(vs, ds))
+
+    @staticmethod
+    def concat(parts):
+        vs, ds = zip(*(_Dev.split(p) for p in parts))
+        ds = [np.zeros_like(np.asarray(v)) if not np.ndim(d) else d for v, d in zip(vs, ds)]
+        return _Dev(_concat(vs), _concat(ds))
 
 
 class _FreeNamespace(SympyNamespace):

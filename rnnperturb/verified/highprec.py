@@ -31,7 +31,7 @@ import numpy as np
 from rnnperturb._checks import as_h0, as_inputs, check_compatible, check_int, check_positive
 from rnnperturb.propagate.deviation import delta_recurrent
 from rnnperturb._checks import as_generator as _rng
-from rnnperturb.cells.namespace import FLOAT
+from rnnperturb.cells.namespace import FLOAT, concat, split
 
 __all__ = ["MPNamespace", "MP", "run_mp", "deviation_mp", "first_order_mp", "propagator_mp",
            "propagator_norm_mp", "Float64Check", "check_float64"]
@@ -76,6 +76,8 @@ class MPNamespace:
     matvec = staticmethod(_mp_matvec)
     lerp = staticmethod(FLOAT.lerp)
     asarray = staticmethod(_mp)
+    split = staticmethod(split)
+    concat = staticmethod(concat)
 
 
 #: The mpmath namespace.

@@ -44,7 +44,7 @@ import numpy as np
 from mpmath import iv, libmp
 
 from rnnperturb._checks import as_h0, as_inputs, check_int
-from rnnperturb.cells.namespace import FLOAT
+from rnnperturb.cells.namespace import FLOAT, concat, split
 from rnnperturb.propagate.deviation import delta_recurrent
 
 __all__ = ["iv_precision", "to_iv", "iv_exp", "iv_tanh", "iv_sigmoid", "iv_matvec",
@@ -240,6 +240,8 @@ class IntervalNamespace:
         return out
 
     asarray = staticmethod(to_iv)
+    split = staticmethod(split)
+    concat = staticmethod(concat)
 
 
 #: The interval namespace.

@@ -1,0 +1,169 @@
+r"""The long short-term memory cell, in PyTorch's conventions (``torch.nn.LSTM``).
+
+.. math::
+    i_t &= \sigma(W_i h_{t-1} + U_i x_t + b_i),\qquad
+    f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f) \\
+    g_t &= \tanh(W_g h_{t-1} + U_g x_t + b_g),\qquad
+    o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o) \\
+    c_t &= f_t \odot c_{t-1} + i_t \odot g_t,\qquad
+    h_t = o_t \odot \tanh(c_t)
+
+The state is :math:`s_t = (h_t, c_t)`, one array of size N = 2n (h first); the
+recurrent matrices are the four n x n gate blocks of torch's ``weight_hh``
+(order i, f, g, o) and act on h only; the output a readout sees is
+:math:`h_t` (:meth:`LSTM.output`). torch keeps two biases per gate; only their
+sum matters (``b_i = b_ii + b_hi``, ...); :func:`rnnperturb.from_torch` keeps
+the original split for the way back. ``proj_size`` is not supported.
+Everything specific to this cell lives in this module (see
+:mod:`rnnperturb.cells.protocol`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from rnnperturb.cells.protocol import Cell
+
+__all__ = ["LSTM"]
+
+
+@dataclass(frozen=True, eq=False)
+class LSTM(Cell):
+    r"""Long short-term memory with exactly ``torch.nn.LSTM``'s equations and gate order.
+
+    .. math::
+        i_t &= \sigma(W_i h_{t-1} + U_i x_t + b_i),\qquad
+        f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f) \\
+        g_t &= \tanh(W_g h_{t-1} + U_g x_t + b_g),\qquad
+        o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t,\qquad h_t = o_t \odot \tanh(c_t)
+
+    The state is ``s = [h, c]`` (N = 2n): ``h0`` of :meth:`run` is ``[h_0, c_0]``
+    of shape (B, 2n) (torch's ``(h_0, c_0)`` concatenated), :meth:`run` returns
+    the h of every step (``state='full'``: h and c), and the deviation
+    functions report the deviation of h unless asked for the full state.
+
+    Parameters
+    ----------
+    Wi, Wf, Wg, Wo : array_like, shape (n, n)
+        Recurrent matrices (torch: ``weight_hh`` rows 0:n, n:2n, 2n:3n, 3n:4n).
+    Ui, Uf, Ug, Uo : array_like, shape (n, m)
+        Input matrices (torch: ``weight_ih`` blocks in the same order).
+    bi, bf, bg, bo : array_like, shape (n,)
+        Gate biases (torch: ``b_ih + b_hh`` of each gate).
+    V, c : array_like, optional
+        Readout on h, logits ``y_t = V h_t + c``.
+    dtype : {float32, float64}, optional
+    """
+
+    Wi: np.ndarray = None
+    Wf: np.ndarray = None
+    Wg: np.ndarray = None
+    Wo: np.ndarray = None
+    Ui: np.ndarray = None
+    Uf: np.ndarray = None
+    Ug: np.ndarray = None
+    Uo: np.ndarray = None
+    bi: np.ndarray = None
+    bf: np.ndarray = None
+    bg: np.ndarray = None
+    bo: np.ndarray = None
+    V: np.ndarray | None = None
+    c: np.ndarray | None = None
+    dtype: np.dtype = field(default=None, repr=False)
+
+    kind: ClassVar[str] = "lstm"
+    recurrent_names: ClassVar[tuple[str, ...]] = ("Wi", "Wf", "Wg", "Wo")
+    input_params: ClassVar[tuple[str, ...]] = ("Ui", "Uf", "Ug", "Uo", "bi", "bf", "bg", "bo")
+    input_of: ClassVar[dict[str, str]] = {"Wi": "Ui", "Wf": "Uf", "Wg": "Ug", "Wo": "Uo"}
+    bias_of: ClassVar[dict[str, str]] = {"Wi": "bi", "Wf": "bf", "Wg": "bg", "Wo": "bo"}
+    # the forcing of every gate reaches both h and c: (2n x n), not diagonal
+    diagonal_forcing: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        n, m = self._sizes("Wi", "Ui")
+        self._validate({**{k: (n, n) for k in self.recurrent_names},
+                        **{k: (n, m) for k in ("Ui", "Uf", "Ug", "Uo")},
+                        **{k: (n,) for k in ("bi", "bf", "bg", "bo")}})
+
+    @property
+    def n(self) -> int:
+        return self.Wi.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.Ui.shape[1]
+
+    @property
+    def state_size(self) -> int:
+        """2n: the state is ``[h, c]``."""
+        return 2 * self.n
+
+    def output(self, ns, s):
+        """The h of the state ``[h, c]``."""
+        return ns.split(s, 2)[0]
+
+    # ------------------------------------------------------------- protocol
+    @staticmethod
+    def forward(ns, P, h, x, rec):
+        hp, cp = ns.split(h, 2)
+        i = ns.sigmoid(rec("Wi", hp) + ns.matvec(P["Ui"], x) + P["bi"])
+        f = ns.sigmoid(rec("Wf", hp) + ns.matvec(P["Uf"], x) + P["bf"])
+        g = ns.tanh(rec("Wg", hp) + ns.matvec(P["Ug"], x) + P["bg"])
+        o = ns.sigmoid(rec("Wo", hp) + ns.matvec(P["Uo"], x) + P["bo"])
+        c = f * cp + i * g
+        tc = ns.tanh(c)
+        return ns.concat((o * tc, c)), {"i": i, "f": f, "g": g, "o": o, "cp": cp, "tc": tc}
+
+    @staticmethod
+    def tangent(ns, P, h, aux, dh, rec, dinp):
+        i, f, g, o, cp, tc = (aux[k] for k in ("i", "f", "g", "o", "cp", "tc"))
+        dhp, dcp = ns.split(dh, 2)
+        di = i * (1 - i) * (rec("Wi", dhp) + dinp("Wi"))
+        df = f * (1 - f) * (rec("Wf", dhp) + dinp("Wf"))
+        dg = (1 - g * g) * (rec("Wg", dhp) + dinp("Wg"))
+        do = o * (1 - o) * (rec("Wo", dhp) + dinp("Wo"))
+        dc = df * cp + f * dcp + di * g + i * dg
+        return ns.concat((do * tc + o * (1 - tc * tc) * dc, dc))
+
+    def overwrite_gate(self, aux):
+        r""":math:`1 - f_t`: the forget gate keeps the cell state :math:`c` when it is
+        near 1 (:math:`c_t = f_t c_{t-1} + i_t g_t`; the input gate is not tied to it)."""
+        return 1 - aux["f"]
+
+    def state_bounds(self, h0, *, steps: int | None = None):
+        r"""A box for every state ``[h_t, c_t]``, t >= 1, of any LSTM with these
+        input weights and biases (any recurrent matrices).
+
+        :math:`h_t = o_t\tanh(c_t) \in [-1, 1]`. For c, :math:`|c_t| \le
+        f_t|c_{t-1}| + i_t|g_t| < |c_{t-1}| + 1`, so :math:`|c_t| < |c_0| + t`;
+        no bound holds for every t (with other recurrent matrices :math:`f_t`
+        may come arbitrarily close to 1 and :math:`i_t g_t` to 1), so without
+        ``steps`` the c half is infinite, with ``steps = T`` it is
+        :math:`[-(|c_0| + T), |c_0| + T]` (every t <= T).
+
+        Parameters
+        ----------
+        h0 : array_like, shape (B, 2n)
+            ``[h_0, c_0]``.
+        steps : int, optional
+            The largest t the box must hold for.
+
+        Returns
+        -------
+        lo, hi : ndarray, shape (B, 2n)
+        """
+        h0 = np.asarray(h0, np.float64)
+        n = h0.shape[-1] // 2
+        c0 = np.abs(h0[..., n:])
+        if steps is None:
+            cw = np.full_like(c0, np.inf)
+        else:
+            # rounded up, with room for a float64 trajectory's own rounding (each step's
+            # f c + i g may round up by a few ulps of |c|)
+            cw = np.nextafter((c0 + float(steps)) * (1 + 2.0 ** -40), np.inf)
+        lo = np.concatenate([np.full(c0.shape, -1.0), -cw], axis=-1)
+        hi = np.concatenate([np.full(c0.shape, 1.0), cw], axis=-1)
+        return lo, hi
