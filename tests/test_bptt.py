@@ -10,7 +10,7 @@ from rnnperturb.cells.random import random_cell
 from validation import bptt
 from validation.optim import Adam, clip_by_global_norm, global_norm
 
-TRAINABLE = ["elman", "mgru", "gru"]
+TRAINABLE = ["elman", "mgru", "gru", "lstm"]
 
 
 @pytest.fixture(params=TRAINABLE)
@@ -69,70 +69,83 @@ def test_gradients_match_finite_differences(kind, loss_kind):
         assert err < 1e-6, (kind, loss_kind, name, err)
 
 
-def _broken_gru(variant):
-    """The GRU backward pass with one deliberate, plausible mistake in its step."""
-    def backward(params, cache, dH):
-        aux = dict(cache.aux)
-        if variant == "b_hn outside the reset product":
-            aux["nh"] = aux["nh"] - params["bhn"]
-        elif variant == "update gate sense flipped":
-            aux["z"] = 1.0 - aux["z"]
-        else:
-            raise AssertionError(variant)
-        return bptt._gru_backward(params, bptt.Cache(cache.kind, cache.X, cache.H, aux,
-                                                      cache.Y), dH)
-    return backward
+#: Deliberate, plausible mistakes in a backward step, as edits of the saved intermediates.
+BROKEN = {
+    ("gru", "b_hn outside the reset product"): lambda p, c, aux: {"nh": aux["nh"] - p["bhn"]},
+    ("gru", "update gate sense flipped"): lambda p, c, aux: {"z": 1.0 - aux["z"]},
+    ("lstm", "output through c, not tanh(c)"): lambda p, c, aux: {"tc": c.H[1:, :, c.H.shape[-1] // 2:]},
+    ("lstm", "forget gate sense flipped"): lambda p, c, aux: {"f": 1.0 - aux["f"]},
+}
 
 
-@pytest.mark.parametrize("variant", ["b_hn outside the reset product",
-                                     "update gate sense flipped"])
-def test_finite_difference_check_catches_a_broken_gru_backward(monkeypatch, variant):
-    """The check above can fail: a GRU backward step with one mistake is far off."""
-    from rnnperturb.cells import GRU
-    _, params, arrays = _problem("gru", "classification")
-    good = bptt.TRAINING[GRU]
-    monkeypatch.setitem(bptt.TRAINING, GRU, bptt.CellTraining(
-        _broken_gru(variant), saved=good.saved, gate_bias=good.gate_bias))
-    errs = _fd_errors("gru", params, arrays)
+@pytest.mark.parametrize("kind, variant", list(BROKEN), ids=lambda v: str(v))
+def test_finite_difference_check_catches_a_broken_backward(monkeypatch, kind, variant):
+    """The check above can fail: a GRU or LSTM backward step with one mistake is far off."""
+    from rnnperturb.cells import cell_type
+    cls = cell_type(kind)
+    good = bptt.TRAINING[cls]
+
+    def broken(params, cache, dH):
+        aux = {**cache.aux, **BROKEN[kind, variant](params, cache, cache.aux)}
+        return good.backward(params, bptt.Cache(cache.kind, cache.X, cache.H, cache.out, aux,
+                                                cache.Y), dH)
+    _, params, arrays = _problem(kind, "classification")
+    assert max(_fd_errors(kind, params, arrays).values()) < 1e-6     # the intact step passes
+    monkeypatch.setitem(bptt.TRAINING, cls, bptt.CellTraining(
+        broken, saved=good.saved, gate_bias=good.gate_bias))
+    errs = _fd_errors(kind, params, arrays)
     assert max(errs.values()) > 1e-2, errs
 
 
-def _torch_loss(torch, p, X, targets, mask, weights):
-    """The simulator's loss written with torch.nn.GRU, nn.Linear and autograd."""
-    n, m = p["Wr"].shape[0], p["Ur"].shape[1]
-    gru = torch.nn.GRU(m, n, dtype=torch.float64)
+#: torch module, gate blocks in torch's order, and which torch bias holds the
+#: candidate's hidden bias (GRU b_hn) apart from the summed gate biases.
+TORCH_LAYOUT = {"gru": ("GRU", "rzn", "bhn"), "lstm": ("LSTM", "ifgo", None)}
+
+
+def _torch_loss(torch, kind, p, X, targets, mask, weights):
+    """The simulator's loss written with torch.nn.GRU / nn.LSTM, nn.Linear and autograd."""
+    mod, gates, hidden_bias = TORCH_LAYOUT[kind]
+    n, m = p["W" + gates[0]].shape[0], p["U" + gates[0]].shape[1]
+    net = getattr(torch.nn, mod)(m, n, dtype=torch.float64)
     lin = torch.nn.Linear(n, p["V"].shape[0], dtype=torch.float64)
-    zero = np.zeros(n)
-    sd = {"weight_ih_l0": np.concatenate([p["Ur"], p["Uz"], p["Un"]]),
-          "weight_hh_l0": np.concatenate([p["Wr"], p["Wz"], p["Wn"]]),
-          # b_r, b_z split arbitrarily between the two torch biases (only the sum matters)
-          "bias_ih_l0": np.concatenate([0.3 * p["br"], p["bz"], p["bn"]]),
-          "bias_hh_l0": np.concatenate([0.7 * p["br"], zero, p["bhn"]])}
-    gru.load_state_dict({k: torch.tensor(v) for k, v in sd.items()}, strict=True)
+    # summed gate biases split arbitrarily between torch's two (only the sum matters)
+    b_ih = [0.3 * p["b" + a] for a in gates]
+    b_hh = [0.7 * p["b" + a] for a in gates]
+    if hidden_bias is not None:                           # GRU: b_in and b_hn apart
+        b_ih[-1], b_hh[-1] = p["bn"], p[hidden_bias]
+    sd = {"weight_ih_l0": np.concatenate([p["U" + a] for a in gates]),
+          "weight_hh_l0": np.concatenate([p["W" + a] for a in gates]),
+          "bias_ih_l0": np.concatenate(b_ih), "bias_hh_l0": np.concatenate(b_hh)}
+    net.load_state_dict({k: torch.tensor(v) for k, v in sd.items()}, strict=True)
     lin.load_state_dict({"weight": torch.tensor(p["V"]), "bias": torch.tensor(p["c"])})
-    out, _ = gru(torch.tensor(X))                         # (T, B, n), h_0 = 0
+    out, _ = net(torch.tensor(X))                          # (T, B, n), zero initial state
     logits = lin(out)
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                             torch.tensor(targets).reshape(-1), reduction="none")
     w = torch.tensor((mask * weights).reshape(-1))
     loss = (w * nll).sum() / w.sum()
     loss.backward()
-    gi, gh = gru.weight_ih_l0.grad.numpy(), gru.weight_hh_l0.grad.numpy()
-    bi, bh = gru.bias_ih_l0.grad.numpy(), gru.bias_hh_l0.grad.numpy()
-    grads = {"Wr": gh[:n], "Wz": gh[n:2 * n], "Wn": gh[2 * n:],
-             "Ur": gi[:n], "Uz": gi[n:2 * n], "Un": gi[2 * n:],
-             "br": bi[:n], "bz": bi[n:2 * n], "bn": bi[2 * n:], "bhn": bh[2 * n:],
-             "V": lin.weight.grad.numpy(), "c": lin.bias.grad.numpy()}
-    # the r and z biases enter only through their sum: torch's two gradients agree
-    np.testing.assert_allclose(bh[:2 * n], bi[:2 * n], rtol=1e-12, atol=1e-15)
+    gi, gh = net.weight_ih_l0.grad.numpy(), net.weight_hh_l0.grad.numpy()
+    bi, bh = net.bias_ih_l0.grad.numpy(), net.bias_hh_l0.grad.numpy()
+    grads = {"V": lin.weight.grad.numpy(), "c": lin.bias.grad.numpy()}
+    for j, a in enumerate(gates):
+        sl = slice(j * n, (j + 1) * n)
+        grads["W" + a], grads["U" + a], grads["b" + a] = gh[sl], gi[sl], bi[sl]
+    if hidden_bias is not None:
+        grads[hidden_bias] = bh[-n:]
+        bh, bi = bh[:-n], bi[:-n]
+    # the summed biases enter only through their sum: torch's two gradients agree
+    np.testing.assert_allclose(bh, bi, rtol=1e-12, atol=1e-15)
     return float(loss.detach()), grads
 
 
-def test_gru_gradients_match_torch_autograd():
-    """BPTT of the GRU against torch autograd on a real torch.nn.GRU with the same
-    weights (float64), with step weights, on a net large enough to saturate gates."""
+@pytest.mark.parametrize("cell_kind", ["gru", "lstm"])
+def test_gradients_match_torch_autograd(cell_kind):
+    """BPTT of the GRU and the LSTM against torch autograd on a real torch.nn.GRU /
+    nn.LSTM with the same weights (float64), with step weights, on a net large
+    enough to saturate gates."""
     torch = pytest.importorskip("torch")
-    cell = random_cell("gru", 12, 4, spectral_norm=1.5, bias_scale=0.8, n_out=3, seed=11)
+    cell = random_cell(cell_kind, 12, 4, spectral_norm=1.5, bias_scale=0.8, n_out=3, seed=11)
     params = bptt.params_from_cell(cell)
     params["c"] = np.random.default_rng(12).standard_normal(3)
     rng = np.random.default_rng(13)
@@ -142,9 +155,9 @@ def test_gru_gradients_match_torch_autograd():
     mask = rng.random((T, B)) < 0.6
     mask[-1] = True
     w = rng.uniform(0.5, 4.0, (T, B))
-    loss, grads = bptt.loss_and_grads("gru", params, (X, targets, mask, "classification"),
+    loss, grads = bptt.loss_and_grads(cell_kind, params, (X, targets, mask, "classification"),
                                       weights=w)
-    tloss, tgrads = _torch_loss(torch, params, X, targets, mask, w)
+    tloss, tgrads = _torch_loss(torch, cell_kind, params, X, targets, mask, w)
     assert loss == pytest.approx(tloss, rel=1e-13)
     assert set(tgrads) == set(grads)
     for k in grads:
@@ -182,7 +195,8 @@ def test_forward_matches_library_cell(kind):
     cell = random_cell(kind, 6, 4, spectral_norm=1.1, n_out=3, seed=2)
     X = np.random.default_rng(0).standard_normal((9, 5, 4))
     cache = bptt.forward(kind, bptt.params_from_cell(cell), X)
-    np.testing.assert_allclose(cache.H[1:], cell.run(X), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(cache.out, cell.run(X), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(cache.H[1:], cell.run(X, state="full"), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(cache.Y, cell.readout(cell.run(X)), rtol=1e-13, atol=1e-14)
 
 
@@ -223,7 +237,7 @@ def test_bad_inputs(kind):
         bptt.loss_and_grads(kind, {k: v for k, v in p.items() if k != "V"},
                             (X, z, m, "classification"))
     with pytest.raises(ValueError, match="kind: expected one of"):
-        bptt.param_names("lstm")
+        bptt.param_names("transformer")
     with pytest.raises(ValueError, match="task_or_arrays: expected a Task"):
         bptt.loss_and_grads(kind, p, 3)
     with pytest.raises(ValueError, match="weights: expected non-negative"):
@@ -334,7 +348,7 @@ def test_hoisted_step_is_the_cells_forward():
         cell = random_cell(kind, 7, 3, bias_scale=0.4, seed=1)
         P = cell._matrices()
         X = rng.standard_normal((5, 4, 3))
-        h = np.tanh(rng.standard_normal((4, 7)))
+        h = np.tanh(rng.standard_normal((4, cell.state_size)))
         rec = lambda k, a: FLOAT.matvec(P[k], a)          # noqa: E731
         ns, Pt = cls.hoisted(FLOAT, P, X)
         for t in range(X.shape[0]):
@@ -371,7 +385,7 @@ def test_forward_comes_from_the_cell(monkeypatch):
     p = bptt.params_from_cell(cell)
     X = np.random.default_rng(0).standard_normal((8, 3, 3))
     z, m = np.zeros((8, 3), int), np.ones((8, 3), bool)
-    with pytest.raises(ValueError, match=r"cell: expected one of \['elman', 'gru', 'mgru'\].*"
+    with pytest.raises(ValueError, match=r"cell: expected one of \['elman', 'gru', 'lstm', 'mgru'\].*"
                                          r"found 'halved_elman'"):
         bptt.forward(Halved.kind, p, X)
     with pytest.raises(ValueError, match="found 'halved_elman'"):

@@ -149,11 +149,11 @@ def test_get_recipe():
     with pytest.raises(ValueError, match="delay: expected None for task 'kback'"):
         get_recipe("mgru", "kback", 10)
     with pytest.raises(ValueError, match="cell: expected one of"):
-        get_recipe("lstm", "kback")
+        get_recipe("transformer", "kback")
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--cell", "lstm", "--task", "kback"], "invalid choice: 'lstm'"),
+    (["--cell", "transformer", "--task", "kback"], "invalid choice: 'transformer'"),
     (["--cell", "mgru", "--task", "copy"], "invalid choice: 'copy'"),
     (["--cell", "mgru", "--task", "memorization"], "--delay: expected an integer >= 0"),
     (["--cell", "mgru", "--task", "kback", "--delay", "5"], "--delay: expected no delay"),

@@ -1,8 +1,11 @@
 r"""Forward pass with caches and hand-written backpropagation through time.
 
 Parameters are plain dicts keyed by the constructor names of
-:class:`rnnperturb.ElmanRNN` (``W, U, b``) or :class:`rnnperturb.MGRU`
-(``Wf, Uf, bf, Wh, Uh, bh``), plus the readout ``V`` (k, n) and ``c`` (k,).
+:class:`rnnperturb.ElmanRNN` (``W, U, b``), :class:`rnnperturb.MGRU`
+(``Wf, Uf, bf, Wh, Uh, bh``), :class:`rnnperturb.GRU` or
+:class:`rnnperturb.LSTM` (PyTorch's equations), plus the readout ``V`` (k, n)
+and ``c`` (k,) on the cell's output (:meth:`rnnperturb.cells.Cell.output`:
+the state itself, or the LSTM's h of its state ``[h, c]``).
 
 Elman RNN and MGRU (DESIGN.md §1):
 
@@ -40,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from rnnperturb.cells import CELL_TYPES, GRU, MGRU, ElmanRNN, cell_from_params, cell_type
+from rnnperturb.cells import CELL_TYPES, GRU, LSTM, MGRU, ElmanRNN, cell_from_params, cell_type
 from rnnperturb.cells.namespace import FloatNamespace
 
 __all__ = ["PARAM_NAMES", "param_names", "params_from_cell", "cell_from_params", "forward",
@@ -117,8 +120,12 @@ class Cache:
     ----------
     kind : str
     X : ndarray, shape (T, B, m)
-    H : ndarray, shape (T + 1, B, n)
-        ``H[0] = h_0``, ``H[t] = h_t``.
+    H : ndarray, shape (T + 1, B, N)
+        The states, ``H[0] = s_0``, ``H[t] = s_t`` (N = the cell's
+        ``state_size``: n, or 2n for the LSTM's ``[h, c]``).
+    out : ndarray, shape (T, B, n)
+        The outputs the readout sees (:meth:`~rnnperturb.cells.Cell.output` of
+        ``H[1:]``; ``H[1:]`` itself when N = n).
     aux : dict of str to ndarray, each (T, B, n)
         The intermediates of the cell's step that its backward pass needs
         (:attr:`CellTraining.saved`, e.g. the MGRU gate ``f`` and candidate
@@ -130,6 +137,7 @@ class Cache:
     kind: str
     X: np.ndarray
     H: np.ndarray
+    out: np.ndarray
     aux: dict
     Y: np.ndarray
 
@@ -159,7 +167,8 @@ def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
     params : dict of str to ndarray
         See module docs; all arrays in one dtype.
     X : ndarray, shape (T, B, m)
-    h0 : ndarray, shape (B, n), optional (zeros)
+    h0 : ndarray, shape (B, N), optional (zeros)
+        The initial state (N = the cell's ``state_size``).
 
     Returns
     -------
@@ -175,13 +184,15 @@ def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
     V, c = params["V"], params["c"]
     P = {k: params[k] for k in cls.recurrent_names + cls.input_params}
     n = P[cls.recurrent_names[0]].shape[0]
+    proto = cls(**P)                             # the cell's state size and output map
+    N = proto.state_size
     ns, Pt = cls.hoisted(TRAIN, P, X)            # one GEMM for all input projections
     WT = {k: P[k].T for k in cls.recurrent_names}
 
     def rec(k, a):
         return a @ WT[k]
 
-    H = np.empty((T + 1, B, n), dt)
+    H = np.empty((T + 1, B, N), dt)
     H[0] = 0.0 if h0 is None else h0
     saved = {k: np.empty((T, B, n), dt) for k in spec.saved}
     h = H[0]
@@ -190,9 +201,10 @@ def forward(kind: str, params: dict, X: np.ndarray, h0=None) -> Cache:
         H[t + 1] = h
         for k, buf in saved.items():
             buf[t] = aux[k]
-    Y = (H[1:].reshape(T * B, n) @ V.T).reshape(T, B, V.shape[0])
+    out = H[1:] if N == n else proto.output(TRAIN, H[1:])
+    Y = (out.reshape(T * B, n) @ V.T).reshape(T, B, V.shape[0])
     Y += c
-    return Cache(kind, X, H, saved, Y)
+    return Cache(kind, X, H, out, saved, Y)
 
 
 def outputs(kind: str, params: dict, X: np.ndarray) -> np.ndarray:
@@ -268,7 +280,8 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     weights : ndarray, shape (T, B), optional
         Non-negative step weights multiplied into the mask (e.g. to stress
         the recall window); the loss is normalised by their sum.
-    h0 : ndarray, shape (B, n), optional
+    h0 : ndarray, shape (B, N), optional
+        Initial state (N = the cell's ``state_size``).
 
     Returns
     -------
@@ -279,9 +292,9 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     X, targets, mask, loss_kind = _unpack(task_or_arrays)
     cls = _cell_class(kind)
     cache = forward(kind, params, X, h0)
-    H, Xc, Y = cache.H, cache.X, cache.Y
+    Xc, Y = cache.X, cache.Y
     T, B, m = Xc.shape
-    dt = H.dtype
+    dt = Y.dtype
     w = np.asarray(mask, dtype=np.float64)
     if w.shape != (T, B):
         raise ValueError(f"mask: expected shape {(T, B)}, found shape {w.shape}")
@@ -296,16 +309,17 @@ def loss_and_grads(kind: str, params: dict, task_or_arrays, *, weights=None,
     n = V.shape[1]
     k = V.shape[0]
     dYf = dY.reshape(T * B, k)
-    Hf = H[1:].reshape(T * B, n)
+    Hf = cache.out.reshape(T * B, n)
     grads = {"V": dYf.T @ Hf, "c": dYf.sum(axis=0)}
-    dH = (dYf @ V).reshape(T, B, n)              # readout contribution to dL/dh_t
+    dH = (dYf @ V).reshape(T, B, n)              # readout contribution to dL/d(output_t)
     grads.update(training_of(cls).backward(params, cache, dH))
     return loss, {k: grads[k].astype(dt, copy=False) for k in param_names(kind)}
 
 
 # ------------------------------------------------------------------ backward passes
 # One function per cell class: (params, cache, dH) -> gradients of the cell's
-# parameters, from dH[t] = the readout's dL/dh_{t+1} (T, B, n). Step-local
+# parameters, from dH[t] = the readout's dL/d(output_{t+1}) (T, B, n), the
+# output being h_{t+1} (the LSTM's h of its state [h, c]). Step-local
 # derivative factors are computed for all t at once (a few large vectorised
 # operations) so that the sequential loop does as little as possible.
 
@@ -436,6 +450,73 @@ def _gru_backward(params, cache, dH):
             "br": db[:n], "bz": db[n:2 * n], "bhn": db[2 * n:], "bn": DNf.sum(axis=0)}
 
 
+def _lstm_backward(params, cache, dH):
+    r"""LSTM (``torch.nn.LSTM``'s equations, :class:`rnnperturb.LSTM`, state
+    ``[h, c]``), from the saved gates :math:`i_t, f_t, g_t, o_t` and
+    :math:`\tanh c_t`; :math:`c_{t-1}` is the second half of ``cache.H``.
+
+    With :math:`\delta h, \delta c` the gradients at :math:`h_t, c_t` (the
+    readout's and the ones carried back from step t + 1):
+
+    .. math::
+        \bar\delta c &= \delta c + \delta h \odot o_t (1 - \tanh^2 c_t), \qquad
+        \delta a_o = \delta h \odot \tanh c_t\, o_t (1 - o_t), \\
+        \delta a_i &= \bar\delta c \odot g_t\, i_t (1 - i_t), \quad
+        \delta a_f = \bar\delta c \odot c_{t-1} f_t (1 - f_t), \quad
+        \delta a_g = \bar\delta c \odot i_t (1 - g_t^2), \\
+        \partial L/\partial c_{t-1} &= \bar\delta c \odot f_t, \qquad
+        \partial L/\partial h_{t-1} = \sum_{k \in \{i, f, g, o\}} W_k^\top \delta a_k .
+
+    The four recurrent products of a step are one GEMM with the stacked
+    :math:`[W_i; W_f; W_g; W_o]` (4n, n), torch's ``weight_hh``.
+    """
+    H, X = cache.H, cache.X
+    T, B, m = X.shape
+    n = H.shape[-1] // 2
+    dt = H.dtype
+    I, F, G, O, TC = (cache.aux[k] for k in ("i", "f", "g", "o", "tc"))
+    Hp, Cp = H[:-1, :, :n], H[:-1, :, n:]
+    Wcat = np.concatenate([params["Wi"], params["Wf"], params["Wg"], params["Wo"]], axis=0)
+    # step-local factors for all t at once
+    Fo = O * (1.0 - O)
+    Fo *= TC                                     # tanh(c) o (1 - o)
+    Fc = 1.0 - TC * TC
+    Fc *= O                                      # o (1 - tanh^2 c)
+    Fi = I * (1.0 - I)
+    Fi *= G                                      # g i (1 - i)
+    Ff = F * (1.0 - F)
+    Ff *= Cp                                     # c_{t-1} f (1 - f)
+    Fg = 1.0 - G * G
+    Fg *= I                                      # i (1 - g^2)
+    D4 = np.empty((T, B, 4 * n), dt)             # [da_i, da_f, da_g, da_o] per step
+    dh = np.zeros((B, n), dt)
+    dc = np.zeros((B, n), dt)
+    tmp = np.empty((B, n), dt)
+    for t in range(T - 1, -1, -1):
+        dh += dH[t]
+        d4 = D4[t]
+        np.multiply(dh, Fc[t], out=tmp)
+        dc += tmp                                # dL/dc_t, all paths
+        np.multiply(dc, Fi[t], out=d4[:, :n])
+        np.multiply(dc, Ff[t], out=d4[:, n:2 * n])
+        np.multiply(dc, Fg[t], out=d4[:, 2 * n:3 * n])
+        np.multiply(dh, Fo[t], out=d4[:, 3 * n:])
+        dc *= F[t]
+        np.matmul(d4, Wcat, out=dh)
+    D4f = D4.reshape(T * B, 4 * n)
+    Hprev = Hp.reshape(T * B, n)
+    Xf = X.reshape(T * B, m)
+    dW = D4f.T @ Hprev                           # (4n, n)
+    dU = D4f.T @ Xf                              # (4n, m)
+    db = D4f.sum(axis=0)
+    names = ("i", "f", "g", "o")
+    out = {}
+    for j, a in enumerate(names):
+        sl = slice(j * n, (j + 1) * n)
+        out["W" + a], out["U" + a], out["b" + a] = dW[sl], dU[sl], db[sl]
+    return out
+
+
 @dataclass(frozen=True)
 class CellTraining:
     """What the simulator needs from a cell beyond its step.
@@ -464,6 +545,7 @@ TRAINING: dict[type, CellTraining] = {
     ElmanRNN: CellTraining(_elman_backward),
     MGRU: CellTraining(_mgru_backward, saved=("f", "c"), gate_bias="bf"),
     GRU: CellTraining(_gru_backward, saved=("r", "z", "nh", "g"), gate_bias="bz"),
+    LSTM: CellTraining(_lstm_backward, saved=("i", "f", "g", "o", "tc"), gate_bias="bf"),
 }
 
 

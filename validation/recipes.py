@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 __all__ = ["Recipe", "RECIPES", "get_recipe", "checkpoint_name", "TASKS", "CELLS",
            "DERIVED_CURRICULUM", "MATCHED_STEPS"]
 
-CELLS = ("elman", "mgru", "gru")
+CELLS = ("elman", "mgru", "gru", "lstm")
 TASKS = ("memorization", "kback", "kback_mix", "ar_signal")
 
 
@@ -36,7 +36,8 @@ class Recipe:
         ``'identity'``: the same but the Elman W = I.
     forget_bias : float
         Initial gate bias (:attr:`validation.bptt.CellTraining.gate_bias`): the
-        MGRU b_f (negative = keep the state), the GRU b_z (positive = keep).
+        MGRU b_f (negative = keep the state), the GRU b_z and the LSTM b_f
+        (positive = keep).
     lr, batch, clip : float, int, float
         Adam learning rate, batch size, global gradient-norm clip.
     max_steps : int
@@ -126,6 +127,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     _mem("gru", 10, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
     _mem("gru", 20, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
     _mem("gru", 50, lr=1e-2, max_steps=8000, confidence=0.9, seed=1),
+    # LSTM (torch.nn.LSTM's equations, state [h, c]): the same recipe.
+    _mem("lstm", 10, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
+    _mem("lstm", 20, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
+    _mem("lstm", 50, lr=1e-2, max_steps=8000, confidence=0.9, seed=1),
     # Low-coherence tasks.
     Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
            init="identity", lr=3e-3, max_steps=6000, min_steps=2000, target=0.99, seed=1),
@@ -143,11 +148,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 
 
 #: Matched recipes (issue 14, item 3): both cells at D = 20 with the same Adam lr (3e-3) and the
-#: same fixed number of steps (min_steps = max_steps = 10,000; the check at the last step decides
+#: same fixed number of steps (min_steps = max_steps = 6,000; the check at the last step decides
 #: ``solved``), each with an identity-like and a uniform initialisation, so that cell and recipe are
 #: separable factors. Identity-like: the Elman W = I; for the MGRU, gate bias b_f = -3 (f ~ 0.05:
 #: h_t ~ h_{t-1}, state Jacobian ~ 0.95 I at initialisation).
-MATCHED_STEPS = 10_000
+MATCHED_STEPS = 6_000
 for _cell, _tag, _kw in (("elman", "identity", {"init": "identity"}),
                          ("elman", "uniform", {}),
                          ("mgru", "identity", {"forget_bias": -3.0}),
