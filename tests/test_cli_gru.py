@@ -35,6 +35,27 @@ def gru_files(tmp_path):
     return net, sd, X, y, tmp_path
 
 
+def _gru_certified_available():
+    cell = rp.from_torch(_Net(2, 3, 2).state_dict())
+    try:
+        rp.certified_bound(cell, cell, np.zeros((1, 1, 2)))
+        return True
+    except NotImplementedError:
+        return False
+
+
+@pytest.fixture
+def no_certified(monkeypatch):
+    """A cell without a certified bound (as the GRU was before the generic rounding step)."""
+    import rnnperturb.bounds.trajectory as tr
+
+    def refuse(cell, *a, **k):
+        raise NotImplementedError(f"{type(cell).__name__}.rounding_context: not implemented "
+                                  f"(test)")
+    monkeypatch.setattr(tr, "certified_bound", refuse)
+    monkeypatch.setattr(tr, "certified_bounds", refuse)
+
+
 def run_main(argv, capsys):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -53,11 +74,19 @@ def test_gru_json_exact_first_order_and_accuracy(gru_files, capsys):
     with torch.no_grad():
         H_t, _ = net.rnn(torch.tensor(X))
     np.testing.assert_allclose(cell.run(X), H_t.numpy(), rtol=0, atol=1e-12)
-    notes = [n for n in data["notes"] if n.startswith("certified column n/a")]
-    assert len(notes) == 1 and "GRU" in notes[0] and "not implemented" in notes[0]
+    notes = [n for n in data["notes"] if "columns n/a" in n]
+    available = _gru_certified_available()
+    if not available:
+        assert len(notes) == 1 and "GRU" in notes[0] and "not implemented" in notes[0]
+    else:
+        assert notes == []
     assert [r["rank"] for r in data["rows"]] == [{"Wr": r, "Wz": r, "Wn": r} for r in (0, 2, 6)]
     for row in data["rows"]:
-        assert row["certified_max"] is None
+        if available:
+            assert row["certified_max"] >= row["exact_max"]
+            assert row["certified_accuracy"] <= row["accuracy"]
+        else:
+            assert row["certified_max"] is None and row["certified_accuracy"] is None
         small = rp.truncate_svd(cell, rank=row["rank"])
         exact = np.linalg.norm(rp.deviation(cell, small, X), axis=-1).max()
         np.testing.assert_allclose(row["exact_max"], exact, rtol=1e-12)
@@ -97,22 +126,24 @@ def test_gru_json_exact_first_order_and_accuracy(gru_files, capsys):
     assert 0 < data["rows"][-1]["accuracy"] < 1     # a non-trivial check
 
 
-def test_gru_table_marks_certified_na(gru_files, capsys):
+def test_gru_table_marks_certified_na(gru_files, capsys, no_certified):
     _, sd, X, y, tmp = gru_files
     code, out, err = run_main(["analyze", tmp / "gru.pt", "--ranks", "1,3", "--inputs",
                                tmp / "X.npz", "--quiet"], capsys)
     assert code == 0, err
     lines = out.splitlines()
     assert "gru cell, n=6, m=3" in lines[0]
-    assert sum(ln.startswith("note: certified column n/a") for ln in lines) == 1
+    na = [ln for ln in lines if ln.startswith("note: certified and certified-accuracy columns "
+                                              "n/a: GRU.rounding_context")]
+    assert len(na) == 1, out
     header = [ln for ln in lines if ln.lstrip().startswith("rank")][0]
-    assert header.split()[-1] == "accuracy"
+    assert header.split()[-2:] == ["accuracy", "cert.acc"]
     rows = [ln.split() for ln in lines if ln.lstrip()[:1].isdigit() and "/" in ln.split()[0]]
     assert [r[0] for r in rows] == ["1/1/1", "3/3/3"]
-    assert all(r[-2] == "n/a" for r in rows)
+    assert all(r[-3] == "n/a" and r[-1] == "n/a" and r[-2] != "n/a" for r in rows)
 
 
-def test_gru_tolerance_refused_one_line(gru_files, capsys):
+def test_gru_tolerance_refused_one_line(gru_files, capsys, no_certified):
     _, _, _, _, tmp = gru_files
     code, out, err = run_main(["analyze", tmp / "gru.pt", "--ranks", "1", "--tolerance", "0.1",
                                "--horizon", "5", "--quiet"], capsys)
@@ -147,6 +178,10 @@ def test_elman_certified_column_unchanged_with_labels(tmp_path, capsys):
 
 @pytest.mark.parametrize("y, message", [
     (np.zeros((40, 1), dtype=int), "y: expected shape (40,)"),
+    (np.zeros((12, 40, 1), dtype=int), "or (12, 40) (one per step, negative = not scored)"),
+    (np.full((12, 40), -1), "y: expected at least one scored label (>= 0), found all 480"),
+    (np.full((12, 40), 4), "y: expected labels in [0, 3] (the readout has 4 outputs; "
+                           "negative = not scored), found 4"),
     (np.zeros(39, dtype=int), "y: expected shape (40,)"),
     (np.zeros(40), "y: expected an integer array, found dtype float64"),
     (np.full(40, 4), "y: expected labels in [0, 3] (the readout has 4 outputs), found 4"),
@@ -178,5 +213,7 @@ def test_labels_need_a_readout(tmp_path, capsys):
                                "--ranks", "2", "--json"], capsys)
     assert code == 0, err
     data = json.loads(out)
-    assert data["dtype"] == "float32" and data["rows"][0]["certified_max"] is None
-    assert "accuracy" not in data["rows"][0]
+    row = data["rows"][0]
+    assert data["dtype"] == "float32"
+    assert (row["certified_max"] is None) == (not _gru_certified_available())
+    assert "accuracy" not in row and "certified_accuracy" not in row

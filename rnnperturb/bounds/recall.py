@@ -64,7 +64,7 @@ from rnnperturb.report.progress import progress
 from rnnperturb.propagate.deviation import first_order
 
 __all__ = ["CertifiedRecall", "SafeRank", "certified_recall", "certified_safe_rank",
-           "recall_margins"]
+           "recall_margins", "label_task"]
 
 
 def _float64(cell):
@@ -84,13 +84,78 @@ def _check_task(task, cell):
         raise ValueError(f"task: expected inputs with m={cell.m}, found shape {task.X.shape}")
     k = cell.V.shape[0]
     rec = np.asarray(task.recall, dtype=bool)
-    if rec.ndim != 2 or not np.all(rec == rec[:, :1]) or not rec.any():
-        raise ValueError("task: expected a non-empty recall window at the same steps for every "
-                         "sequence, found none or a sequence-dependent one")
+    if rec.ndim != 2 or not rec.any():
+        raise ValueError("task: expected a non-empty recall window (T, B), found none")
     tg = np.asarray(task.targets)[rec]
     if tg.size and (tg.min() < 0 or tg.max() >= k):
         raise ValueError(f"task: expected recall targets in [0, {k}), found range "
                          f"[{tg.min()}, {tg.max()}]")
+
+
+def label_task(cell, X, y):
+    r"""A classification task from user labels, for :func:`certified_recall`.
+
+    Parameters
+    ----------
+    cell : Cell
+        With a readout ``V`` of shape (k, n) (labels are classes 0..k-1).
+    X : array_like, shape (T, B, m) or (T, m)
+        Inputs.
+    y : array_like of int, shape (B,) or (T, B)
+        Shape (B,): one label per sequence, scored at the last step. Shape
+        (T, B): a label per step, scored where ``y >= 0`` (negative entries are
+        not scored).
+
+    Returns
+    -------
+    Task
+        ``name="labels"``, ``kind="classification"``, ``targets`` (T, B)
+        (0 at unscored steps) and ``recall = mask`` (T, B), the scored steps. A
+        sequence counts as correct when it is correct at every scored step
+        (its "recall window"); a sequence without a scored step is correct
+        vacuously (callers that report accuracies leave such sequences out).
+
+    Raises
+    ------
+    ValueError
+        ``"y: expected ..., found ..."`` for a non-integer array, a wrong shape,
+        labels outside [0, k - 1] (negative ones in the (B,) form), no scored
+        step at all, or a cell without a readout.
+    """
+    from rnnperturb.tasks.generators import Task
+    if cell.V is None:
+        raise ValueError("y: expected a cell with a readout V (a Linear layer next to the "
+                         "network) to score labels, found none")
+    X3, _ = as_inputs(X, cell.m, cell.dtype)
+    T, B = X3.shape[:2]
+    k = cell.V.shape[0]
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y: expected an integer array, found dtype {y.dtype}")
+    if y.shape == (B,):
+        if np.any((y < 0) | (y >= k)):
+            bad = y[np.argmax((y < 0) | (y >= k))]
+            raise ValueError(f"y: expected labels in [0, {k - 1}] (the readout has {k} outputs), "
+                             f"found {int(bad)}")
+        mask = np.zeros((T, B), dtype=bool)
+        mask[-1] = True
+        targets = np.zeros((T, B), dtype=np.int64)
+        targets[-1] = y
+    elif y.shape == (T, B):
+        if np.any(y >= k):
+            raise ValueError(f"y: expected labels in [0, {k - 1}] (the readout has {k} outputs; "
+                             f"negative = not scored), found {int(y[y >= k].flat[0])}")
+        mask = y >= 0
+        if not mask.any():
+            raise ValueError(f"y: expected at least one scored label (>= 0), found all {T * B} "
+                             f"entries negative")
+        targets = np.where(mask, y, 0).astype(np.int64)
+    else:
+        raise ValueError(f"y: expected shape ({B},) (one label per sequence of X, scored at the "
+                         f"last step) or ({T}, {B}) (one per step, negative = not scored), found "
+                         f"shape {y.shape}")
+    return Task(name="labels", X=X3, targets=targets, mask=mask, n_out=k,
+                kind="classification", recall=mask, params={})
 
 
 def _trajectory_error_estimate(cell, X3, H):
@@ -291,7 +356,7 @@ def certified_recall(cell, other, task, *, tier: str = "auto", rigorous: bool = 
     ok = (np.argmax(c64.readout(Hp), axis=-1) == y) | ~rec
     pred = (np.argmax(c64.readout(H + L), axis=-1) == y) | ~rec
     step_cert = (slack_all > 0) | ~rec
-    rows = np.where(rec[:, 0])[0]
+    rows = np.where(rec.any(axis=1))[0]             # steps scored for some sequence
     cert = step_cert.all(axis=0)
     correct, predicted = ok.all(axis=0), pred.all(axis=0)
     return CertifiedRecall(

@@ -220,6 +220,71 @@ def _check_options(args) -> None:
                          f"{args.inputs!r}")
     if args.ranks is not None and not args.ranks.strip():
         raise ValueError(f"--ranks: expected {_RANKS_EXPECTED}, found {args.ranks!r}")
+    ta = args.tolerance_accuracy
+    if ta is not None and not (math.isfinite(ta) and 0 <= ta < 1):
+        raise ValueError(f"--tolerance-accuracy: expected a fraction in [0, 1) (0.01 = one "
+                         f"point of accuracy), found {ta!r}")
+    if not (math.isfinite(args.confidence) and 0 < args.confidence < 1):
+        raise ValueError(f"--confidence: expected a number in (0, 1), found {args.confidence!r}")
+    if args.samples < 1:
+        raise ValueError(f"--samples: expected an integer >= 1, found {args.samples}")
+    if args.export_rank is not None and args.export is None:
+        raise ValueError("--export-rank: expected --export PATH as well, found --export-rank "
+                         "alone")
+    if args.export is not None:
+        _check_export_path(args)
+        if (args.export_rank is None and args.tolerance_accuracy is None
+                and args.tolerance is None):
+            raise ValueError("--export: expected a rank to export: --export-rank R, or a "
+                             "recommendation (--tolerance-accuracy, or --tolerance with "
+                             "--horizon), found none")
+    args.bits_list = _parse_list("--bits", args.bits, int, low=2, high=32)
+    args.drift_list = _parse_list("--drift", args.drift, float, low=0.0)
+    args.noise_list = _parse_list("--noise-std", args.noise_std, float, low=0.0)
+
+
+def _parse_list(name: str, text, kind, *, low, high=None) -> list:
+    """Comma-separated values of ``kind`` in [low, high] (floats: finite, > low)."""
+    if text is None:
+        return []
+    from rnnperturb._checks import describe
+    what = ("integers in [%d, %d] like '6,8'" % (low, high) if kind is int
+            else "finite numbers > 0 like '1e-3,1e-2'")
+    out = []
+    for part in text.split(","):
+        item = part.strip()
+        try:
+            v = kind(item)
+        except ValueError:
+            raise ValueError(f"{name}: expected {what}, found {describe(item or text)}") from None
+        ok = (low <= v <= high) if kind is int else (math.isfinite(v) and v > low)
+        if not ok:
+            raise ValueError(f"{name}: expected {what}, found {describe(item)}")
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _check_export_path(args) -> None:
+    """``--export`` names a file in an existing directory, with the input's format."""
+    from rnnperturb._checks import describe
+    path = args.export
+    if not path.strip():
+        raise ValueError(f"--export: expected a path to write, found {path!r}")
+    src = os.path.splitext(args.file)[1].lower()
+    ext = os.path.splitext(path)[1].lower()
+    want = (".pt", ".pth") if src in (".pt", ".pth") else (".npz",)
+    if ext not in want:
+        kind = "a PyTorch state_dict" if want[0] == ".pt" else "an .npz checkpoint"
+        raise ValueError(f"--export: expected a path ending in {' or '.join(want)} (FILE is "
+                         f"{kind}, exported in the same format), found {describe(path, 300)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--export: expected a path in an existing directory, found "
+                         f"{describe(path, 300)}")
+    if os.path.isdir(path):
+        raise ValueError(f"--export: expected a file path, found the directory "
+                         f"{describe(path, 300)}")
 
 
 # ----------------------------------------------------------------------------- files
@@ -274,36 +339,20 @@ def _load_inputs(path: str, cell):
         X3, _ = as_inputs(X, cell.m, cell.dtype)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    y = _check_labels(data["y"], cell, X3.shape[1], where) if "y" in data else None
+    y = _check_labels(data["y"], cell, X3, where) if "y" in data else None
     return X3, y, f"{X3.shape[1]} sequences of {X3.shape[0]} steps from {path}" + (
         " with labels y" if y is not None else "")
 
 
-def _check_labels(y, cell, B: int, where: str) -> np.ndarray:
-    """Labels ``y`` of shape (B,), integers in [0, k) for a readout of k outputs."""
-    y = np.asarray(y)
-    if cell.V is None:
-        raise ValueError(f"{where}: key 'y': y: expected a cell with a readout V (a Linear "
-                         f"layer next to the network) to score labels, found none")
-    k = cell.V.shape[0]
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"{where}: key 'y': y: expected an integer array, found dtype {y.dtype}")
-    if y.shape != (B,):
-        raise ValueError(f"{where}: key 'y': y: expected shape ({B},) (one label per sequence "
-                         f"of X), found shape {y.shape}")
-    bad = (y < 0) | (y >= k)
-    if np.any(bad):
-        raise ValueError(f"{where}: key 'y': y: expected labels in [0, {k - 1}] (the readout "
-                         f"has {k} outputs), found {int(y[np.argmax(bad)])}")
-    return y.astype(np.int64)
-
-
-def _accuracy(cell, rank: dict, X, y) -> float:
-    """Accuracy of the rank-``rank`` truncation: argmax of the readout at the last step."""
-    from rnnperturb.perturb.low_rank import truncate_svd
-    small = truncate_svd(cell, rank=rank)
-    logits = small.readout(small.run(X)[-1])
-    return float(np.mean(np.argmax(logits, axis=-1) == y))
+def _check_labels(y, cell, X3, where: str) -> np.ndarray:
+    """Labels ``y``, shape (B,) (scored at the last step) or (T, B) (negative = not
+    scored), checked by :func:`rnnperturb.bounds.recall.label_task`."""
+    from rnnperturb.bounds.recall import label_task
+    try:
+        label_task(cell, X3, y)
+    except ValueError as exc:
+        raise ValueError(f"{where}: key 'y': {exc}") from None
+    return np.asarray(y).astype(np.int64)
 
 
 def _fmt_mat(d: dict) -> str:
@@ -329,10 +378,15 @@ def _json_safe(obj):
 
 
 # ----------------------------------------------------------------------------- the command
+class _Result:
+    """Everything the output needs (plain attributes)."""
+
+
 def _compute(args):
     from rnnperturb._checks import check_elements, describe
     from rnnperturb.bounds.trajectory import certified_bound
-    from rnnperturb.report.rank_analysis import (_check_scales, analyze_ranks, default_inputs,
+    from rnnperturb.report.rank_analysis import (_check_scales, analyze_ranks, default_task,
+                                                 labelled_accuracy, recommend_accuracy,
                                                  recommend_rank)
 
     cell, meta, notes = _load_model(args.file, args.nonlinearity)
@@ -342,6 +396,9 @@ def _compute(args):
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     ranks = parse_ranks(args.ranks, cell.n) if args.ranks is not None else None
+    if args.export_rank is not None and not 0 <= args.export_rank <= cell.n:
+        raise ValueError(f"--export-rank: expected a rank in [0, {cell.n}], found "
+                         f"{args.export_rank}")
     y = None
     if args.inputs is not None:
         X, y, desc = _load_inputs(args.inputs, cell)
@@ -351,13 +408,18 @@ def _compute(args):
             raise ValueError(f"--inputs {describe(args.inputs, 300)}: {exc}") from None
     else:
         try:
-            X, desc = default_inputs(cell, meta, seed=args.seed)
+            X, y, desc = default_task(cell, meta, seed=args.seed)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
+        if y is not None:
+            desc += ", scored on the task's targets (accuracy = recall)"
     check_elements("inputs", (X.shape[0], X.shape[1], cell.n), what="T x B x n")
     if args.horizon is not None and args.horizon > X.shape[0]:
         raise ValueError(f"--horizon: expected an integer in [1, {X.shape[0]}] (the number of "
                          f"input steps), found {args.horizon}")
+    if args.tolerance_accuracy is not None and y is None:
+        raise ValueError("--tolerance-accuracy: expected labels (--inputs with key y, or a "
+                         "checkpoint whose task has classes), found none")
     quiet = args.quiet or args.json
     certified = True
     try:     # one step of the certified bound: is it implemented for this cell?
@@ -368,14 +430,157 @@ def _compute(args):
                                       f"bound, which is not available for the {cell.kind} "
                                       f"cell: {exc}") from None
         certified = False
-        notes = notes + [f"certified column n/a: {' '.join(str(exc).split())}"]
-    rows = analyze_ranks(cell, X, ranks=ranks, tier=args.tier, quiet=quiet, certified=certified)
-    acc = None if y is None else [_accuracy(cell, r.rank, X, y) for r in rows]
-    rec = None
+        cols = "certified and certified-accuracy columns" if y is not None else \
+            "certified column"
+        notes = notes + [f"{cols} n/a: {' '.join(str(exc).split())}"]
+    res = _Result()
+    res.cell, res.meta, res.X, res.desc, res.y = cell, meta, X, desc, y
+    res.rows = analyze_ranks(cell, X, ranks=ranks, y=y, tier=args.tier, quiet=quiet,
+                             certified=certified)
+    res.task = res.full_accuracy = res.acc_rec = res.rec = None
+    if y is not None:
+        from rnnperturb.bounds.recall import label_task
+        res.task = label_task(cell, X, y)
+        res.full_accuracy = labelled_accuracy(cell, res.task)
+        if args.tolerance_accuracy is not None:
+            res.acc_rec = recommend_accuracy(res.rows, res.full_accuracy,
+                                             tolerance=args.tolerance_accuracy)
     if args.tolerance is not None:
-        rec = recommend_rank(cell, X, tolerance=args.tolerance, horizon=args.horizon,
-                             method="certified", tier=args.tier)
-    return cell, meta, notes, X, desc, rows, acc, rec
+        res.rec = recommend_rank(cell, X, tolerance=args.tolerance, horizon=args.horizon,
+                                 method="certified", tier=args.tier)
+    res.sets, more = _set_rows(args, cell, X, res.task, quiet)
+    res.notes = notes + more
+    res.export = _export(args, res) if args.export is not None else None
+    return res
+
+
+def _set_items(args):
+    from rnnperturb.bounds.set_recall import GaussianNoise
+    from rnnperturb.perturb.sets import drift, quantization
+    items = []
+    for b in args.bits_list:
+        items.append(("bits", b, lambda c, b=b: quantization(c, bits=b, rounding=args.rounding)))
+    for d in args.drift_list:
+        items.append(("drift", d, lambda c, d=d: drift(c, rel=d)))
+    for sd in args.noise_list:
+        items.append(("noise_std", sd,
+                      lambda c, sd=sd: GaussianNoise(std=sd, confidence=args.confidence)))
+    return items
+
+
+def _set_rows(args, cell, X, task, quiet):
+    r"""Certified and measured answers for every ``--bits`` / ``--drift`` / ``--noise-std``
+    value, on the network as given (full rank).
+
+    Certified: :func:`rnnperturb.set_bound` (quantization with ``--rounding``, drift) or
+    :func:`rnnperturb.noise_bound` (at ``1 - (1 - confidence) / B``, so that the maximum
+    over the B sequences holds jointly) and, with labels,
+    :func:`rnnperturb.bounds.set_recall.certified_set_recall` (the same bounds in the
+    margin test). Measured: ``quantize`` (round-to-nearest), ``--samples`` seeded box
+    vertices of the drift set, ``--samples`` seeded noise draws."""
+    items = _set_items(args)
+    if not items:
+        return [], []
+    from rnnperturb.bounds.recall import recall_margins
+    from rnnperturb.bounds.set_recall import (GaussianNoise, _apply, _recalls,
+                                              certified_set_recall)
+    from rnnperturb.bounds.set_bound import set_bound
+    from rnnperturb.perturb.elementwise import quantize
+    from rnnperturb.report.progress import progress
+    from rnnperturb.report.rank_analysis import _capped_max, sound_cap
+    from rnnperturb.stats.noise_bound import noise_bound
+    from rnnperturb._checks import as_generator
+
+    c64 = cell.astype(np.float64)
+    X64 = np.asarray(X, np.float64)
+    H = c64.run(X64)
+    cap = sound_cap(c64)
+    B = X64.shape[1]
+    scored = None if task is None else np.asarray(task.recall, bool).any(axis=0)
+    margins, notes, rows = None, [], []
+    na = None
+    for kind, value, make in progress(items, desc="set certificates", quiet=quiet):
+        S = make(c64)
+        # measured: the members tried
+        if kind == "bits":
+            members = [quantize(c64, bits=value)]
+        else:
+            rng = as_generator(args.seed)
+            members = [_apply(c64, S.sample(c64, rng)) for _ in range(args.samples)]
+        dev = max(float(np.linalg.norm(m.run(X64) - H, axis=-1).max()) for m in members)
+        row = {"set": kind, "value": value, "measured_max": dev, "members": len(members)}
+        if kind == "bits":
+            row["rounding"] = args.rounding
+        if kind == "noise_std":
+            row["confidence"] = args.confidence
+        if task is not None:
+            accs = [float(np.mean(_recalls(m, task)[scored])) for m in members]
+            row["accuracy"], row["accuracy_min"] = float(np.mean(accs)), float(min(accs))
+        cmax = cacc = None
+        if na is None:
+            try:
+                if task is not None:
+                    if margins is None:
+                        margins = recall_margins(c64, task)
+                    r = certified_set_recall(c64, S, task, margins=margins, samples=0,
+                                             box_refine="auto")    # set_bound's default
+                    bound = np.asarray(r.bound)
+                    cacc = float(np.mean(np.asarray(r.certified)[scored]))
+                elif isinstance(S, GaussianNoise):
+                    bound = noise_bound(c64, X64, std=value,
+                                        confidence=1.0 - (1.0 - args.confidence) / B)
+                else:
+                    bound = set_bound(c64, S, X64)
+                cmax = _capped_max(bound, cap)
+            except NotImplementedError as exc:
+                na = ' '.join(str(exc).split())
+                notes.append(f"set certificates n/a for the {cell.kind} cell: {na}")
+        row["certified_max"] = cmax
+        if task is not None:
+            row["certified_accuracy"] = cacc
+        rows.append(row)
+    return rows, notes
+
+
+def _export(args, res) -> dict:
+    """Write the chosen truncation (``--export-rank``, else the accuracy recommendation,
+    else the deviation recommendation) to ``--export`` in the input's format."""
+    from rnnperturb.perturb.low_rank import truncate_svd
+    cell = res.cell
+    if args.export_rank is not None:
+        rank, why = {k: args.export_rank for k in cell.recurrent_names}, "--export-rank"
+    elif res.acc_rec is not None and res.acc_rec.rank is not None:
+        rank, why = res.acc_rec.rank, "--tolerance-accuracy recommendation (measured)"
+    elif res.rec is not None and res.rec.rank is not None:
+        rank, why = res.rec.rank, "--tolerance recommendation (certified deviation)"
+    else:
+        raise ValueError("--export: expected a recommended rank to export, found none (no "
+                         "evaluated rank meets the tolerance); give --export-rank")
+    small = truncate_svd(cell, rank=rank)
+    path = args.export
+    try:
+        if os.path.splitext(path)[1].lower() == ".npz":
+            from rnnperturb.io.schema import save
+            save(path, small, **res.meta)
+            fmt = "npz checkpoint (rnnperturb schema)"
+        else:
+            import torch
+            from rnnperturb.io.pytorch import to_torch
+            torch.save(to_torch(small), path)
+            fmt = "PyTorch state_dict (the input's keys)"
+    except OSError as exc:
+        why_err = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise _OutputError(f"--export: expected to write {path!r}, found an error "
+                           f"({why_err})") from None
+    return {"path": path, "rank": dict(rank), "format": fmt, "chosen_by": why}
+
+
+def _fmt(v, spec: str = ".4g", none: str = "n/a") -> str:
+    return none if v is None else format(v, spec)
+
+
+def _rank_text(rank: dict) -> str:
+    return "/".join(str(v) for v in rank.values())
 
 
 def _analyze(args) -> str:
@@ -385,7 +590,9 @@ def _analyze(args) -> str:
                            "(nothing was computed)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cell, meta, notes, X, desc, rows, acc, rec = _compute(args)
+        res = _compute(args)
+    cell, rows, notes = res.cell, res.rows, res.notes
+    labels = res.y is not None
     seen = []
     for w in caught:
         text = f"{w.category.__name__}: {' '.join(str(w.message).split())}"
@@ -394,33 +601,54 @@ def _analyze(args) -> str:
     dt = str(cell.dtype)
     if args.json:
         out = {"file": args.file, "cell": cell.kind, "n": cell.n, "m": cell.m, "dtype": dt,
-               "inputs": desc, "notes": notes, "warnings": seen,
-               "rows": [dict(r.as_dict(), **({} if acc is None else {"accuracy": a}))
-                        for r, a in zip(rows, acc or [None] * len(rows))]}
-        if rec is not None:
+               "inputs": res.desc, "notes": notes, "warnings": seen}
+        if labels:
+            out["full_accuracy"] = res.full_accuracy
+        out["rows"] = []
+        for r in rows:
+            d = r.as_dict()
+            if not labels:
+                del d["accuracy"], d["certified_accuracy"]
+            out["rows"].append(d)
+        if res.rec is not None:
+            rec = res.rec
             out["recommendation"] = {"rank": rec.rank, "certified_max": rec.value,
                                      "params": rec.params,
                                      "compression_ratio": rec.compression_ratio,
                                      "tolerance": rec.tolerance,
                                      "horizon": rec.horizon}
+        if res.acc_rec is not None:
+            out["accuracy_recommendation"] = res.acc_rec.as_dict()
+        if res.sets:
+            out["sets"] = res.sets
+        if res.export is not None:
+            out["export"] = res.export
         return json.dumps(_json_safe(out), indent=1, allow_nan=False) + "\n"
     lines = [f"{args.file}: {cell.kind} cell, n={cell.n}, m={cell.m}, {cell.n_params} "
              f"parameters, {dt}",
-             f"inputs: {desc}"]
+             f"inputs: {res.desc}"]
     lines += [f"note: {note}" for note in notes]
     lines += [f"warning: {w}" for w in seen]
     mats = "/".join(cell.recurrent_names)
     lines.append(f"{'rank':>6} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
                  f"{'exact(' + dt + ')':>16} {'1st-order(' + dt + ')':>20} "
-                 f"{'certified(exact arith.)':>24}" + ("" if acc is None else f" {'accuracy':>9}"))
-    for r, a in zip(rows, acc or [None] * len(rows)):
-        rk = "/".join(str(v) for v in r.rank.values())
-        cb = "n/a" if r.certified_max is None else f"{r.certified_max:.4g}"
-        lines.append(f"{rk:>6} {r.compression_ratio:7.3f} {_fmt_mat(r.dW_spectral):>20} "
+                 f"{'certified(exact arith.)':>24}"
+                 + ("" if not labels else f" {'accuracy':>9} {'cert.acc':>9}"))
+    for r in rows:
+        lines.append(f"{_rank_text(r.rank):>6} {r.compression_ratio:7.3f} "
+                     f"{_fmt_mat(r.dW_spectral):>20} "
                      f"{_fmt_mat(r.dW_frobenius):>16} {r.exact_max:16.4g} "
-                     f"{r.first_order_max:20.4g} {cb:>24}" + ("" if a is None else f" {a:9.4f}"))
+                     f"{r.first_order_max:20.4g} {_fmt(r.certified_max):>24}"
+                     + ("" if not labels else
+                        f" {r.accuracy:9.4f} {_fmt(r.certified_accuracy, '9.4f'):>9}"))
     lines.append("deviation columns: max over time and sequences of ||h'_t - h_t||_2; "
                  "ratio = stored parameters compressed / original")
+    if labels:
+        lines.append(f"accuracy: fraction of the scored sequences right at every scored step "
+                     f"(float64 run of the weights; full network {res.full_accuracy:.4f}); "
+                     f"cert.acc: fraction right at full rank and proven to keep the prediction "
+                     f"at every scored step (certified bound x readout's ||V_y - V_j|| below "
+                     f"the margin)")
     if all(r.certified_max is None for r in rows):
         lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; no "
                      f"certified bound (see the note)")
@@ -428,7 +656,8 @@ def _analyze(args) -> str:
         lines.append(f"trajectories: exact and 1st-order are the {dt} runs of the cell; "
                      f"certified bounds the exact-arithmetic runs of the same weights"
                      + (" (float32 rounding not included)" if dt == "float32" else ""))
-    if rec is not None:
+    if res.rec is not None:
+        rec = res.rec
         if rec.rank is None:
             lines.append(f"recommendation: no rank below full keeps the certified deviation "
                          f"<= {rec.tolerance:g} over {rec.horizon} steps")
@@ -436,6 +665,50 @@ def _analyze(args) -> str:
             lines.append(f"recommendation: rank {rec.rank} keeps the certified deviation <= "
                          f"{rec.tolerance:g} over {rec.horizon} steps (bound {rec.value:.4g}, "
                          f"{rec.params} stored parameters, ratio {rec.compression_ratio:.3f})")
+    if res.acc_rec is not None:
+        a = res.acc_rec
+        if a.rank is None:
+            lines.append(f"recommendation (accuracy): no evaluated rank loses at most "
+                         f"{a.tolerance:g} of accuracy (full {a.full_accuracy:.4f})")
+        else:
+            lines.append(f"recommendation (accuracy, measured): rank {_rank_text(a.rank)} "
+                         f"loses at most {a.tolerance:g} (accuracy {a.accuracy:.4f}, full "
+                         f"{a.full_accuracy:.4f}; {a.params} stored parameters, ratio "
+                         f"{a.compression_ratio:.3f})")
+        if a.certified_rank is None:
+            why = ("no certified accuracies" if all(r.certified_accuracy is None for r in rows)
+                   else "no evaluated rank is proven to keep every correct prediction")
+            lines.append(f"recommendation (accuracy, certified): n/a ({why})")
+        else:
+            lines.append(f"recommendation (accuracy, certified): rank "
+                         f"{_rank_text(a.certified_rank)} provably loses none (certified "
+                         f"accuracy {a.certified_accuracy:.4f} = full; {a.certified_params} "
+                         f"stored parameters, ratio {a.certified_compression_ratio:.3f})")
+    if res.sets:
+        lines.append("set certificates (the network as given; certified: every member of the "
+                     "set, noise with the stated confidence jointly over all sequences; "
+                     "measured: the members tried):")
+        lines.append(f"{'set':>28} {'certified':>12} {'measured':>12}"
+                     + ("" if not labels else f" {'cert.acc':>9} {'accuracy':>9}"))
+        for row in res.sets:
+            if row["set"] == "bits":
+                name = f"{row['value']} bits, {row['rounding']} rounding"
+            elif row["set"] == "drift":
+                name = f"drift |dW| <= {row['value']:g}|W|"
+            else:
+                name = f"noise std {row['value']:g} ({100 * row['confidence']:g}%)"
+            lines.append(f"{name:>28} {_fmt(row['certified_max']):>12} "
+                         f"{row['measured_max']:12.4g}"
+                         + ("" if not labels else
+                            f" {_fmt(row['certified_accuracy'], '9.4f'):>9} "
+                            f"{row['accuracy']:9.4f}"))
+        lines.append(f"measured: quantize() (round-to-nearest) for bits; {args.samples} seeded "
+                     f"box vertices (drift) or draws (noise), seed {args.seed}: max deviation, "
+                     f"mean accuracy")
+    if res.export is not None:
+        e = res.export
+        lines.append(f"exported: rank {_rank_text(e['rank'])} ({e['chosen_by']}) to "
+                     f"{e['path']} as a {e['format']}")
     return "\n".join(lines) + "\n"
 
 
@@ -450,8 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "nn.GRU state_dict (.pt/.pth, read with weights_only=True); a "
                                 "regular file")
     a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m), and optional "
-                                    "integer labels y, shape (B,), scored at the last step "
-                                    "(adds an accuracy column)")
+                                    "integer labels y, shape (B,) scored at the last step or "
+                                    "(T, B) scored where >= 0 (adds accuracy and certified "
+                                    "accuracy columns)")
     a.add_argument("--ranks", help="ranks, e.g. '0,8,16', '0:64:8' or '64:0:-8' (STOP "
                                    "included; default every rank)")
     a.add_argument("--tier", choices=("fast", "tight"), default="tight",
@@ -461,8 +735,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allowed max deviation for a recommendation (finite, > 0)")
     a.add_argument("--horizon", type=int,
                    help="horizon (steps, 1..T of the inputs) for the recommendation")
+    a.add_argument("--tolerance-accuracy", type=float, metavar="LOSS",
+                   help="with labels: recommend the smallest rank losing at most LOSS of "
+                        "accuracy (0.01 = one point, measured) and the smallest that "
+                        "provably loses none (certified)")
+    a.add_argument("--export", metavar="PATH",
+                   help="write the chosen truncation (--export-rank, else the recommendation) "
+                        "as a PyTorch state_dict with the input's keys (.pt input) or an .npz "
+                        "checkpoint (.npz input)")
+    a.add_argument("--export-rank", type=int, metavar="R",
+                   help="rank (every recurrent matrix) to export")
+    a.add_argument("--bits", metavar="B[,B...]",
+                   help="certified and measured deviation (and accuracy) for every rounding "
+                        "of the recurrent matrices onto the B-bit grid of quantize()")
+    a.add_argument("--rounding", choices=("any", "nearest"), default="any",
+                   help="roundings covered by --bits (default any: stochastic, toward zero...)")
+    a.add_argument("--drift", metavar="D[,D...]",
+                   help="the same for every drift |dW_ij| <= D |W_ij|")
+    a.add_argument("--noise-std", metavar="S[,S...]",
+                   help="the same for Gaussian weight noise of std S, at --confidence")
+    a.add_argument("--confidence", type=float, default=0.99,
+                   help="confidence of the noise statements (default 0.99)")
+    a.add_argument("--samples", type=int, default=8,
+                   help="seeded drift vertices / noise draws measured (default 8)")
     a.add_argument("--nonlinearity", help="for PyTorch files: only 'tanh' is supported")
-    a.add_argument("--seed", type=int, default=0, help="seed (>= 0) of the default inputs")
+    a.add_argument("--seed", type=int, default=0,
+                   help="seed (>= 0) of the default inputs and of the measured samples")
     a.add_argument("--json", action="store_true",
                    help="machine-readable output: strict JSON, non-finite numbers as null")
     a.add_argument("--quiet", action="store_true", help="no progress bar")

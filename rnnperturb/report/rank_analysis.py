@@ -7,6 +7,17 @@ and sequences of the exact, first-order and certified deviation
 deviation (certified bound, or first-order prediction) stays below a tolerance
 over a horizon; for the MGRU it allocates ranks to :math:`W_f` and :math:`W_h`
 separately, at the lowest stored parameter count.
+
+With labels ``y`` (and a readout), every row of :func:`analyze_ranks` also
+gives the **accuracy** of the truncated network and its **certified
+accuracy**: the fraction of (scored) sequences that the full network gets
+right and whose prediction is *proven* unchanged by the truncation at every
+scored step (the certified deviation bound against the per-class margins of
+:func:`rnnperturb.bounds.recall.certified_recall`). So
+``certified_accuracy <= accuracy`` at every rank, with equality at full rank
+(up to margins below about 1e-12). :func:`recommend_accuracy` turns the rows
+into the smallest rank that loses at most a tolerance of accuracy (measured)
+and the smallest rank that provably loses none (certified).
 """
 from __future__ import annotations
 
@@ -18,12 +29,16 @@ from rnnperturb._checks import (MAX_ELEMENTS, as_generator, as_inputs, check_ele
                                 check_positive, check_scale, describe)
 
 __all__ = ["RankRow", "analyze_ranks", "RankRecommendation", "recommend_rank", "default_inputs",
-           "sound_cap"]
+           "sound_cap", "AccuracyRecommendation", "recommend_accuracy", "labelled_accuracy"]
 
 
 @dataclass(frozen=True)
 class RankRow:
-    """One row of :func:`analyze_ranks` (norms in hidden-state units)."""
+    """One row of :func:`analyze_ranks` (norms in hidden-state units).
+
+    ``accuracy`` and ``certified_accuracy`` are None without labels;
+    ``certified_accuracy`` (and ``certified_max``) also when the certified
+    bound is not computed."""
 
     rank: dict
     compression_ratio: float
@@ -33,6 +48,8 @@ class RankRow:
     exact_max: float
     first_order_max: float | None
     certified_max: float | None
+    accuracy: float | None = None
+    certified_accuracy: float | None = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -74,9 +91,18 @@ def _check_finite_result(what: str, values, ranks, cell) -> None:
                          f"{describe(r)}")
 
 
-def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool = True,
+def labelled_accuracy(cell, task) -> float:
+    """Fraction of the scored sequences of ``task`` (see
+    :func:`rnnperturb.bounds.recall.label_task`) that ``cell`` gets right at every
+    scored step: arg-max of the readout of the float64 run of its weights."""
+    from rnnperturb.bounds.set_recall import _recalls
+    scored = np.asarray(task.recall, bool).any(axis=0)
+    return float(np.mean(_recalls(cell.astype(np.float64), task)[scored]))
+
+
+def analyze_ranks(cell, X, *, ranks=None, y=None, tier: str = "tight", certified: bool = True,
                   quiet: bool = True) -> list[RankRow]:
-    """Tabulate the effect of SVD truncation at each rank.
+    r"""Tabulate the effect of SVD truncation at each rank.
 
     The exact and first-order deviations and the norms of ΔW come from one
     :func:`~rnnperturb.rank_sweep`; the certified bound and the storage cost
@@ -84,12 +110,23 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
 
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
     X : array_like, shape (T, B, m) or (T, m)
         Inputs on which the deviation is measured and bounded.
     ranks : sequence of int, optional
         Ranks to evaluate (the same for every recurrent matrix); default
         ``0..n``.
+    y : array_like of int, shape (B,) or (T, B), optional
+        Labels (the cell needs a readout): shape (B,) is scored at the last
+        step, (T, B) at every step where ``y >= 0``. Each row then gains
+        ``accuracy`` (the truncated network's, float64 run of its weights) and
+        ``certified_accuracy`` (with ``certified``): the fraction of
+        sequences that the full network gets right at every scored step and
+        whose prediction is proven unchanged by the truncation there,
+        :math:`\min(\|V_y-V_j\|_2 B_t, |V_y-V_j|^\top\rho_t) < m_j` for every
+        class :math:`j \ne y` (:func:`rnnperturb.bounds.recall.certified_recall`,
+        with the bound of this row). Both are fractions of the sequences with
+        at least one scored step.
     tier : {'fast', 'tight'}
         Tier of :func:`~rnnperturb.certified_bound` (default tight).
     certified : bool
@@ -106,11 +143,11 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
     Raises
     ------
     ValueError
-        For bad inputs or ranks (named), for weights or inputs so large that the
-        analysis would overflow (``check_scale``), and when T x B x n exceeds
-        ``MAX_ELEMENTS``.
+        For bad inputs, labels or ranks (named), for weights or inputs so large
+        that the analysis would overflow (``check_scale``), and when T x B x n
+        exceeds ``MAX_ELEMENTS``.
     """
-    from rnnperturb.bounds.trajectory import certified_bound
+    from rnnperturb.bounds.trajectory import certified_bound, certified_bounds
     from rnnperturb.perturb.cost import compression_cost
     from rnnperturb.report.progress import progress
     from rnnperturb.propagate.rank_sweep import rank_sweep
@@ -129,6 +166,14 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
         ranks = [check_int("ranks", r, low=0, high=cell.n) for r in ranks]
         if not ranks:
             raise ValueError("ranks: expected at least one rank, found an empty sequence")
+    task = None
+    if y is not None:
+        from rnnperturb.bounds.recall import certified_recall, label_task, recall_margins
+        from rnnperturb.bounds.set_recall import _recalls
+        task = label_task(cell, X3, y)
+        c64 = cell.astype(np.float64)
+        scored = task.recall.any(axis=0)
+        margins = recall_margins(c64, task) if certified else None
     wanted = set(ranks)
     sweep = rank_sweep(cell, X, ranks)
     keep = [i for i in range(len(sweep.ranks)) if set(sweep.rank(i).values()) <= wanted]
@@ -143,14 +188,109 @@ def analyze_ranks(cell, X, *, ranks=None, tier: str = "tight", certified: bool =
         rank = sweep.rank(i)
         small = truncate_svd(cell, rank=rank)
         cost = compression_cost(cell, small)
-        cb = _capped_max(certified_bound(cell, small, X, tier=tier), cap) if certified else None
+        cb = acc = cacc = None
+        if certified:
+            if task is None:
+                bound, rho = certified_bound(cell, small, X3, tier=tier), None
+            else:
+                bound, rho = certified_bounds(cell, small, X3, tier=tier)
+            cb = _capped_max(bound, cap)
+        if task is not None:
+            s64 = small.astype(np.float64)
+            if certified:       # non-finite bounds certify nothing (inf fails every margin)
+                res = certified_recall(
+                    c64, s64, task, margins=margins,
+                    bound=np.where(np.isfinite(bound), bound, np.inf),
+                    componentwise_bound=np.where(np.isfinite(rho), rho, np.inf))
+                acc = float(np.mean(res.correct[scored]))
+                cacc = float(np.mean(res.certified[scored]))
+            else:
+                acc = float(np.mean(_recalls(s64, task)[scored]))
         rows.append(RankRow(rank=rank, compression_ratio=float(cost.ratio_params),
                             params=int(cost.params),
                             dW_spectral={k: float(v[i]) for k, v in spec.items()},
                             dW_frobenius={k: float(v[i]) for k, v in frob.items()},
                             exact_max=float(exact[i]), first_order_max=float(first[i]),
-                            certified_max=cb))
+                            certified_max=cb, accuracy=acc, certified_accuracy=cacc))
     return rows
+
+
+@dataclass(frozen=True)
+class AccuracyRecommendation:
+    """Result of :func:`recommend_accuracy` (ranks as dicts by recurrent matrix name).
+
+    Attributes
+    ----------
+    full_accuracy : float
+        Accuracy of the network itself (no truncation).
+    tolerance : float
+        Allowed loss of accuracy (a fraction: 0.01 is one point).
+    rank, accuracy, params, compression_ratio
+        The smallest evaluated rank whose measured accuracy is
+        >= ``full_accuracy - tolerance``, and its numbers (None when no
+        evaluated rank passes).
+    certified_rank, certified_accuracy, certified_params, certified_compression_ratio
+        The smallest evaluated rank whose certified accuracy equals
+        ``full_accuracy``: every sequence the network gets right is proven to
+        keep its prediction (None when none does, or without certified
+        accuracies).
+    """
+
+    full_accuracy: float
+    tolerance: float
+    rank: dict | None
+    accuracy: float | None
+    params: int | None
+    compression_ratio: float | None
+    certified_rank: dict | None
+    certified_accuracy: float | None
+    certified_params: int | None
+    certified_compression_ratio: float | None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def recommend_accuracy(rows, full_accuracy: float, *, tolerance: float) -> AccuracyRecommendation:
+    """The smallest ranks among ``rows`` (of :func:`analyze_ranks` with labels) that lose
+    at most ``tolerance`` of accuracy (measured) and that provably lose none (certified).
+
+    "Smallest" is the lowest stored parameter count (ties: first row), among the
+    evaluated rows only; accuracy need not be monotone in the rank and no
+    monotonicity is assumed.
+
+    Parameters
+    ----------
+    rows : list of RankRow
+        With ``accuracy`` (and ``certified_accuracy`` for the certified answer).
+    full_accuracy : float
+        The untruncated network's accuracy on the same labels
+        (:func:`labelled_accuracy`).
+    tolerance : float
+        Allowed loss, a fraction in [0, 1) (0.01 = one point).
+    """
+    tol = check_positive("tolerance", tolerance, allow_zero=True)
+    if not tol < 1:
+        raise ValueError(f"tolerance: expected a fraction in [0, 1), found {tolerance!r}")
+    if not rows or any(r.accuracy is None for r in rows):
+        raise ValueError("rows: expected rows of analyze_ranks with labels (accuracy set), "
+                         "found rows without accuracy")
+    full = float(full_accuracy)
+    slack = 1e-12                     # accuracies are k / B: compare up to rounding
+    ordered = sorted(rows, key=lambda r: r.params)
+    meas = next((r for r in ordered if r.accuracy >= full - tol - slack), None)
+    cert = next((r for r in ordered if r.certified_accuracy is not None
+                 and r.certified_accuracy >= full - slack), None)
+    return AccuracyRecommendation(
+        full_accuracy=full, tolerance=tol,
+        rank=None if meas is None else dict(meas.rank),
+        accuracy=None if meas is None else meas.accuracy,
+        params=None if meas is None else meas.params,
+        compression_ratio=None if meas is None else meas.compression_ratio,
+        certified_rank=None if cert is None else dict(cert.rank),
+        certified_accuracy=None if cert is None else cert.certified_accuracy,
+        certified_params=None if cert is None else cert.params,
+        certified_compression_ratio=None if cert is None else cert.compression_ratio)
 
 
 @dataclass(frozen=True)
@@ -318,6 +458,12 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
         with the cell's input size, or would allocate more than
         ``MAX_ELEMENTS`` input numbers (checked before allocating).
     """
+    X, desc, _ = _default(cell, meta, batch, T, seed)
+    return X, desc
+
+
+def _default(cell, meta, batch, T, seed):
+    """(X, description, Task or None) of :func:`default_inputs`."""
     from rnnperturb import tasks
 
     if meta is None:
@@ -340,9 +486,11 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
         check_elements("meta_D" if D >= L else "meta_L", (2 * L + D + 1, B, K + 2),
                        what="T = 2L + D + 1 steps x B x m")
         if every:
-            return tasks.memorization_all(K, L, D).X, f"all {K ** L} memorization sequences (D={D})"
-        return (tasks.memorization(K, L, D, batch=batch, seed=rng).X,
-                f"{batch} sampled memorization sequences (K={K}, L={L}, D={D}, seed={seed})")
+            t = tasks.memorization_all(K, L, D)
+            return t.X, f"all {K ** L} memorization sequences (D={D})", t
+        t = tasks.memorization(K, L, D, batch=batch, seed=rng)
+        return (t.X, f"{batch} sampled memorization sequences (K={K}, L={L}, D={D}, seed={seed})",
+                t)
     if name == "kback":
         K = _meta_int(meta, "K", low=2)
         k = _meta_int(meta, "k", low=1, high=MAX_ELEMENTS)
@@ -354,7 +502,7 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
         _meta_m(cell, "K", K, f"K = {K}")
         check_elements("meta_T", (Tk, batch, K), what="T x B x m")
         t = tasks.kback(K, k, Tk, repeat=rep, batch=batch, seed=rng)
-        return t.X, f"{batch} k-back sequences (repeat={rep}, seed={seed})"
+        return t.X, f"{batch} k-back sequences (repeat={rep}, seed={seed})", t
     if name == "ar_signal":
         Ta = _meta_int(meta, "T", low=12, default=200)
         hz = _meta_int(meta, "horizon", low=0, high=Ta - 12, default=0)
@@ -367,10 +515,32 @@ def default_inputs(cell, meta: dict | None = None, *, batch: int = 64, T: int = 
         _meta_m(cell, "task", 1, "1 (one AR(1) signal)")
         check_elements("meta_T", (Ta + hz, batch, 1), what="T x B x m")
         t = tasks.ar_signal(Ta, tau=tau, noise=noise, horizon=hz, batch=batch, seed=rng)
-        return t.X, f"{batch} AR(1) signal sequences (seed={seed})"
+        return t.X, f"{batch} AR(1) signal sequences (seed={seed})", t
     check_elements("T", (T, batch, cell.m), what="T x B x m")
     X = rng.standard_normal((T, batch, cell.m)) / np.sqrt(cell.m)
-    return X, f"{batch} sequences of {T} steps, i.i.d. N(0, 1/m) inputs (seed={seed})"
+    return X, f"{batch} sequences of {T} steps, i.i.d. N(0, 1/m) inputs (seed={seed})", None
+
+
+def default_task(cell, meta: dict | None = None, *, batch: int = 64, T: int = 100, seed=0):
+    r"""The inputs of :func:`default_inputs` and, for a classification task (memorization,
+    k-back) and a cell whose readout has the task's number of classes, its labels.
+
+    Returns
+    -------
+    X : ndarray, shape (T, B, m)
+    y : ndarray of int, shape (T, B), or None
+        The targets at the scored (recall) steps, -1 elsewhere: the labels of
+        :func:`analyze_ranks`, whose accuracy is then the task's recall (the
+        fraction of sequences right at every recall step). None for regression
+        tasks, inputs without a task, or a cell without a matching readout.
+    description : str
+    """
+    X, desc, task = _default(cell, meta, batch, T, seed)
+    if (task is None or task.kind != "classification" or cell.V is None
+            or cell.V.shape[0] != task.n_out):
+        return X, None, desc
+    rec = np.asarray(task.recall, bool)
+    return X, np.where(rec, task.targets, -1).astype(np.int64), desc
 
 
 _MISSING = object()
