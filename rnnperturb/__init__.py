@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 # --- model: cells, I/O, tasks
 from rnnperturb.cells import ElmanRNN, MGRU, GRU, LSTM, Cell, CELL_TYPES, random_cell  # noqa: F401
+from rnnperturb.cells import Stacked, random_stacked  # noqa: F401
 from rnnperturb.io import save, load, load_with_metadata  # noqa: F401
 from rnnperturb.io import from_torch_state_dict, load_torch  # noqa: F401
 from rnnperturb.io import from_torch, to_torch, TorchLayout  # noqa: F401

@@ -1,0 +1,178 @@
+"""Stacked networks of any cells: against the manual composition of their layers, finite
+differences, the exact deviation, and the generic algorithms of the protocol."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnperturb as rp
+from rnnperturb.cells import Stacked, random_stacked
+from rnnperturb.cells.random import random_cell
+
+
+def _manual(layers, X, s0=None):
+    """Run layer by layer: layer l's inputs are layer l-1's outputs (h) at every step."""
+    inp, pieces, start = X, [], 0
+    for layer in layers:
+        N = layer.state_size
+        h0 = None if s0 is None else s0[..., start:start + N]
+        start += N
+        S = layer.run(inp, h0, state="full")
+        pieces.append(S)
+        inp = layer.hidden_of(S)
+    return inp, np.concatenate(pieces, axis=-1)
+
+
+def test_two_elman_layers_equal_the_manual_composition():
+    a = random_cell("elman", 6, 3, spectral_norm=1.1, seed=0)
+    b = random_cell("elman", 6, 6, spectral_norm=0.8, seed=1)
+    st = Stacked(layers=(a, b))
+    assert st.recurrent_names == ("l0.W", "l1.W") and st.state_size == 12
+    assert st.input_params == ("l0.U", "l0.b", "l1.U", "l1.b")
+    X = np.random.default_rng(2).normal(size=(15, 4, 3))
+    s0 = np.random.default_rng(3).uniform(-1, 1, (4, 12))
+    top, full = _manual((a, b), X, s0)
+    np.testing.assert_array_equal(st.run(X, s0), top)
+    np.testing.assert_array_equal(st.run(X, s0, state="full"), full)
+    np.testing.assert_array_equal(st.run(X[:, 0], s0[0]), _manual((a, b), X[:, 0], s0[0])[0])
+
+
+def test_mixed_stack_equals_the_manual_composition_and_its_readout():
+    st = random_stacked(["lstm", "gru", "mgru"], 5, 2, seed=4, n_out=3)
+    X = np.random.default_rng(5).normal(size=(9, 3, 2))
+    top, full = _manual(st.layers, X)
+    np.testing.assert_array_equal(st.run(X), top)
+    np.testing.assert_array_equal(st.run(X, state="full"), full)
+    np.testing.assert_allclose(st.readout(st.run(X)), top @ st.V.T + st.c, atol=1e-15)
+    assert st.state_size == 10 + 5 + 5 and len(st.recurrent_names) == 4 + 3 + 2
+    assert np.array_equal(st.layer_state(st.run(X, state="full"), 1), full[..., 10:15])
+
+
+def test_a_stack_of_one_layer_is_the_layer():
+    for kind in ("elman", "gru", "lstm"):
+        cell = random_cell(kind, 6, 2, spectral_norm=1.3, seed=6)
+        st = Stacked(layers=(cell,))
+        X = np.random.default_rng(7).normal(size=(12, 3, 2))
+        np.testing.assert_array_equal(st.run(X), cell.run(X))
+        other = rp.truncate_svd(st, rank=2)
+        assert isinstance(other, Stacked)
+        small = rp.truncate_svd(cell, rank=2)
+        np.testing.assert_array_equal(rp.deviation(st, other, X), rp.deviation(cell, small, X))
+        np.testing.assert_array_equal(rp.first_order(st, other, X),
+                                      rp.first_order(cell, small, X))
+        np.testing.assert_array_equal(rp.rank_sweep(st, X, ranks=[1, 4]).exact,
+                                      rp.rank_sweep(cell, X, ranks=[1, 4]).exact)
+        s = cell.run(X, state="full")[3]
+        np.testing.assert_array_equal(st.jacobian(s, X[4]), cell.jacobian(s, X[4]))
+
+
+def test_stack_derivatives_match_finite_differences():
+    st = random_stacked(["gru", "lstm"], 4, 2, spectral_norm=1.2, seed=8)
+    rng = np.random.default_rng(9)
+    N = st.state_size
+    s = st.run(rng.normal(size=(5, 3, 2)), state="full")[-1] + 0.1 * rng.normal(size=(3, N))
+    x = rng.normal(size=(3, 2))
+    eps = 1e-6
+    Jfd = np.stack([(st.step(s + eps * e, x) - st.step(s - eps * e, x)) / (2 * eps)
+                    for e in np.eye(N)], -1)
+    np.testing.assert_allclose(st.jacobian(s, x), Jfd, atol=1e-9)
+    Gfd = np.stack([(st.step(s, x + eps * e) - st.step(s, x - eps * e)) / (2 * eps)
+                    for e in np.eye(2)], -1)
+    np.testing.assert_allclose(st.input_jacobian(s, x), Gfd, atol=1e-9)
+    _, J, forcing = st.linearise(s, x)
+    np.testing.assert_allclose(J, Jfd, atol=1e-9)
+    for k in st.recurrent_names:
+        dW = rng.normal(size=(4, 4))
+        fd = (st.replace(**{k: getattr(st, k) + eps * dW}).step(s, x)
+              - st.replace(**{k: getattr(st, k) - eps * dW}).step(s, x)) / (2 * eps)
+        np.testing.assert_allclose(st.directional(s, x, {k: dW}), fd, atol=1e-9)
+        diag, Bt, a = forcing[k]
+        assert not diag
+        np.testing.assert_allclose(np.einsum("bij,bj->bi", Bt, a @ dW.T), fd, atol=1e-9)
+    # a change of a lower layer moves the layers above within the same step
+    lo = st.directional(s, x, {"l0.Wz": rng.normal(size=(4, 4))})
+    assert np.abs(lo[:, 4:]).max() > 0
+
+
+def test_stack_first_order_rank_sweep_and_named_truncation():
+    st = random_stacked(["elman", "lstm"], 6, 2, spectral_norm=1.4, seed=10)
+    X = np.random.default_rng(11).normal(size=(16, 3, 2))
+    small = rp.truncate_svd(st, rank=3)
+    assert all(np.linalg.matrix_rank(W) == 3 for W in small.recurrent.values())
+    only = rp.truncate_svd(st, rank={"l1.Wg": 2})
+    assert np.linalg.matrix_rank(only.recurrent["l1.Wg"]) == 2
+    assert all(np.array_equal(only.recurrent[k], st.recurrent[k])
+               for k in st.recurrent_names if k != "l1.Wg")
+    for state in ("h", "full"):
+        errs = []
+        for s in (1e-2, 1e-3):
+            other = st.replace(**{k: st.recurrent[k] + s * (small.recurrent[k] - st.recurrent[k])
+                                  for k in st.recurrent_names})
+            L = rp.first_order(st, other, X, state=state)
+            D = rp.deviation(st, other, X, state=state)
+            errs.append(np.abs(L - D).max() / np.abs(D).max())
+        assert errs[1] < errs[0] / 5
+    sw = rp.rank_sweep(st, X, ranks=[0, 3, 6])
+    for i, r in enumerate([0, 3, 6]):
+        o = rp.truncate_svd(st, rank=r)
+        np.testing.assert_allclose(sw.exact[i], np.linalg.norm(rp.deviation(st, o, X), axis=-1),
+                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(sw.first_order[i], np.linalg.norm(
+            rp.first_order(st, o, X), axis=-1), rtol=1e-10, atol=1e-14)
+    sd = rp.rank_sweep(st, X, ranks={"l0.W": [2], "l1.Wo": [1]})
+    np.testing.assert_allclose(sd.exact[0], np.linalg.norm(rp.deviation(
+        st, rp.truncate_svd(st, rank={"l0.W": 2, "l1.Wo": 1}), X), axis=-1), rtol=1e-10,
+        atol=1e-14)
+    for weighting in ("forcing", "propagation"):
+        w = rp.truncate_svd(st, rank=3, data=X, weighting=weighting)
+        assert np.isfinite(rp.deviation(st, w, X)).all()
+
+
+def test_stack_noise_response_against_monte_carlo():
+    st = random_stacked(["gru", "elman"], 4, 2, seed=12)
+    X = np.random.default_rng(13).normal(size=(8, 2))
+    for frozen in (True, False):
+        S = rp.noise_response(st, X, std=1e-4, frozen=frozen)
+        mc = rp.monte_carlo_noise(st, X, std=1e-4, frozen=frozen, draws=400, seed=0)
+        ok = S > 0
+        assert ok.sum() >= 6
+        assert np.all(np.abs(mc.mean - S)[ok] <= np.maximum(0.05 * S, 3.3 * mc.sem)[ok])
+    np.testing.assert_allclose(rp.noise_response(st, X, std=1e-4, times=[2, 8]),
+                               rp.noise_response(st, X, std=1e-4)[[1, 7]], rtol=1e-10)
+
+
+def test_stack_state_bounds_and_the_set_bound_of_one_layer():
+    from rnnperturb.perturb import sets
+    st = random_stacked(["elman", "gru"], 4, 2, spectral_norm=3.0, seed=14)
+    s0 = np.concatenate([np.zeros((2, 4)), np.full((2, 4), 1.5)], 1)
+    X = np.random.default_rng(15).normal(size=(20, 2, 2)) * 3
+    lo, hi = st.state_bounds(s0)
+    S = st.run(X, s0, state="full")
+    assert np.all((S >= lo) & (S <= hi)) and np.all(hi[:, 4:] == 1.5)
+    np.testing.assert_array_equal(st.trivial_cap(s0, 2)[:, :4], 2.0)
+    one = Stacked(layers=(random_cell("elman", 5, 2, seed=16),))
+    X = X[:6, :, :]
+    np.testing.assert_array_equal(rp.set_bound(one, sets.drift(one, rel=1e-3), X),
+                                  rp.set_bound(one.layers[0], sets.drift(one.layers[0], rel=1e-3),
+                                               X))
+
+
+def test_stack_bad_input_is_refused_by_name():
+    a = random_cell("elman", 4, 2, seed=0)
+    with pytest.raises(ValueError, match="layers: expected a non-empty sequence"):
+        Stacked(layers=())
+    with pytest.raises(ValueError, match=r"layers\[1\].m: expected 4 \(the output of layer 0\), "
+                                         r"found 2"):
+        Stacked(layers=(a, a))
+    with pytest.raises(ValueError, match=r"layers\[1\].n: expected the hidden size"):
+        Stacked(layers=(a, random_cell("elman", 5, 4, seed=1)))
+    with pytest.raises(ValueError, match=r"layers\[0\].V: expected None"):
+        Stacked(layers=(random_cell("elman", 4, 2, n_out=2, seed=2),))
+    st = Stacked(layers=(a, random_cell("elman", 4, 4, seed=3)))
+    with pytest.raises(ValueError, match=r"replace: expected parameter names.*found \['l2.W'\]"):
+        st.replace(**{"l2.W": np.eye(4)})
+    with pytest.raises(ValueError, match=r"rank: expected keys among"):
+        rp.truncate_svd(st, rank={"W": 1})
+    with pytest.raises(AttributeError):
+        st.l0.W                     # noqa: B018  (the name is the string "l0.W")
+    assert st.astype(np.float32).layers[1].dtype == np.float32
