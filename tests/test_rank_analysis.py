@@ -174,3 +174,35 @@ def test_mgru_first_order_allocation_on_checkpoint(checkpoint, tol):
     # a heuristic: a cheaper passing allocation may exist (at tol = 1.5 it does,
     # (12, 9) with 3328 parameters against the descent's 3456)
     assert rec.params >= _cheapest(cell, ref, tol)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rp.random_cell("lstm", 5, 3, seed=0).replace(
+        V=np.random.default_rng(1).standard_normal((3, 5)), c=np.zeros(3)),
+    lambda: rp.random_stacked(["elman", "gru"], 5, 3, n_out=3, seed=1),
+], ids=["lstm", "stacked"])
+def test_accuracy_rows_state_size_above_n(make):
+    """Cells whose state is more than h (LSTM's (h, c), a stack's layers): the accuracy
+    of each row is the readout of the truncated network's output, and the margins of the
+    certified test are those of the output (recall_margins runs the full state)."""
+    from rnnperturb.bounds.recall import label_task, recall_margins
+    from rnnperturb.report.rank_analysis import sound_cap
+    cell = make()
+    assert cell.state_size > cell.n
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((6, 40, 3))
+    H = cell.run(X)
+    y = np.argmax(cell.readout(H[-1]), -1)
+    y = np.where(rng.random(40) < 0.3, (y + 1) % 3, y)
+    rows = rp.analyze_ranks(cell, X, y=y, ranks=[0, 2, 5], certified=False)
+    for row in rows:
+        small = rp.truncate_svd(cell, rank=row.rank)
+        assert row.accuracy == np.mean(np.argmax(small.readout(small.run(X)[-1]), -1) == y)
+        assert row.certified_accuracy is None
+    assert [set(r.rank) for r in rows] == [set(cell.recurrent_names)] * 3
+    margin = recall_margins(cell, label_task(cell, X, y))[0][-1]         # (B, k)
+    logits = cell.readout(H[-1])
+    exact = logits[np.arange(40), y][:, None] - logits
+    exact[np.arange(40), y] = np.inf
+    assert np.all(margin <= exact) and np.all(margin >= exact - 1e-9)
+    assert sound_cap(cell) == pytest.approx(2 * np.sqrt(5))

@@ -159,18 +159,20 @@ def label_task(cell, X, y):
 
 
 def _trajectory_error_estimate(cell, X3, H):
-    """Estimated ||h_t - fl(h_t)||_2 per (t, b): 100 x distance to a longdouble run
-    of the cell's own step (:meth:`Cell.forward` over the float namespace) + 1e-12."""
+    """Estimated ||h_t - fl(h_t)||_2 per (t, b) of the output h_t (what the readout sees,
+    :meth:`Cell.output`): 100 x distance to a longdouble run of the cell's own step
+    (:meth:`Cell.forward` over the float namespace, on the full state) + 1e-12."""
     ld = np.longdouble
     P = {k: np.asarray(v, dtype=ld) for k, v in cell.params.items()}
     Xl = np.asarray(X3, dtype=ld)
-    h = np.zeros((X3.shape[1], cell.n), dtype=ld)
+    s = np.zeros((X3.shape[1], cell.state_size), dtype=ld)   # the full state (LSTM: h, c)
     err = np.empty(H.shape[:2])
 
     def rec(k, a):
         return FLOAT.matvec(P[k], a)
     for t in range(X3.shape[0]):
-        h = cell.forward(FLOAT, P, h, Xl[t], rec)[0]
+        s = cell.forward(FLOAT, P, s, Xl[t], rec)[0]
+        h = cell.output(FLOAT, s)                           # what the readout sees
         err[t] = np.sqrt(np.sum((h - H[t].astype(ld)) ** 2, axis=-1)).astype(np.float64)
     return 100.0 * err + 1e-12
 

@@ -3,24 +3,59 @@
 For every rank (or ``--ranks``) it prints the compression ratio, the norms of
 the truncation error and the exact, first-order and certified maximum
 deviation of the hidden state, on the file's own task inputs or on
-``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m); optional key
-``y``, integer labels of shape (B,) scored at the last step through the
-readout: each row then gains ``accuracy``, the compressed network's accuracy).
-``--tolerance`` with ``--horizon`` recommends the smallest safe rank.
+``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m)).
+``--tolerance`` with ``--horizon`` recommends the smallest rank whose certified
+deviation stays below the tolerance.
 
-FILE is an ``.npz`` checkpoint or a PyTorch state_dict of a one-layer
-``nn.RNN`` (tanh) or ``nn.GRU`` with an optional ``Linear`` readout, read with
-``weights_only=True`` and converted by :func:`rnnperturb.from_torch` (the
-cell's dtype follows ``weight_hh_l0``). Where the certified bound is not
-implemented for the cell (the GRU), the certified column is ``n/a`` (JSON
-``null``) with one note saying why, and ``--tolerance`` is refused (exit 2).
+Accuracy. With labels -- key ``y`` of ``--inputs``, integers of shape (B,)
+scored at the last step or (T, B) scored where ``y >= 0`` -- or a checkpoint
+whose task has classes (memorization, k-back: its targets at the recall steps),
+and a readout, every row also gives the **accuracy** of the truncated network
+(fraction of the scored sequences right at every scored step; for a
+memorization checkpoint this is its recall) and the **certified accuracy**
+(fraction right at full rank *and* proven to keep the prediction at every
+scored step under the truncation: the certified deviation bound times the
+readout's :math:`\|V_y - V_j\|` against each class margin,
+:func:`rnnperturb.bounds.recall.certified_recall`). Certified accuracy <=
+accuracy, with equality at full rank. ``--tolerance-accuracy LOSS``
+recommends the smallest evaluated rank that loses at most LOSS (0.01 = one
+point, measured) and the smallest that provably loses none (certified accuracy
+= full accuracy). ``--export PATH`` writes the chosen truncation
+(``--export-rank R``, else the accuracy recommendation, else the ``--tolerance``
+one) back: a PyTorch state_dict with the input file's keys
+(:func:`rnnperturb.to_torch`, loadable with ``load_state_dict(strict=True)``)
+for a .pt/.pth input, an .npz checkpoint (metadata kept) for an .npz input.
+
+Sets. ``--bits B[,B...]``, ``--drift D[,...]`` and ``--noise-std S[,...]`` add,
+for the network as given, the certified deviation over *every* rounding onto
+quantize()'s B-bit grid (``--rounding any``, the default, or ``nearest``), every
+drift :math:`|\Delta W_{ij}| \le D|W_{ij}|` (:func:`rnnperturb.set_bound`), or
+Gaussian weight noise of std S with probability ``--confidence`` jointly over
+all sequences (:func:`rnnperturb.noise_bound` at
+:math:`1 - (1-\text{confidence})/B`), and with labels the certified accuracy
+over the set (:func:`rnnperturb.bounds.set_recall.certified_set_recall`);
+beside them the measured deviation and accuracy of ``quantize()``
+(round-to-nearest), of ``--samples`` seeded drift vertices, or of ``--samples``
+seeded noise draws (mean accuracy; ``accuracy_min`` in JSON). These bounds cost
+O(n^4) per step and sequence: keep the inputs small.
+
+Where the certified bound is not implemented for the cell, the certified
+columns are ``n/a`` (JSON ``null``) with one note saying why, and
+``--tolerance`` is refused (exit 2).
+
+FILE is an ``.npz`` checkpoint or a PyTorch state_dict read with
+``weights_only=True`` and converted by :func:`rnnperturb.from_torch` (an
+optional ``Linear`` readout beside the network; the cell's dtype follows the
+recurrent weights).
 
 Which trajectory each column describes: ``exact`` and ``1st-order`` are
 computed in the cell's own dtype (float32 checkpoints: float32 arithmetic);
 ``certified`` is a sound upper bound for the exact (real-arithmetic) runs of
 the same weights, evaluated in verified float64, so for a float32 checkpoint it
 does not include float32 rounding and can lie below the float32 ``exact``
-column.
+column. ``accuracy`` and ``certified accuracy`` both describe the float64 run
+of the stored weights (for a float32 file they can differ from float32
+inference only where a logit margin is below float32 rounding).
 
 ``--json`` writes strict JSON (RFC 8259): a number that is not finite (NaN or
 ±Inf, e.g. the recommendation's ``certified_max`` when no rank passes) is
@@ -73,6 +108,12 @@ recommendation's certified_max when no rank passes) are written as null.
 exit status: 0 ok; 1 output could not be written (closed stdout, full disk);
 2 bad input or usage (one line on stderr naming the argument); 130 interrupted;
 141 stdout's reader went away (broken pipe).
+
+labels (--inputs with y, or a checkpoint's classification task) add accuracy and
+cert.acc: fraction right at full rank and proven to keep the prediction at
+every scored step (cert.acc <= accuracy, equal at full rank).
+example: rnnperturb analyze model.pt --inputs X.npz --tolerance-accuracy 0.01
+           --export small.pt --bits 8
 """
 
 

@@ -56,13 +56,16 @@ class RankRow:
 
 
 def sound_cap(cell) -> float:
-    r"""The trivial bound on :math:`\|h'_t - h_t\|_2` from :math:`h_0 = 0`: the
-    2-norm (rounded up) of the cell's :meth:`~rnnperturb.cells.Cell.trivial_cap`
-    (:math:`2\sqrt n` for the Elman RNN and the MGRU), the same cap the certified
-    bound never exceeds.
+    r"""The trivial bound on :math:`\|h'_t - h_t\|_2` of the output (what the readout
+    sees, :meth:`~rnnperturb.cells.Cell.output`) from a zero state: the 2-norm
+    (rounded up) of the output part of the cell's
+    :meth:`~rnnperturb.cells.Cell.trivial_cap` (:math:`2\sqrt n` for the Elman RNN,
+    the MGRU, the GRU and the LSTM's h), the same cap the certified bound never
+    exceeds.
     """
     from rnnperturb.verified.linalg import vec_norm_upper
-    return float(vec_norm_upper(cell.trivial_cap(np.zeros(cell.n), 1))[0])
+    width = cell.hidden_of(cell.trivial_cap(np.zeros(cell.state_size), 1))
+    return float(vec_norm_upper(np.asarray(width, np.float64))[0])
 
 
 def _capped_max(bound, cap: float) -> float:
