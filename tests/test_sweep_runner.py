@@ -78,8 +78,8 @@ def test_key_stable_and_distinct():
 
 
 def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="cell.*'lstm'"):
-        Config(cell="lstm", D=10)
+    with pytest.raises(ValueError, match="cell.*'nosuchcell'"):
+        Config(cell="nosuchcell", D=10)
     with pytest.raises(ValueError, match="recipe"):
         Config(cell="mgru", D=10, recipe="elman_memorization_D10")
     with pytest.raises(ValueError, match="recipe.*mgru_memorization_D20_matched_uniform"):
@@ -151,3 +151,57 @@ def test_auc_rank_of_a_step_curve_is_the_step():
     assert np.sum(1 - np.minimum(acc2[:-1], 1)) == pytest.approx(r_star + 1 / 160)
     assert kept_from(range(n + 1), acc2 >= 0.99) == r_star
     assert kept_from(range(n + 1), acc2 >= 1.0) == 13
+
+
+SEED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "validation", "checkpoints", "seeds")
+
+
+def _shipped():
+    path = os.path.join(SEED_DIR, "sweep.json")
+    if not os.path.exists(path):
+        pytest.skip("validation/checkpoints/seeds/sweep.json not shipped yet")
+    with open(path) as f:
+        return json.load(f)["results"]
+
+
+def test_seed_checkpoints_recall_all_sequences():
+    """Every shipped seed checkpoint recalls all 32 sequences (library float64 forward pass), carries
+    its own seed in its metadata (distinct from the seed-1 checkpoints of the same configuration),
+    and every failed configuration is listed in sweep.json rather than shipped."""
+    from rnnperturb import tasks
+    res = _shipped()
+    shipped = [r for r in res if r["shipped"] is not None]
+    assert len(shipped) >= 30
+    files = sorted(f[:-4] for f in os.listdir(SEED_DIR) if f.endswith(".npz"))
+    assert files == sorted(r["shipped"] for r in shipped)
+    seen = set()
+    for r in shipped:
+        cell, meta = rp.load_with_metadata(os.path.join(SEED_DIR, r["shipped"] + ".npz"))
+        assert (int(meta["seed"]), int(meta["D"]), cell.n, cell.kind) == (
+            r["seed"], r["D"], r["hidden"], r["cell"])
+        task = tasks.memorization_all(int(meta["K"]), int(meta["L"]), int(meta["D"]))
+        Y = cell.readout(cell.run(task.X))
+        assert rp.metrics.sequence_accuracy(Y, task) == 1.0, r["shipped"]
+        key = (r["cell"], r["D"], r["hidden"], r["recipe"], r["seed"])
+        assert key not in seen
+        seen.add(key)
+    for r in res:
+        if r["shipped"] is None:
+            assert r["n_correct"] < r["n_sequences"]
+
+
+def test_sweep_statistics_recomputed_from_shipped_files():
+    """The rank statistics stored in sweep.json are those of the shipped weights (recomputed for the
+    n = 32 nets, the cheapest; the identity-aware method on one of them)."""
+    from validation.rank_stats import rank_statistics
+    small = [r for r in _shipped() if r["shipped"] is not None and r["hidden"] == 32]
+    assert small
+    for i, r in enumerate(small):
+        cell, meta = rp.load_with_metadata(os.path.join(SEED_DIR, r["shipped"] + ".npz"))
+        methods = ("svd", "identity") if i == 0 else ("svd",)
+        st = rank_statistics(cell, meta, methods=methods)
+        for m in methods:
+            for k in ("kept_99", "kept_all32", "margin_kept"):
+                assert st[m][k] == r["stats"][m][k], (r["shipped"], m, k)
+            assert st[m]["auc_rank"] == pytest.approx(r["stats"][m]["auc_rank"], abs=1e-9)
