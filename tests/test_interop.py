@@ -44,13 +44,15 @@ def test_prefix_readout_and_ignored_keys_are_reported():
 def test_rejections():
     with pytest.raises(ValueError, match=r"nonlinearity: expected 'tanh'.*found 'relu'"):
         from_torch_state_dict(sd(), nonlinearity="relu")
-    lstm = sd()
-    lstm["weight_hh_l0"] = np.ones((16, 4))
-    with pytest.raises(ValueError, match=r"'weight_hh_l0' has 4n rows \(an LSTM\?\): nn.LSTM is not supported yet"):
-        from_torch_state_dict(lstm)
+    five = sd()
+    five["weight_hh_l0"] = np.ones((20, 4))
+    with pytest.raises(ValueError, match=r"state_dict\['weight_hh_l0'\]: expected shape \(G n, n\) "
+                                         r"with G = 1 \(nn.RNN\), 3 \(nn.GRU\) or 4 \(nn.LSTM\), "
+                                         r"found shape \(20, 4\) \(G = 5\)"):
+        from_torch_state_dict(five)
     two = sd()
-    two.update({k.replace("l0", "l1"): v for k, v in sd().items()})
-    with pytest.raises(ValueError, match=r"num_layers: expected 1 \(stacked networks are not supported yet\), found 2"):
+    two.update({k.replace("l0", "l1"): v for k, v in sd().items()})   # layer 1 takes n inputs
+    with pytest.raises(ValueError, match=r"state_dict\['weight_ih_l1'\]: expected shape \(4, 4\)"):
         from_torch_state_dict(two)
     with pytest.raises(ValueError, match=r"expected exactly one 'weight_hh_l0'.*found 0"):
         from_torch_state_dict({"a": np.ones(2)})

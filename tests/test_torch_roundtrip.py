@@ -20,9 +20,9 @@ def _randomise(module, seed, scale=0.5):
 class Net(torch.nn.Module):
     """A user's model: a recurrent layer named ``rnn`` and a Linear ``head``."""
 
-    def __init__(self, kind, m, n, k, batch_first=False, bias=True):
+    def __init__(self, kind, m, n, k, batch_first=False, bias=True, num_layers=1):
         super().__init__()
-        self.rnn = kind(m, n, batch_first=batch_first, bias=bias)
+        self.rnn = kind(m, n, batch_first=batch_first, bias=bias, num_layers=num_layers)
         self.head = torch.nn.Linear(n, k)
         self.batch_first = batch_first
 
@@ -47,24 +47,51 @@ def _compare(net, cell, X):
     return (float(np.max(np.abs(H.numpy() - Hc))), float(np.max(np.abs(y.numpy() - yc))))
 
 
-KINDS = [torch.nn.RNN, torch.nn.GRU]
+KINDS = [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM]
+IDS = ["rnn", "gru", "lstm"]
+CELLS = {torch.nn.RNN: rp.ElmanRNN, torch.nn.GRU: rp.GRU, torch.nn.LSTM: rp.LSTM}
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_torch_outputs_float64(kind, batch_first):
-    net = _randomise(Net(kind, 3, 6, 4, batch_first=batch_first).double(), 1)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_outputs_float64(kind, batch_first, num_layers):
+    net = _randomise(Net(kind, 3, 6, 4, batch_first=batch_first, num_layers=num_layers).double(), 1)
     for source in (net, net.state_dict()):
         cell = from_torch(source)
-        assert type(cell) is (rp.ElmanRNN if kind is torch.nn.RNN else rp.GRU)
+        if num_layers == 1:
+            assert type(cell) is CELLS[kind]
+        else:
+            assert type(cell) is rp.Stacked and len(cell.layers) == num_layers
+            assert all(type(layer) is CELLS[kind] for layer in cell.layers)
+            assert cell.recurrent_names[0].startswith("l0.")
         assert cell.dtype == np.float64
         dH, dy = _compare(net, cell, _inputs(12, 5, 3, 2))
         assert dH < 1e-10 and dy < 1e-10, (dH, dy)
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
-def test_torch_bare_module_and_roundtrip_identity(kind):
-    mod = _randomise(kind(4, 5).double(), 3)
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_torch_lstm_initial_state_and_final_h_c(num_layers):
+    """torch's (h_0, c_0) of shape (L, B, n) is our state [h, c] of every layer, bottom first;
+    the final (h_T, c_T) are the pieces of the last full state."""
+    mod = _randomise(torch.nn.LSTM(3, 5, num_layers=num_layers).double(), 31)
+    cell = from_torch(mod)
+    rng = np.random.default_rng(32)
+    h0, c0 = rng.uniform(-1, 1, (num_layers, 4, 5)), rng.normal(size=(num_layers, 4, 5))
+    s0 = np.concatenate([np.concatenate([h0[l], c0[l]], -1) for l in range(num_layers)], -1)
+    X = _inputs(9, 4, 3, 33)
+    with torch.no_grad():
+        H, (hT, cT) = mod(X, (torch.tensor(h0), torch.tensor(c0)))
+    assert np.max(np.abs(cell.run(X.numpy(), s0) - H.numpy())) < 1e-10
+    last = cell.run(X.numpy(), s0, state="full")[-1].reshape(4, num_layers, 2, 5)
+    assert np.max(np.abs(last[:, :, 0].transpose(1, 0, 2) - hT.numpy())) < 1e-10
+    assert np.max(np.abs(last[:, :, 1].transpose(1, 0, 2) - cT.numpy())) < 1e-10
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_bare_module_and_roundtrip_identity(kind, num_layers):
+    mod = _randomise(kind(4, 5, num_layers=num_layers).double(), 3)
     cell = from_torch(mod)
     assert cell.V is None and cell.origin.prefix == "" and cell.origin.readout is None
     X = _inputs(9, 3, 4, 4)
@@ -78,15 +105,16 @@ def test_torch_bare_module_and_roundtrip_identity(kind):
         assert sd[k].dtype == torch.float64 and torch.equal(sd[k], orig[k]), k
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
 @pytest.mark.parametrize("rank", [1, 3])
-def test_torch_truncated_loads_strict_into_users_module(kind, rank):
-    net = _randomise(Net(kind, 3, 7, 2).double(), 5)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_truncated_loads_strict_into_users_module(kind, rank, num_layers):
+    net = _randomise(Net(kind, 3, 7, 2, num_layers=num_layers).double(), 5)
     cell = from_torch(net.state_dict())
     small = rp.truncate_svd(cell, rank=rank)
     sd = to_torch(small, layout=cell.origin)
     assert list(sd) == list(net.state_dict())
-    user = _randomise(Net(kind, 3, 7, 2).double(), 99)        # the user's own module
+    user = _randomise(Net(kind, 3, 7, 2, num_layers=num_layers).double(), 99)   # the user's own
     user.load_state_dict(sd, strict=True)
     dH, dy = _compare(user, small, _inputs(10, 4, 3, 6))
     assert dH < 1e-10 and dy < 1e-10, (dH, dy)
@@ -94,7 +122,7 @@ def test_torch_truncated_loads_strict_into_users_module(kind, rank):
         assert np.linalg.matrix_rank(getattr(small, w)) == rank
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
 def test_torch_issue_one_liner_bare_module(kind):
     """``module.load_state_dict(rp.to_torch(rp.truncate_svd(rp.from_torch(sd), rank=r)),
     strict=True)`` for a bare module (the canonical layout needs no record)."""
@@ -108,7 +136,7 @@ def test_torch_issue_one_liner_bare_module(kind):
     assert np.max(np.abs(H.numpy() - small.run(X.numpy()))) < 1e-10
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
 def test_torch_issue_one_liner_with_readout(kind):
     net = _randomise(Net(kind, 3, 6, 2).double(), 9)
     sd = net.state_dict()
@@ -117,13 +145,14 @@ def test_torch_issue_one_liner_with_readout(kind):
     assert dH < 1e-10 and dy < 1e-10
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
-def test_torch_float32(kind):
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_float32(kind, num_layers):
     """float32 module -> float32 cell. torch and the cell round differently
     (blocked GEMMs, fused gates), so states agree to a few float32 ulps per
     step, amplified at most by the Jacobian's growth: 1e-5 on O(1) states over
     12 steps at this scale (observed ~1e-6)."""
-    net = _randomise(Net(kind, 3, 6, 4), 11)
+    net = _randomise(Net(kind, 3, 6, 4, num_layers=num_layers), 11)
     cell = from_torch(net)
     assert cell.dtype == np.float32
     dH, dy = _compare(net, cell, _inputs(12, 5, 3, 12, torch.float32))
@@ -131,18 +160,19 @@ def test_torch_float32(kind):
     small = rp.truncate_svd(cell, rank=2)
     sd = to_torch(small, layout=cell.origin)
     assert all(v.dtype == torch.float32 for v in sd.values())
-    user = Net(kind, 3, 6, 4)
+    user = Net(kind, 3, 6, 4, num_layers=num_layers)
     user.load_state_dict(sd, strict=True)
     dH, dy = _compare(user, small, _inputs(12, 5, 3, 13, torch.float32))
     assert dH < 1e-5 and dy < 1e-5, (dH, dy)
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=["rnn", "gru"])
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
 def test_torch_bias_false(kind):
     net = _randomise(Net(kind, 3, 5, 2, bias=False).double(), 13)
     cell = from_torch(net.state_dict())
     assert not cell.origin.bias
-    assert all(not np.any(getattr(cell, b)) for b in cell.input_params if b.startswith("b"))
+    biases = [b for b in cell.input_params if b.startswith("b")]
+    assert biases and all(not np.any(getattr(cell, b)) for b in biases)
     dH, dy = _compare(net, cell, _inputs(7, 2, 3, 14))
     assert dH < 1e-10 and dy < 1e-10
     sd = to_torch(rp.truncate_svd(cell, rank=1), layout=cell.origin)
@@ -183,17 +213,21 @@ def test_torch_extras_kept_and_prefix():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: torch.nn.RNN(3, 4, num_layers=2),
-     r"^num_layers: expected 1 \(stacked networks are not supported yet\), found 2$"),
-    (lambda: torch.nn.GRU(3, 4, num_layers=2).state_dict(),
-     r"^num_layers: expected 1 \(stacked networks are not supported yet\), found 2 "),
+    (lambda: {k: v for k, v in torch.nn.GRU(3, 4, num_layers=3).state_dict().items()
+              if not k.endswith("_l1")},
+     r"^num_layers: expected layers 0..2 \(weight_hh_l<k> for every k\), found layers \[0, 2\]$"),
+    (lambda: {k: v for k, v in torch.nn.GRU(3, 4, num_layers=2).state_dict().items()
+              if k != "weight_ih_l1"},
+     r"^state_dict: expected key 'weight_ih_l1', found none \(layer 1\)$"),
+    (lambda: {**torch.nn.GRU(3, 4, num_layers=2).state_dict(),
+              "weight_hh_l1": torch.ones(16, 4)},
+     r"^state_dict\['weight_hh_l1'\]: expected shape \(12, 4\)"),
+    (lambda: torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True),
+     r"^bidirectional: expected False"),
     (lambda: torch.nn.GRU(3, 4, bidirectional=True),
      r"^bidirectional: expected False"),
     (lambda: torch.nn.RNN(3, 4, bidirectional=True).state_dict(),
      r"^state_dict: a bidirectional network \(key 'weight_ih_l0_reverse'\)"),
-    (lambda: torch.nn.LSTM(3, 4), r"^module: an nn.LSTM: not supported yet"),
-    (lambda: torch.nn.LSTM(3, 4).state_dict(),
-     r"^state_dict: 'weight_hh_l0' has 4n rows \(an LSTM\?\): nn.LSTM is not supported yet$"),
     (lambda: torch.nn.RNN(3, 4, nonlinearity="relu"),
      r"^nonlinearity: expected 'tanh'.*found 'relu'"),
     (lambda: torch.nn.LSTM(3, 4, proj_size=2), r"^proj_size: expected 0 .*found 2$"),
@@ -209,7 +243,8 @@ def test_torch_extras_kept_and_prefix():
     (lambda: {"weight_hh_l0": torch.ones(3, 3, dtype=torch.complex64),
               "weight_ih_l0": torch.ones(3, 2)},
      r"^state_dict\['weight_hh_l0'\]: expected a real"),
-], ids=["2layer", "2layer-sd", "bidir", "bidir-sd", "lstm", "lstm-sd", "relu", "proj",
+], ids=["layer-gap", "layer-missing-key", "layer-shape", "lstm-bidir", "bidir", "bidir-sd",
+        "relu", "proj",
         "proj-sd", "nan", "rows", "ih-shape", "complex"])
 def test_torch_refusals(make, match):
     with pytest.raises(ValueError, match=match):
@@ -217,8 +252,14 @@ def test_torch_refusals(make, match):
 
 
 def test_torch_to_torch_refusals():
-    with pytest.raises(ValueError, match=r"^cell: expected an ElmanRNN or a GRU"):
+    with pytest.raises(ValueError, match=r"^cell: expected an ElmanRNN, a GRU or an LSTM.*found MGRU"):
         to_torch(rp.random_cell("mgru", n=3, m=2, seed=0))
+    with pytest.raises(ValueError, match=r"found a stack of \['GRU', 'LSTM'\]"):
+        to_torch(rp.random_stacked(["gru", "lstm"], 3, 2, seed=0))
+    two = from_torch(torch.nn.GRU(2, 3, num_layers=2).double())
+    with pytest.raises(ValueError, match=r"^layout: expected .*num_layers = 1, found .*"
+                                         r"num_layers = 2"):
+        to_torch(two.layers[0], layout=two.origin)
     gru = from_torch(torch.nn.GRU(2, 3).double())
     rnn = from_torch(torch.nn.RNN(2, 3).double())
     with pytest.raises(ValueError, match=r"^layout: expected the layout of an nn.RNN"):

@@ -1,4 +1,5 @@
-r"""Interoperability: PyTorch ``nn.RNN`` (tanh) and ``nn.GRU`` state_dicts and modules to cells and back.
+r"""Interoperability: PyTorch ``nn.RNN`` (tanh), ``nn.GRU`` and ``nn.LSTM`` state_dicts and modules
+(any ``num_layers``) to cells and back.
 
 A one-layer, unidirectional ``torch.nn.RNN`` computes
 :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`, which is the
@@ -17,9 +18,11 @@ problem is a ``ValueError`` naming the state_dict key, the expected and the
 found value.
 
 The round trip (:func:`from_torch`, :func:`to_torch`) covers ``nn.RNN``
-(tanh) and ``nn.GRU`` with one layer, one direction, with or without biases,
-and a ``Linear`` readout next to the network: ``from_torch`` gives the cell
-(:class:`~rnnperturb.ElmanRNN` or :class:`~rnnperturb.GRU`) together with
+(tanh), ``nn.GRU`` and ``nn.LSTM`` with any number of layers, one direction,
+with or without biases, and a ``Linear`` readout next to the network:
+``from_torch`` gives the cell (:class:`~rnnperturb.ElmanRNN`,
+:class:`~rnnperturb.GRU`, :class:`~rnnperturb.LSTM`; for ``num_layers`` > 1 a
+:class:`~rnnperturb.Stacked` of them) together with
 the key layout of the state_dict it came from (:class:`TorchLayout`), and
 ``to_torch`` writes a cell back under those keys, so that
 ``module.load_state_dict(to_torch(cell, layout), strict=True)`` loads into the
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnperturb._checks import check_regular_file, describe
-from rnnperturb.cells import GRU, Cell, ElmanRNN
+from rnnperturb.cells import GRU, LSTM, Cell, ElmanRNN, Stacked
 
 __all__ = ["from_torch_state_dict", "load_torch", "from_torch", "to_torch", "TorchLayout"]
 
@@ -113,8 +116,9 @@ def _keys_and_prefix(state_dict, expected: str):
 
 def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
                           dtype=np.float64) -> tuple[Cell, list[str]]:
-    """Convert a one-layer ``nn.RNN`` (tanh) or ``nn.GRU`` state_dict (tensors or arrays) to a
-    cell: :func:`from_torch` with ``dtype=float64`` by default and its notes (one parser).
+    """Convert an ``nn.RNN`` (tanh), ``nn.GRU`` or ``nn.LSTM`` state_dict (tensors or arrays) to a
+    cell (a :class:`~rnnperturb.Stacked` for several layers): :func:`from_torch` with
+    ``dtype=float64`` by default and its notes (one parser).
 
     Keys may carry a common prefix (e.g. ``rnn.weight_hh_l0`` from a module
     that contains the RNN). A single ``Linear`` readout (``<p>.weight`` of
@@ -132,7 +136,7 @@ def from_torch_state_dict(state_dict: Mapping, *, nonlinearity: str = "tanh",
 
     Returns
     -------
-    cell : ElmanRNN or GRU
+    cell : ElmanRNN, GRU, LSTM or Stacked
     notes : list of str
         What was assumed or ignored (nothing is dropped silently).
 
@@ -193,8 +197,8 @@ def read_torch_file(path, name: str) -> tuple[Mapping, list[str]]:
     return sd, notes
 
 
-def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]]:
-    """Load a PyTorch ``nn.RNN`` state_dict file with ``weights_only=True``.
+def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[Cell, list[str]]:
+    """Load a PyTorch ``nn.RNN``/``nn.GRU``/``nn.LSTM`` state_dict file with ``weights_only=True``.
 
     Parameters
     ----------
@@ -205,7 +209,7 @@ def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]
 
     Returns
     -------
-    cell : ElmanRNN
+    cell : ElmanRNN, GRU, LSTM or Stacked
     notes : list of str
 
     Raises
@@ -220,7 +224,7 @@ def load_torch(path, *, nonlinearity: str = "tanh") -> tuple[ElmanRNN, list[str]
     return cell, notes + more
 
 
-# ----- the round trip: from_torch / to_torch (nn.RNN tanh, nn.GRU)
+# ----- the round trip: from_torch / to_torch (nn.RNN tanh, nn.GRU, nn.LSTM, any num_layers)
 @dataclass(frozen=True)
 class _Codec:
     """How one torch recurrent layer maps onto one cell type.
@@ -240,15 +244,22 @@ _CODECS = (
     _Codec("nn.RNN", ElmanRNN, (("W", "U", ("sum", "b")),)),
     _Codec("nn.GRU", GRU, (("Wr", "Ur", ("sum", "br")), ("Wz", "Uz", ("sum", "bz")),
                            ("Wn", "Un", ("split", "bn", "bhn")))),
+    _Codec("nn.LSTM", LSTM, tuple(("W" + g, "U" + g, ("sum", "b" + g)) for g in "ifgo")),
 )
 _BY_GATES = {len(c.gates): c for c in _CODECS}          # rows of weight_hh / n
 _BY_KIND = {c.cell_type.kind: c for c in _CODECS}
+_SUPPORTED = "an nn.RNN (tanh), nn.GRU or nn.LSTM"
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     a.setflags(write=False)
     return a
+
+
+def _layer_keys(prefix: str, l: int) -> tuple[str, str, str, str]:
+    """weight_ih, weight_hh, bias_ih, bias_hh of layer ``l``."""
+    return tuple(f"{prefix}{w}_l{l}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -260,22 +271,23 @@ class TorchLayout:
 
     Attributes
     ----------
-    torch_name : {'nn.RNN', 'nn.GRU'}
+    torch_name : {'nn.RNN', 'nn.GRU', 'nn.LSTM'}
     prefix : str
         Common prefix of the network's keys (``''`` or e.g. ``'rnn.'``).
     n, m : int
         Hidden and input size.
     bias : bool
-        Whether the state_dict has ``bias_ih_l0``/``bias_hh_l0``
+        Whether the state_dict has ``bias_ih_l*``/``bias_hh_l*``
         (``bias=False`` modules have neither).
     readout : str or None
         Prefix of the ``Linear`` readout (``'fc.'``, ``'head.'``), or None.
     readout_bias : bool
         Whether the readout has a ``bias`` key.
-    bias_ih, bias_hh : ndarray of shape (G n,), or None
-        The original biases (float64, read-only), so that a gate whose cell
-        keeps only the sum :math:`b_{ih} + b_{hh}` gets both back exactly
-        while that sum is unchanged (else :math:`b_{ih} = b - b_{hh}`).
+    bias_ih, bias_hh : ndarray of shape (L G n,), or None
+        The original biases of all layers one after the other (float64,
+        read-only), so that a gate whose cell keeps only the sum
+        :math:`b_{ih} + b_{hh}` gets both back exactly while that sum is
+        unchanged (else :math:`b_{ih} = b - b_{hh}`).
     weight_dtype : str
         torch dtype of the original ``weight_hh_l0`` (informative).
     extras : tuple of (str, value)
@@ -283,6 +295,8 @@ class TorchLayout:
         unchanged (copies), so that a strict load into the same module works.
     keys : tuple of str
         All keys, in the original order (the order ``to_torch`` writes).
+    num_layers : int
+        L; more than one gives a :class:`~rnnperturb.Stacked` of L cells.
     """
 
     torch_name: str
@@ -297,26 +311,35 @@ class TorchLayout:
     weight_dtype: str
     extras: tuple
     keys: tuple
+    num_layers: int = 1
 
     @classmethod
     def default(cls, cell: Cell) -> "TorchLayout":
-        """The canonical layout of a bare torch module for ``cell``: no prefix,
-        biases present, the readout (if any) under ``'fc.'``."""
-        codec = _codec_of(cell)
+        """The canonical layout of a bare torch module for ``cell`` (one cell or a
+        stack): no prefix, biases present, the readout (if any) under ``'fc.'``."""
+        codec, layers = _codec_of(cell)
         p = "fc." if cell.V is not None else None
-        keys = tuple(s for s in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+        keys = tuple(k for l in range(len(layers)) for k in _layer_keys("", l))
         if p:
             keys += ("fc.weight", "fc.bias")
         return cls(codec.torch_name, "", cell.n, cell.m, True, p, p is not None, None, None,
-                   str(cell.dtype), (), keys)
+                   str(cell.dtype), (), keys, len(layers))
 
 
-def _codec_of(cell) -> _Codec:
-    codec = _BY_KIND.get(getattr(cell, "kind", None)) if isinstance(cell, Cell) else None
-    if codec is None or type(cell) is not codec.cell_type:
-        raise ValueError(f"cell: expected an ElmanRNN or a GRU (the cells with a PyTorch "
-                         f"counterpart), found {type(cell).__name__}")
-    return codec
+def _codec_of(cell) -> tuple[_Codec, tuple]:
+    """The codec of a cell or of a stack's layers (all of one type), and the layers."""
+    layers = getattr(cell, "layers", None) if isinstance(cell, Cell) else None
+    layers = tuple(layers) if layers is not None else (cell,)
+    codec = None
+    if all(isinstance(c, Cell) for c in layers):
+        codecs = {_BY_KIND.get(getattr(c, "kind", None)) for c in layers}
+        codec = codecs.pop() if len(codecs) == 1 else None
+    if codec is None or any(type(c) is not codec.cell_type for c in layers):
+        found = (type(cell).__name__ if layers == (cell,) else
+                 f"a stack of {[type(c).__name__ for c in layers]}")
+        raise ValueError(f"cell: expected an ElmanRNN, a GRU or an LSTM, or a stack of layers "
+                         f"of one of them (the cells with a PyTorch counterpart), found {found}")
+    return codec, layers
 
 
 def _is_module(obj) -> bool:
@@ -330,78 +353,43 @@ def _check_module(module) -> None:
     import torch
     rnns = [mod for mod in module.modules() if isinstance(mod, torch.nn.RNNBase)]
     if len(rnns) != 1:
-        raise ValueError(f"module: expected exactly one nn.RNN or nn.GRU inside, found "
+        raise ValueError(f"module: expected exactly one nn.RNN, nn.GRU or nn.LSTM inside, found "
                          f"{len(rnns)} recurrent modules in {type(module).__name__}")
     rnn = rnns[0]
     mode = getattr(rnn, "mode", "")
     if getattr(rnn, "proj_size", 0):
-        raise ValueError(f"proj_size: expected 0 (projections are not supported), found "
+        raise ValueError(f"proj_size: expected 0 (LSTM projections are not supported), found "
                          f"{rnn.proj_size}")
-    if mode == "LSTM":
-        raise ValueError("module: an nn.LSTM: not supported yet (nn.RNN with tanh and nn.GRU "
-                         "are)")
     if mode == "RNN_RELU":
         raise ValueError("nonlinearity: expected 'tanh' (the only supported nn.RNN "
                          "nonlinearity), found 'relu'")
-    if mode not in ("RNN_TANH", "GRU"):
-        raise ValueError(f"module: expected an nn.RNN (tanh) or an nn.GRU, found mode "
+    if mode not in ("RNN_TANH", "GRU", "LSTM"):
+        raise ValueError(f"module: expected {_SUPPORTED}, found mode "
                          f"{describe(mode)} ({type(rnn).__name__})")
-    if rnn.num_layers != 1:
-        raise ValueError(f"num_layers: expected 1 (stacked networks are not supported yet), "
-                         f"found {rnn.num_layers}")
     if rnn.bidirectional:
         raise ValueError("bidirectional: expected False (rnnperturb follows one direction of "
                          "time), found True")
 
 
-def _parse(state_dict: Mapping, dtype):
-    """State_dict -> (cell, layout, notes) for one-layer nn.RNN / nn.GRU."""
-    keys, prefix = _keys_and_prefix(state_dict, "a one-layer nn.RNN or nn.GRU")
-    ours = [k for k in keys if k.startswith(prefix)]
-    rev = [k for k in ours if k.endswith("_reverse")]
-    if rev:
-        raise ValueError(f"state_dict: a bidirectional network (key {rev[0]!r}): not "
-                         f"supported (rnnperturb follows one direction of time)")
-    layers = sorted({int(mt.group(1)) for k in ours
-                     if (mt := re.fullmatch(re.escape(prefix) + r"weight_hh_l(\d+)", k))})
-    if len(layers) > 1:
-        raise ValueError(f"num_layers: expected 1 (stacked networks are not supported yet), "
-                         f"found {max(layers) + 1} (state_dict key "
-                         f"{prefix + 'weight_hh_l' + str(max(layers))!r})")
-    khr = prefix + "weight_hr_l0"
-    if khr in state_dict:
-        raise ValueError(f"proj_size: expected 0 (projections are not supported), found "
-                         f"{_shape(state_dict[khr])[:1] or '?'} (state_dict key {khr!r})")
-    kW, kU = prefix + "weight_hh_l0", prefix + "weight_ih_l0"
-    kbi, kbh = prefix + "bias_ih_l0", prefix + "bias_hh_l0"
+def _parse_layer(state_dict, prefix, l, G, n, m_l, has_bias, codec):
+    """Parameters of layer ``l`` (weights checked against G, n and the input size m_l)."""
+    kU, kW, kbi, kbh = _layer_keys(prefix, l)
+    for k in (kU, kW):
+        if k not in state_dict:
+            raise ValueError(f"state_dict: expected key {k!r}, found none (layer {l})")
     Whh = _to_numpy(kW, state_dict[kW])
-    if Whh.ndim != 2 or Whh.shape[1] == 0 or Whh.shape[0] % Whh.shape[1]:
-        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN) or "
-                         f"3 (nn.GRU), found shape {Whh.shape}")
-    n = Whh.shape[1]
-    G = Whh.shape[0] // n
-    if G == 4:
-        raise ValueError(f"state_dict: {kW!r} has 4n rows (an LSTM?): nn.LSTM is not "
-                         f"supported yet")
-    if G not in _BY_GATES:
-        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN) or "
-                         f"3 (nn.GRU), found shape {Whh.shape} (G = {G})")
-    codec = _BY_GATES[G]
-    if kU not in state_dict:
-        raise ValueError(f"state_dict: expected key {kU!r}, found none")
+    if Whh.shape != (G * n, n):
+        raise ValueError(f"state_dict[{kW!r}]: expected shape ({G * n}, {n}) (every layer of "
+                         f"an {codec.torch_name} alike), found shape {Whh.shape}")
     Wih = _to_numpy(kU, state_dict[kU])
-    if Wih.ndim != 2 or Wih.shape[0] != G * n:
-        raise ValueError(f"state_dict[{kU!r}]: expected shape ({G * n}, m), found shape "
-                         f"{Wih.shape}")
-    m = Wih.shape[1]
-    notes = [f"read as a one-layer {codec.torch_name}"]
-    if G == 1:
-        notes.append("nonlinearity assumed tanh (a state_dict does not record it)")
+    if Wih.ndim != 2 or Wih.shape[0] != G * n or (m_l is not None and Wih.shape[1] != m_l):
+        want = f"({G * n}, m)" if m_l is None else f"({G * n}, {m_l})"
+        raise ValueError(f"state_dict[{kU!r}]: expected shape {want}, found shape {Wih.shape}")
     present = [k for k in (kbi, kbh) if k in state_dict]
-    if len(present) == 1:
+    if len(present) == 1 or bool(present) != has_bias:
         raise ValueError(f"state_dict: expected both {kbi!r} and {kbh!r} (bias=True) or neither "
-                         f"(bias=False), found only {present[0]!r}")
-    has_bias = bool(present)
+                         f"(bias=False) in every layer, found "
+                         f"{'only ' + repr(present[0]) if present else 'neither'}")
     if has_bias:
         bih, bhh = (_to_numpy(k, state_dict[k]) for k in (kbi, kbh))
         for k, v in ((kbi, bih), (kbh, bhh)):
@@ -410,7 +398,6 @@ def _parse(state_dict: Mapping, dtype):
                                  f"{v.shape}")
     else:
         bih = bhh = np.zeros(G * n)
-        notes.append("no bias_ih_l0/bias_hh_l0: biases taken as zero (bias=False)")
     params = {}
     for g, (w, u, bias) in enumerate(codec.gates):
         rows = slice(g * n, (g + 1) * n)
@@ -419,21 +406,68 @@ def _parse(state_dict: Mapping, dtype):
             params[bias[1]] = bih[rows] + bhh[rows]
         else:
             params[bias[1]], params[bias[2]] = bih[rows], bhh[rows]
-    used = {kW, kU, kbi, kbh}
+    return params, bih, bhh, Wih.shape[1], {kU, kW, kbi, kbh}
+
+
+def _parse(state_dict: Mapping, dtype):
+    """State_dict -> (cell or stack, layout, notes) for nn.RNN / nn.GRU / nn.LSTM."""
+    keys, prefix = _keys_and_prefix(state_dict, _SUPPORTED)
+    ours = [k for k in keys if k.startswith(prefix)]
+    rev = [k for k in ours if k.endswith("_reverse")]
+    if rev:
+        raise ValueError(f"state_dict: a bidirectional network (key {rev[0]!r}): not "
+                         f"supported (rnnperturb follows one direction of time)")
+    hr = [k for k in ours if re.fullmatch(re.escape(prefix) + r"weight_hr_l\d+", k)]
+    if hr:
+        raise ValueError(f"proj_size: expected 0 (LSTM projections are not supported), found "
+                         f"{_shape(state_dict[hr[0]])[:1] or '?'} (state_dict key {hr[0]!r})")
+    layers = sorted({int(mt.group(1)) for k in ours
+                     if (mt := re.fullmatch(re.escape(prefix) + r"weight_hh_l(\d+)", k))})
+    L = len(layers)
+    if layers != list(range(L)):
+        raise ValueError(f"num_layers: expected layers 0..{layers[-1]} (weight_hh_l<k> for "
+                         f"every k), found layers {layers}")
+    kW = prefix + "weight_hh_l0"
+    Whh0 = _to_numpy(kW, state_dict[kW])
+    if Whh0.ndim != 2 or Whh0.shape[1] == 0 or Whh0.shape[0] % Whh0.shape[1]:
+        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN), "
+                         f"3 (nn.GRU) or 4 (nn.LSTM), found shape {Whh0.shape}")
+    n = Whh0.shape[1]
+    G = Whh0.shape[0] // n
+    if G not in _BY_GATES:
+        raise ValueError(f"state_dict[{kW!r}]: expected shape (G n, n) with G = 1 (nn.RNN), "
+                         f"3 (nn.GRU) or 4 (nn.LSTM), found shape {Whh0.shape} (G = {G})")
+    codec = _BY_GATES[G]
+    has_bias = prefix + "bias_ih_l0" in state_dict or prefix + "bias_hh_l0" in state_dict
+    per, bihs, bhhs, used, m = [], [], [], set(), None
+    for l in range(L):
+        params, bih, bhh, m_l, k_l = _parse_layer(state_dict, prefix, l, G, n,
+                                                  None if l == 0 else n, has_bias, codec)
+        m = m_l if l == 0 else m
+        per.append(params)
+        bihs.append(bih)
+        bhhs.append(bhh)
+        used |= k_l
+    notes = [f"read as a {L}-layer {codec.torch_name}" if L > 1 else
+             f"read as a one-layer {codec.torch_name}"]
+    if G == 1:
+        notes.append("nonlinearity assumed tanh (a state_dict does not record it)")
+    if not has_bias:
+        notes.append("no bias_ih_l*/bias_hh_l*: biases taken as zero (bias=False)")
     rest = [k for k in keys if k not in used]
-    readout, readout_bias = None, False
+    readout, readout_bias, V, c = None, False, None, None
     w_keys = [k for k in rest if k.endswith("weight") and len(_shape(state_dict[k])) == 2
               and _shape(state_dict[k])[-1] == n]
     if len(w_keys) == 1:
         kV = w_keys[0]
         readout = kV[: -len("weight")]
-        params["V"] = _to_numpy(kV, state_dict[kV])
+        V = _to_numpy(kV, state_dict[kV])
         kc = readout + "bias"
         if kc in state_dict:
-            params["c"] = _to_numpy(kc, state_dict[kc])
-            if params["c"].shape != (params["V"].shape[0],):
-                raise ValueError(f"state_dict[{kc!r}]: expected shape ({params['V'].shape[0]},),"
-                                 f" found shape {params['c'].shape}")
+            c = _to_numpy(kc, state_dict[kc])
+            if c.shape != (V.shape[0],):
+                raise ValueError(f"state_dict[{kc!r}]: expected shape ({V.shape[0]},),"
+                                 f" found shape {c.shape}")
             readout_bias = True
         notes.append(f"readout V, c taken from {kV!r}" + (f" and {kc!r}" if readout_bias else ""))
         rest = [k for k in rest if k not in (kV, kc)]
@@ -444,16 +478,22 @@ def _parse(state_dict: Mapping, dtype):
     if dtype is None:
         wd = getattr(state_dict[kW], "dtype", None)
         dtype = np.float32 if str(wd) in ("torch.float32", "float32") else np.float64
+    readout_kw = {} if V is None else {"V": V, "c": c}
     try:
-        cell = codec.cell_type(**params, dtype=dtype)
+        if L == 1:
+            cell = codec.cell_type(**per[0], **readout_kw, dtype=dtype)
+        else:
+            cell = Stacked(layers=tuple(codec.cell_type(**p, dtype=dtype) for p in per),
+                           **readout_kw, dtype=dtype)
     except ValueError as exc:
         raise ValueError(f"state_dict: {exc}") from None
     extras = tuple((k, _copy_value(state_dict[k])) for k in rest)
     layout = TorchLayout(codec.torch_name, prefix, n, m, has_bias, readout, readout_bias,
-                         _frozen(bih) if has_bias else None, _frozen(bhh) if has_bias else None,
+                         _frozen(np.concatenate(bihs)) if has_bias else None,
+                         _frozen(np.concatenate(bhhs)) if has_bias else None,
                          str(state_dict[kW].dtype if _is_tensor(state_dict[kW])
                              else np.asarray(state_dict[kW]).dtype),
-                         extras, tuple(keys))
+                         extras, tuple(keys), L)
     return cell, layout, notes
 
 
@@ -467,15 +507,20 @@ def _copy_value(value):
 
 def from_torch(module_or_state_dict, *, dtype=None, nonlinearity: str = "tanh",
                return_notes: bool = False):
-    r"""A cell from a one-layer PyTorch ``nn.RNN`` (tanh) or ``nn.GRU``.
+    r"""A cell, or a stack of cells, from a PyTorch ``nn.RNN`` (tanh), ``nn.GRU`` or ``nn.LSTM``.
 
     ``nn.RNN``: :math:`W` = ``weight_hh_l0``, :math:`U` = ``weight_ih_l0``,
     :math:`b = b_{ih} + b_{hh}` (:class:`~rnnperturb.ElmanRNN`). ``nn.GRU``:
     the blocks r, z, n of ``weight_hh_l0`` are ``Wr, Wz, Wn``, those of
     ``weight_ih_l0`` are ``Ur, Uz, Un``; ``br = b_ir + b_hr``,
     ``bz = b_iz + b_hz``, ``bn = b_in``, ``bhn = b_hn``
-    (:class:`~rnnperturb.GRU`). A ``Linear`` readout next to the network
-    (``<p>.weight`` of shape (k, n), ``<p>.bias``) becomes ``V, c``.
+    (:class:`~rnnperturb.GRU`). ``nn.LSTM``: the blocks i, f, g, o are
+    ``Wi, Wf, Wg, Wo`` and ``Ui, Uf, Ug, Uo``, ``bi = b_ii + b_hi``, ...
+    (:class:`~rnnperturb.LSTM`, state ``[h, c]``). With ``num_layers`` L > 1 the
+    result is a :class:`~rnnperturb.Stacked` of L such cells, layer l's
+    parameters named ``"l{l}.Wr"`` and so on. A ``Linear`` readout next to the
+    network (``<p>.weight`` of shape (k, n), ``<p>.bias``) becomes ``V, c`` (on
+    the top layer's h).
 
     The key layout (prefix, readout keys, the original split of the summed
     biases, other entries) is returned attached as ``cell.origin``
@@ -487,8 +532,8 @@ def from_torch(module_or_state_dict, *, dtype=None, nonlinearity: str = "tanh",
     Parameters
     ----------
     module_or_state_dict : torch.nn.Module or mapping of str to tensor
-        An ``nn.RNN``/``nn.GRU``, a module containing exactly one (and a
-        ``Linear`` readout), or a state_dict; keys may carry a prefix
+        An ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module containing exactly one (and
+        a ``Linear`` readout), or a state_dict; keys may carry a prefix
         (``rnn.weight_hh_l0``). Tensors must be dense, real and finite.
     dtype : {None, numpy.float32, numpy.float64}
         dtype of the cell; None follows ``weight_hh_l0`` (float32 stays
@@ -500,16 +545,16 @@ def from_torch(module_or_state_dict, *, dtype=None, nonlinearity: str = "tanh",
 
     Returns
     -------
-    cell : ElmanRNN or GRU
+    cell : ElmanRNN, GRU, LSTM or Stacked
     notes : list of str
         Only with ``return_notes=True``.
 
     Raises
     ------
     ValueError
-        Naming the argument or the key: ``num_layers`` > 1, ``bidirectional``,
-        ``proj_size``, ``nonlinearity='relu'``, an ``nn.LSTM``, or any
-        tensor that is not dense, real, finite and of the right shape.
+        Naming the argument or the key: ``bidirectional``, ``proj_size``,
+        ``nonlinearity='relu'``, or any tensor that is not dense, real, finite
+        and of the right shape.
     """
     if not isinstance(nonlinearity, str) or nonlinearity != "tanh":
         raise ValueError(f"nonlinearity: expected 'tanh' (the only supported nn.RNN "
@@ -532,20 +577,48 @@ def _as_out(a, torch, dtype):
     return torch.tensor(np.ascontiguousarray(a, dtype=np.float64)).to(dtype)
 
 
+def _layer_tensors(layer, codec, layout, l, torch, tdt):
+    """weight_ih, weight_hh, bias_ih, bias_hh (float64 arrays) of one layer."""
+    n = layer.n
+    G = len(codec.gates)
+    Whh = np.concatenate([getattr(layer, w) for w, _, _ in codec.gates])
+    Wih = np.concatenate([getattr(layer, u) for _, u, _ in codec.gates])
+    bih, bhh = [], []
+    for g, (_, _, bias) in enumerate(codec.gates):
+        if bias[0] == "split":
+            bih.append(np.asarray(getattr(layer, bias[1]), np.float64))
+            bhh.append(np.asarray(getattr(layer, bias[2]), np.float64))
+            continue
+        b = getattr(layer, bias[1])
+        if layout.bias_ih is None:              # no recorded split: all in b_ih
+            bih.append(np.asarray(b, np.float64))
+            bhh.append(np.zeros(n))
+            continue
+        rows = slice(l * G * n + g * n, l * G * n + (g + 1) * n)
+        oi, oh = layout.bias_ih[rows], layout.bias_hh[rows]
+        if np.array_equal(b, (oi + oh).astype(layer.dtype)):
+            bih.append(oi)
+            bhh.append(oh)
+        else:
+            bih.append(np.asarray(b, np.float64) - oh)
+            bhh.append(oh)
+    return Wih, Whh, np.concatenate(bih), np.concatenate(bhh)
+
+
 def to_torch(cell, layout: TorchLayout | None = None) -> dict:
     r"""A PyTorch state_dict of ``cell`` with the keys of the one it came from.
 
     Inverse of :func:`from_torch`: ``module.load_state_dict(to_torch(cell),
     strict=True)`` loads into the user's module. For a gate whose cell keeps
-    only :math:`b = b_{ih} + b_{hh}` (``nn.RNN``'s bias, the GRU's r and z),
-    both original biases come back exactly while :math:`b` is unchanged; else
-    :math:`b_{ih} = b - b_{hh}` with the original :math:`b_{hh}` (the same
-    pre-activation). Entries that were not part of the network come back
-    unchanged.
+    only :math:`b = b_{ih} + b_{hh}` (``nn.RNN``'s bias, the GRU's r and z, the
+    LSTM's four), both original biases come back exactly while :math:`b` is
+    unchanged; else :math:`b_{ih} = b - b_{hh}` with the original :math:`b_{hh}`
+    (the same pre-activation). Entries that were not part of the network come
+    back unchanged.
 
     Parameters
     ----------
-    cell : ElmanRNN or GRU
+    cell : ElmanRNN, GRU, LSTM, or Stacked of one of them
         E.g. ``truncate_svd(from_torch(sd), rank=r)``.
     layout : TorchLayout, optional
         Default: ``cell.origin`` when it is one (set by :func:`from_torch`),
@@ -560,10 +633,11 @@ def to_torch(cell, layout: TorchLayout | None = None) -> dict:
     ------
     ValueError
         For a cell without a PyTorch counterpart, a layout of another network
-        type or size, or parameters the layout cannot hold (nonzero biases with
-        ``bias=False``, a readout the layout has no keys for, or the reverse).
+        type, size or number of layers, or parameters the layout cannot hold
+        (nonzero biases with ``bias=False``, a readout the layout has no keys
+        for, or the reverse).
     """
-    codec = _codec_of(cell)
+    codec, layers = _codec_of(cell)
     try:
         import torch
     except ImportError:
@@ -576,41 +650,23 @@ def to_torch(cell, layout: TorchLayout | None = None) -> dict:
     elif not isinstance(layout, TorchLayout):
         raise ValueError(f"layout: expected a TorchLayout (from from_torch), found "
                          f"{type(layout).__name__}")
-    if layout.torch_name != codec.torch_name or (layout.n, layout.m) != (cell.n, cell.m):
+    if (layout.torch_name != codec.torch_name or (layout.n, layout.m) != (cell.n, cell.m)
+            or layout.num_layers != len(layers)):
         raise ValueError(f"layout: expected the layout of an {codec.torch_name} with n = "
-                         f"{cell.n}, m = {cell.m}, found one of an {layout.torch_name} with "
-                         f"n = {layout.n}, m = {layout.m}")
+                         f"{cell.n}, m = {cell.m}, num_layers = {len(layers)}, found one of an "
+                         f"{layout.torch_name} with n = {layout.n}, m = {layout.m}, "
+                         f"num_layers = {layout.num_layers}")
     tdt = torch.float32 if cell.dtype == np.float32 else torch.float64
-    n, p = cell.n, layout.prefix
-    Whh = np.concatenate([getattr(cell, w) for w, _, _ in codec.gates])
-    Wih = np.concatenate([getattr(cell, u) for _, u, _ in codec.gates])
-    bih, bhh = [], []
-    for g, (_, _, bias) in enumerate(codec.gates):
-        rows = slice(g * n, (g + 1) * n)
-        if bias[0] == "split":
-            bih.append(np.asarray(getattr(cell, bias[1]), np.float64))
-            bhh.append(np.asarray(getattr(cell, bias[2]), np.float64))
-            continue
-        b = getattr(cell, bias[1])
-        if layout.bias_ih is None:              # no recorded split: all in b_ih
-            bih.append(np.asarray(b, np.float64))
-            bhh.append(np.zeros(n))
-            continue
-        oi, oh = layout.bias_ih[rows], layout.bias_hh[rows]
-        if np.array_equal(b, (oi + oh).astype(cell.dtype)):
-            bih.append(oi)
-            bhh.append(oh)
-        else:
-            bih.append(np.asarray(b, np.float64) - oh)
-            bhh.append(oh)
-    bih, bhh = np.concatenate(bih), np.concatenate(bhh)
-    out = {p + "weight_ih_l0": _as_out(Wih, torch, tdt), p + "weight_hh_l0": _as_out(Whh, torch, tdt)}
-    if layout.bias:
-        out[p + "bias_ih_l0"] = _as_out(bih, torch, tdt)
-        out[p + "bias_hh_l0"] = _as_out(bhh, torch, tdt)
-    elif np.any(bih) or np.any(bhh):
-        raise ValueError("cell: expected zero biases (the layout's module has bias=False), "
-                         "found nonzero ones")
+    out = {}
+    for l, layer in enumerate(layers):
+        kU, kW, kbi, kbh = _layer_keys(layout.prefix, l)
+        Wih, Whh, bih, bhh = _layer_tensors(layer, codec, layout, l, torch, tdt)
+        out[kU], out[kW] = _as_out(Wih, torch, tdt), _as_out(Whh, torch, tdt)
+        if layout.bias:
+            out[kbi], out[kbh] = _as_out(bih, torch, tdt), _as_out(bhh, torch, tdt)
+        elif np.any(bih) or np.any(bhh):
+            raise ValueError("cell: expected zero biases (the layout's module has bias=False), "
+                             "found nonzero ones")
     if layout.readout is not None:
         if cell.V is None:
             raise ValueError(f"cell: expected a readout V for the layout's keys "
