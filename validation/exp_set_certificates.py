@@ -20,13 +20,17 @@ For each memorization checkpoint, on all 32 sequences of the 5-bit task
   beside it an **empirical** tolerance: the largest s at which >= 99 % of 100
   seeded draws recall every sequence.
 
-Cost. One certificate (one :func:`rnnperturb.bounds.set_bound.set_trace` over
-the 32 sequences, SDP refinement off) takes about 33 s for the Elman D10
-checkpoint (n = 64, T = 21) and 2-3x that for the MGRU one on one core; a
-tolerance needs 5-7 of them. So the default run (``--quick``) covers the D10
-checkpoints of both cells; the full run (all memorization checkpoints) takes
-hours. Search ranges: bits 6..24, drift and noise 1e-6..1e-2 with 3 bisection
-steps after bracketing (bracket ratio :math:`10^{4/8}\approx 3.2`).
+Cost. One certificate (one :func:`rnnperturb.bounds.set_bound.set_trace`
+over the 32 sequences, SDP refinement off) takes 13-20 s for the Elman D10
+checkpoint (n = 64, T = 21) on one loaded core and about 4x that per step for the
+MGRU (two perturbed matrices, two products with them per step); the cost is
+O(T B K n^4) flops (the carried matrices). The search
+(:func:`rnnperturb.bounds.set_recall.certified_tolerance`) needs about two
+evaluations on all sequences per tolerance (one to rank the sequences by
+headroom, one to verify the answer) plus cheap ones on the 2-6 sequences with the
+least headroom, each next parameter from the first-order estimate (the bound scales
+about linearly with the radius). Search ranges: bits 6..24, drift and noise
+1e-7..1e-1 to a bracket ratio :math:`10^{6/128}\approx 1.11` (7 halvings).
 
 Run: ``python -m validation.exp_set_certificates --quick --out validation/results``
 (one checkpoint: ``python -m validation.exp_set_certificates --only elman_memorization_D10``).
@@ -44,8 +48,8 @@ from validation.experiments import checkpoint_names, cli, load
 __all__ = ["run", "headline", "evaluate"]
 
 NAME = "set_certificates"
-RANGE = dict(bits=(6, 24), drift=(1e-6, 1e-2), noise=(1e-6, 1e-2))
-STEPS = 3
+RANGE = dict(bits=(6, 24), drift=(1e-7, 1e-1), noise=(1e-7, 1e-1))
+STEPS = 7
 
 
 def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
@@ -63,7 +67,7 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
                                   samples=100 if kind == "noise" else 16)
         row[f"{kind}_certified"] = tol.certified
         row[f"{kind}_measured"] = tol.measured
-        row[f"{kind}_evaluations"] = len(tol.evaluations)
+        row[f"{kind}_evaluations"] = [[float(p), bool(ok)] for p, ok in tol.evaluations]
         row[f"{kind}_seconds"] = time.perf_counter() - t0
         if not quiet:
             print(name, kind, tol.certified, tol.measured, f"{row[f'{kind}_seconds']:.0f} s",
@@ -72,14 +76,29 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
     return row
 
 
-def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None) -> dict:
-    names = [only] if only else checkpoint_names(task="memorization")
+def _cost_order(name: str):
+    """Cheapest first: one perturbed matrix before two, then by delay."""
+    cell = name.split("_", 1)[0]
+    return (cell != "elman", int(name.rsplit("D", 1)[-1]))
+
+
+def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
+        out: str | None = None) -> dict:
+    """Every memorization checkpoint (``quick``: the D10 ones), cheapest first; with
+    ``out``, the result so far is written after every checkpoint (a long run leaves
+    its finished rows behind)."""
+    from validation.experiments import write_result
+    names = [only] if only else sorted(checkpoint_names(task="memorization"), key=_cost_order)
     if quick and not only:
         names = [n for n in names if n.endswith("_D10")]
-    rows = [evaluate(n, seed=seed, quiet=quiet) for n in names]
-    return {"name": NAME, "rows": rows, "quick": quick,
-            "note": "bits: certified any-rounding vs measured round-to-nearest; drift/noise: "
-                    "certified vs empirical (seeded samples, an estimate)"}
+    res = {"name": NAME, "rows": [], "quick": quick,
+           "note": "bits: certified any-rounding vs measured round-to-nearest; drift/noise: "
+                   "certified vs empirical (seeded samples, an estimate)"}
+    for n in names:
+        res["rows"].append(evaluate(n, seed=seed, quiet=quiet))
+        if out is not None:
+            write_result(res, out, headline(res))
+    return res
 
 
 def headline(res: dict) -> dict:
@@ -88,6 +107,9 @@ def headline(res: dict) -> dict:
 
 
 if __name__ == "__main__":
+    if "--incremental" in sys.argv:                   # every checkpoint, written as it goes
+        run(quiet=False, out=sys.argv[sys.argv.index("--incremental") + 1])
+        raise SystemExit(0)
     if "--only" in sys.argv:
         i = sys.argv.index("--only")
         row = evaluate(sys.argv[i + 1], quiet=False)

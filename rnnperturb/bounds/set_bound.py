@@ -1092,14 +1092,23 @@ def _xabs(Ax, ctx):
     return up(np.einsum("bigj,bgj->bi", np.abs(Ax.reshape(B, n, G, n)), ctx.gr), G * n)
 
 
+def _lmul(A, X):
+    """:math:`A X_b` for every b, (n, k) x (B, k, N) -> (B, n, N), C-contiguous: one
+    GEMM over the stacked columns (3-4x faster than NumPy's batched ``matmul`` with a
+    broadcast left factor); any summation order is covered by the gamma bounds."""
+    if X.shape[2] == 0:
+        return np.zeros((X.shape[0], A.shape[0], 0))
+    return np.ascontiguousarray(np.moveaxis(np.tensordot(A, X, axes=(1, 1)), 0, 1))
+
+
 def _aff_matvec(A, v):
     A = np.asarray(A, np.float64)
     ctx = v.ctx
     k = A.shape[1]
     aA, nA, fA, rA = ctx.matinfo(A)
     c = v.c @ A.T
-    Au = None if v.Au is None else np.matmul(A, v.Au)
-    Ax = None if v.Ax is None else np.matmul(A, v.Ax)
+    Au = None if v.Au is None else _lmul(A, v.Au)
+    Ax = None if v.Ax is None else _lmul(A, v.Ax)
     g = gamma(k + 1)
     mag = v._mag()
     rnd = up(g * (mag @ aA.T), k + 1)
