@@ -181,3 +181,18 @@ def test_lstm_overwrite_gate_and_bad_input():
         cell.run(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match=r"Wf: expected shape \(3, 3\)"):
         cell.replace(Wf=np.zeros((3, 4)))
+
+
+def test_lstm_hoisted_input_terms_equal_the_step():
+    """The training simulator's form (all input terms precomputed, biases folded) runs the
+    same forward: equal to rounding."""
+    from rnnperturb.cells.namespace import FLOAT
+    cell = random_cell("lstm", 5, 3, seed=14)
+    X = np.random.default_rng(15).normal(size=(6, 2, 3))
+    P = cell._matrices()
+    ns_t, P_t = LSTM.hoisted(FLOAT, P, X)
+    s = np.zeros((2, 10))
+    for t in range(6):
+        s_h = LSTM.forward(ns_t, P_t, s, t, lambda k, a: a @ P[k].T)[0]
+        s = cell.step(s, X[t])
+        np.testing.assert_allclose(s_h, s, rtol=0, atol=1e-14)

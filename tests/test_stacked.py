@@ -176,3 +176,25 @@ def test_stack_bad_input_is_refused_by_name():
     with pytest.raises(AttributeError):
         st.l0.W                     # noqa: B018  (the name is the string "l0.W")
     assert st.astype(np.float32).layers[1].dtype == np.float32
+
+
+def test_memory_and_coherence_statistics_run_over_the_full_state():
+    from rnnperturb.stats.coherence import propagator_decay
+    from rnnperturb.stats.memory import finite_time_lyapunov
+    X = np.random.default_rng(17).normal(size=(10, 3, 2))
+    one = Stacked(layers=(random_cell("gru", 4, 2, seed=18),))
+    np.testing.assert_array_equal(finite_time_lyapunov(one, X),
+                                  finite_time_lyapunov(one.layers[0], X))
+    for model in (random_cell("lstm", 4, 2, seed=19), random_stacked(["gru", "elman"], 4, 2,
+                                                                      seed=20)):
+        N = model.state_size
+        small = rp.truncate_svd(model, rank=2)
+        fc = rp.fixed_coherence(model, small, X)
+        # the coherent energy is that of the first-order deviation of the full state
+        np.testing.assert_allclose(fc.coherent, np.sum(rp.first_order(
+            model, small, X, state="full") ** 2, axis=-1), rtol=1e-10, atol=1e-300)
+        assert rp.predicted_coherence(model, X).shape == (10, 3)
+        assert propagator_decay(model, X).shape == (3,)
+        assert finite_time_lyapunov(model, X).shape == (10, 3, N)
+        d = rp.delay_linearisation(model, X, [3, 4], np.ones(2))
+        assert d.A.shape == (N, N) and 0 < d.gate_mean < 1

@@ -216,6 +216,15 @@ class Cell:
         readout sees (``S`` itself when N = n)."""
         return self.output(FLOAT, S)
 
+    def output_rows(self, state: str = "h"):
+        """Indices of the state components a deviation reports: None for all of them
+        (``state='full'``, or a cell whose output is its state, N = n), else those of
+        the output (:meth:`output` applied to the component indices, e.g. 0..n-1 for
+        the LSTM's h)."""
+        if self._check_state(state) == "full" or self.state_size == self.n:
+            return None
+        return np.asarray(self.hidden_of(np.arange(self.state_size)))
+
     def _check_state(self, state: str) -> str:
         if state not in ("h", "full"):
             raise ValueError(f"state: expected 'h' (the output, what a readout sees) or "

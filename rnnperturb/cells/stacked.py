@@ -220,6 +220,18 @@ class Stacked(Cell):
         return np.concatenate([layer.trivial_cap(s, B) for layer, s in
                                zip(self.layers, self._split(FLOAT, h0))], axis=-1)
 
+    def overwrite_gate(self, aux):
+        r"""The layers' overwrite gates one after the other, shape (..., B, L n): a
+        layer without a gate (the Elman RNN: every step overwrites its state)
+        counts as 1; None when no layer has a gate."""
+        gates = [layer.overwrite_gate(a) for layer, a in zip(self.layers, aux["layers"])]
+        if all(g is None for g in gates):
+            return None
+        like = next(g for g in gates if g is not None)
+        shape = like.shape[:-1] + (self.n,)
+        return np.concatenate([np.ones(shape) if g is None else np.broadcast_to(g, shape)
+                               for g in gates], axis=-1)
+
     @classmethod
     def input_terms(cls, ns, P, X):
         raise NotImplementedError("Stacked.input_terms: only layer 0 sees the inputs; "

@@ -341,9 +341,10 @@ def _reach(cell, X3, h, mask):
         h = cell.step(h, X3[t])
     P = np.zeros((B, N, N))
     J_next = None
+    rows = cell.output_rows()
     eye = np.eye(N)
-    if N != cell.n:              # the projection on the output's components
-        eye = np.diag(np.isin(np.arange(N), cell.hidden_of(np.arange(N))).astype(float))
+    if rows is not None:         # the projection on the output's components
+        eye = np.diag(np.isin(np.arange(N), rows).astype(float))
     for t in range(T - 1, -1, -1):
         _, J, forc = cell.linearise(Hprev[t], X3[t])
         if J_next is not None:

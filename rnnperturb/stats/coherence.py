@@ -1,5 +1,9 @@
 r"""Temporal coherence of the error forcing, and the scaling laws it implies.
 
+For a cell whose state is more than its h (the LSTM's (h, c), a stacked
+network's layers) every measure here is taken over the full state
+(N = ``cell.state_size`` components).
+
 The first-order deviation is a propagated sum of forcings
 (``DESIGN.md`` §2(a)), :math:`\ell_t = \sum_{k\le t}\Phi(t,k) B_k \Delta W a_k`.
 Whether the terms add in *amplitude* (coherently) or in *energy*
@@ -148,15 +152,16 @@ def fixed_coherence(cell, other, X, *, h0=None) -> FixedCoherence:
         from rnnperturb.propagate.deviation import delta_recurrent
         dW = delta_recurrent(cell, other)
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype).astype(np.float64)
+    N = cell.state_size          # over the full state (the LSTM's h and c, every layer)
+    h = as_h0(h0, N, X3.shape[1], single, cell.dtype).astype(np.float64)
     cell = cell.astype(np.float64)
     T, B = X3.shape[:2]
-    ell = np.zeros((B, cell.n))
-    Q = np.zeros((B, cell.n, cell.n))
+    ell = np.zeros((B, N))
+    Q = np.zeros((B, N, N))
     coh, inc = np.zeros((T, B)), np.zeros((T, B))
     for t in range(T):
         hn, J, forc = cell.linearise(h, X3[t])
-        f = np.zeros((B, cell.n))
+        f = np.zeros((B, N))
         for k, (diag, Bt, a) in forc.items():
             if k in dW:
                 g = a @ dW[k].T
@@ -286,10 +291,10 @@ def propagator_decay(cell, X, *, std: float = 1.0, var=None, h0=None) -> np.ndar
     """
     V = noise_variances(cell, std=std, var=var)
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     cell = cell.astype(np.float64)
-    B, n = X3.shape[1], cell.n
-    P = np.zeros((B, n, n))
+    B, n, N = X3.shape[1], cell.n, cell.state_size
+    P = np.zeros((B, N, N))       # over the full state
     idx = np.arange(n)
     logs, cnt = np.zeros(B), np.zeros(B)
     for t in range(X3.shape[0]):
@@ -357,13 +362,13 @@ def predicted_coherence(cell, X, *, h0=None, lam=None) -> np.ndarray:
     C : ndarray, shape (T, B) or (T,)
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     T, B = X3.shape[:2]
     lams = (np.atleast_1d(propagator_decay(cell, X3, h0=h)) if lam is None
             else np.full(B, check_positive("lam", lam, allow_zero=True)))
     cell = cell.astype(np.float64)
     A = {k: np.empty((T, B, cell.n)) for k in cell.recurrent_names}
-    Bv = {k: np.empty((T, B, cell.n * cell.n)) for k in cell.recurrent_names}
+    Bv = {k: np.empty((T, B, cell.state_size * cell.n)) for k in cell.recurrent_names}
     hh = h.copy()
     for t in range(T):
         hn, _, forc = cell.linearise(hh, X3[t])

@@ -288,7 +288,7 @@ def delay_linearisation(cell, X, steps, direction, *, h0=None) -> DelayLinearisa
     DelayLinearisation
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     cell = cell.astype(np.float64)
     steps = np.asarray(steps)
     if steps.ndim != 1 or steps.size == 0 or steps.dtype.kind not in "iu" \
@@ -373,7 +373,7 @@ def finite_time_lyapunov(cell, X, *, steps=None, h0=None) -> np.ndarray:
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
     T, B = X3.shape[:2]
-    h = as_h0(h0, cell.n, B, single, np.float64)
+    h = as_h0(h0, cell.state_size, B, single, np.float64)
     cell = cell.astype(np.float64)
     if steps is None:
         steps = np.arange(1, T + 1)
@@ -383,7 +383,7 @@ def finite_time_lyapunov(cell, X, *, steps=None, h0=None) -> np.ndarray:
         raise ValueError(f"steps: expected consecutive 1-based step indices in [1, {T}], "
                          f"found {steps!r}")
     t0, t1 = int(steps[0]), int(steps[-1])
-    n = cell.n
+    n = cell.state_size           # the exponents of the full state (N of them)
     Q = np.broadcast_to(np.eye(n), (B, n, n)).copy()
     logsum = np.zeros((B, n))
     out = np.empty((t1 - t0 + 1, B, n))

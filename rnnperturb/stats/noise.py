@@ -108,16 +108,6 @@ def noise_variances(cell, *, std=None, var=None) -> dict:
     return {k: v for k, v in out.items() if not (np.ndim(v) == 0 and v == 0.0)}
 
 
-def _output_rows(cell, state="h"):
-    """Indices of the state components whose deviation is reported: None for all of
-    them (``state='full'``, or a cell whose output is its state, N = n), else the
-    output's components (the LSTM's h, a stack's top h), read off ``cell.hidden_of``
-    applied to the component indices."""
-    if cell._check_state(state) == "full" or cell.state_size == cell.n:
-        return None
-    return np.asarray(cell.hidden_of(np.arange(cell.state_size)))
-
-
 def _basis(A, uniform, rtol):
     """Orthonormal basis (B, n, r) of the forcing inputs of one matrix."""
     B, n = A.shape[1], A.shape[2]
@@ -356,7 +346,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         raise ValueError(f"frozen: expected True or False, found {frozen!r}")
     rtol = check_positive("rtol", rtol, allow_zero=True)
     V = noise_variances(cell, std=std, var=var)
-    rows = _output_rows(cell, state)
+    rows = cell.output_rows(state)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     X3 = X3.astype(np.float64)
     h = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
