@@ -153,24 +153,42 @@ def test_checkpoints_sound():
 
 # ------------------------------------------------------------------ noise
 def test_noise_bound_monte_carlo(kind):
+    """The confidence holds simultaneously over all steps (no draw exceeds the bound at
+    any step more often than 1 - confidence), and in the linear regime (std 1e-5) the
+    bound is within 3x of the empirical quantile at every step (the issue's goal;
+    measured 1.7-2.4x); at std 1e-3 (remainder visible for the MGRU) within 4x."""
     cell = random_cell(kind, 6, 2, spectral_norm=1.0, seed=4)
     X = np.random.default_rng(0).standard_normal((20, 2))
-    s = 1e-3
     conf = 0.9
-    Pn = noise_bound(cell, X, std=s, confidence=conf)
-    rng = np.random.default_rng(1)
-    viol = 0
-    draws = 200
-    devs = []
-    for _ in range(draws):
-        dW = {k: s * rng.standard_normal((6, 6)) for k in cell.recurrent_names}
-        d = _deviation(cell, dW, X)
-        devs.append(d)
-        viol += np.any(d > Pn)
-    assert viol <= (1 - conf) * draws
-    q = np.quantile(np.array(devs), conf, axis=0)
-    # linear regime: within a small factor of the empirical quantile (goal 3x; checked at 4x)
-    assert np.all(Pn[1:] <= 4 * q[1:])
+    for s, factor in ((1e-5, 3.0), (1e-3, 4.0)):
+        Pn = noise_bound(cell, X, std=s, confidence=conf)
+        rng = np.random.default_rng(1)
+        viol = 0
+        draws = 200
+        devs = []
+        for _ in range(draws):
+            dW = {k: s * rng.standard_normal((6, 6)) for k in cell.recurrent_names}
+            d = _deviation(cell, dW, X)
+            devs.append(d)
+            viol += np.any(d > Pn)
+        assert viol <= (1 - conf) * draws
+        q = np.quantile(np.array(devs), conf, axis=0)
+        assert np.all(Pn[1:] <= factor * q[1:]), (s, np.max(Pn[1:] / q[1:]))
+
+
+def test_noise_bound_laurent_massart_term():
+    """The Gram Frobenius bound of the trace is >= the exact ||M M^T||_F of the carried
+    matrices and <= ||M||_F ||M||_2 (so the Laurent-Massart tail is the smaller)."""
+    from rnnperturb.bounds.set_bound import carried_matrices
+    for kind in ("elman", "mgru"):
+        cell = random_cell(kind, 5, 2, spectral_norm=1.2, seed=3)
+        X = np.random.default_rng(0).standard_normal((12, 2))
+        tr = set_trace(cell, sets.Ball(radius=1e-9), X)
+        M = np.concatenate([v[0] for v in carried_matrices(cell, X).values()], axis=1)
+        g = np.linalg.norm(M @ M.T)
+        assert tr.lin_gram[-1, 0] >= g * (1 - 1e-9)
+        assert tr.lin_gram[-1, 0] <= 1.001 * tr.lin_fro[-1, 0] * tr.lin_op[-1, 0]
+        assert tr.lin_gram[-1, 0] <= 1.001 * g + 1e-12
 
 
 @pytest.mark.slow

@@ -510,10 +510,24 @@ def _gram(M):
     return G, err, r2
 
 
-def _ball_norm(Ms, eps, names, with_op=True, rows=False):
+def _gram_fro(Q, extra):
+    """Upper bound (B,) on the Frobenius norm of the exact matrices whose computed version
+    is Q (B, n, n), given a bound ``extra`` (B,) on the Frobenius norm of the difference."""
+    f = np.sqrt(up(np.sum(Q * Q, axis=(1, 2)), Q.shape[1] * Q.shape[2])) * (1 + 2 * U64)
+    out = up(f + extra, 1)
+    return np.where(np.isfinite(out), out, np.inf)
+
+
+def _ball_norm(Ms, eps, names, with_op=True, rows=False, gram=False):
     r"""Upper bounds on :math:`\sup\|\sum_k M_k v_k\|`, :math:`\|v_k\|\le\varepsilon_k`,
     on :math:`\|[M_k]_k\|_F` and on :math:`\|[M_k]_k\|_2`; Ms[k] (B, n, N).
-    With ``rows``, also the per-row suprema :math:`\sum_k\varepsilon_k\|M_k[i]\|` (B, n)."""
+    With ``rows``, also the per-row suprema :math:`\sum_k\varepsilon_k\|M_k[i]\|` (B, n).
+    With ``gram`` (needs ``with_op``), last, an upper bound on
+    :math:`\|\sum_k M_kM_k^T\|_F = (\sum_i\lambda_i^2)^{1/2}` (the eigenvalues of
+    :math:`[M_k]_k^T[M_k]_k`; the computed Gram's rounding is bounded in Frobenius norm
+    by ``err`` = :math:`\gamma_{N+1}\sum_i r_i^2`, since
+    :math:`|fl(G)-G|_{ij}\le\gamma_{N+1} r_ir_j`), for the Laurent–Massart tail
+    of the noise bound."""
     B = next(iter(Ms.values())).shape[0]
     G, err, lam, r2 = {}, {}, {}, {}
     for k in names:
@@ -528,8 +542,8 @@ def _ball_norm(Ms, eps, names, with_op=True, rows=False):
     if len(names) == 1:
         k = names[0]
         op = _un(np.sqrt(lam[k]))
-        out = (up(eps[k] * op, 1), fro, op)
-        return out + (rw,) if rows else out
+        out = (up(eps[k] * op, 1), fro, op) + ((rw,) if rows else ())
+        return out + (_gram_fro(G[k], err[k]),) if gram else out
     # several matrices: sum of norms, and weighted Cauchy-Schwarz bounds
     tri = up(sum(up(eps[k] * _un(np.sqrt(lam[k])), 1) for k in names), len(names))
     best = tri
@@ -545,6 +559,7 @@ def _ball_norm(Ms, eps, names, with_op=True, rows=False):
         val = up(_un(np.sqrt(sw)) * _un(np.sqrt(lq)), 1)
         best = np.minimum(best, val)
     op = np.full(B, np.inf)
+    gf = np.full(B, np.inf)
     if with_op:
         # joint operator norm of [M_k] (unweighted): for the noise bound
         Q = sum(G[k] for k in names)
@@ -552,8 +567,9 @@ def _ball_norm(Ms, eps, names, with_op=True, rows=False):
             np.sum(G[k] * G[k], axis=(1, 2)), G[k].shape[1] ** 2)), 2) for k in names),
             len(names))
         op = _un(np.sqrt(_lam_max_upper(Q, extra)))
-    out = (best, fro, op)
-    return out + (rw,) if rows else out
+        gf = _gram_fro(Q, extra)
+    out = (best, fro, op) + ((rw,) if rows else ())
+    return out + (gf,) if gram else out
 
 
 def _box_sdp(Ms, vecE, names, iters, omega0=None):
@@ -678,6 +694,10 @@ class SetTrace:
         For a :class:`Ball`: upper bounds on :math:`\|[\tilde M^k_t]_k\|_F` and
         :math:`\|[\tilde M^k_t]_k\|_2` (the map :math:`\mathrm{vec}\Delta\mapsto\ell_t`
         over all perturbed matrices, unscaled), used by the noise bound.
+    lin_gram : ndarray (T, B) or None
+        For a :class:`Ball` (affine method): an upper bound on
+        :math:`\|\tilde M_t\tilde M_t^T\|_F` (unscaled), the Laurent–Massart term of
+        the noise bound.
     cap : ndarray (B,)
         :math:`\|w\|_2`, the trivial cap.
     restarts : int
@@ -698,6 +718,7 @@ class SetTrace:
     cap: np.ndarray
     restarts: int
     rem_norm: np.ndarray | None = None
+    lin_gram: np.ndarray | None = None
 
 
 def _cell64(cell):
@@ -1315,6 +1336,7 @@ def _trace_affine(cell, ops, X3, h0a, window, iters):
     bound, lin_norm, rem_norm = np.empty((T, B)), np.empty((T, B)), np.empty((T, B))
     lin_fro = np.empty((T, B)) if ops.is_ball else None
     lin_op = np.empty((T, B)) if ops.is_ball else None
+    lin_gram = np.empty((T, B)) if ops.is_ball else None
     same_eps = ops.is_ball and len(set(ops.eps[k] for k in names)) <= 1
     omega = None
     for t in range(T):
@@ -1334,15 +1356,17 @@ def _trace_affine(cell, ops, X3, h0a, window, iters):
             if ops.is_ball:
                 lin_fro[t] = 0.0
                 lin_op[t] = 0.0
+                lin_gram[t] = 0.0
         else:
             Ms = {k: hp.Au[..., ctx.blocks[k]] for k in names}
             if ops.is_ball:
-                Lam, fro, op, rows = _ball_norm(Ms, {k: 1.0 for k in names}, names,
-                                                with_op=True, rows=True)
+                Lam, fro, op, rows, gf = _ball_norm(Ms, {k: 1.0 for k in names}, names,
+                                                    with_op=True, rows=True, gram=True)
                 lam = rows
                 e0 = ops.eps[names[0]]
-                lin_fro[t] = fro / e0 if same_eps else np.inf
-                lin_op[t] = op / e0 if same_eps else np.inf
+                lin_fro[t] = up(fro / e0, 1) if same_eps else np.inf
+                lin_op[t] = up(op / e0, 1) if same_eps else np.inf
+                lin_gram[t] = up(gf / e0 / e0, 2) if same_eps else np.inf
             else:
                 lam = hp.lu()
                 Lam = _nrm(lam)
@@ -1370,7 +1394,8 @@ def _trace_affine(cell, ops, X3, h0a, window, iters):
         hz = _consolidate(hz, mid_b, half_b, window)
     return SetTrace(bound=bound, coord=res["coord"], lin_coord=res["lin_coord"],
                     lin_norm=lin_norm, rem_coord=res["rem"], rem0_coord=res["rem0"],
-                    lin_fro=lin_fro, lin_op=lin_op, cap=cap, restarts=0, rem_norm=rem_norm)
+                    lin_fro=lin_fro, lin_op=lin_op, cap=cap, restarts=0, rem_norm=rem_norm,
+                    lin_gram=lin_gram)
 
 
 def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",

@@ -27,7 +27,17 @@ standard normal in :math:`\mathbb R^N`, :math:`N = K n^2`):
    is :math:`\|\tilde M_t\|_2`-Lipschitz with mean at most :math:`\|\tilde M_t\|_F`, so
    :math:`\Pr(\|\tilde M_tg\| > \|\tilde M_t\|_F + \|\tilde M_t\|_2\sqrt{2\log(T/\delta_2)}) \le \delta_2/T`;
    a union bound over the T steps gives probability at most :math:`\delta_2` that
-   any step fails. Both norms are verified upper bounds.
+   any step fails. Both norms are verified upper bounds. With the same tail
+   :math:`e^{-x}`, :math:`x = \log(T/\delta_2)`, Laurent and Massart (2000, Lemma 1)
+   give for :math:`\|\tilde M_tg\|^2 = \sum_i\lambda_ig_i^2` (:math:`\lambda_i` the
+   eigenvalues of :math:`\tilde M_t^T\tilde M_t`):
+   :math:`\Pr(\|\tilde M_tg\|^2 \ge \sum\lambda_i + 2(\sum\lambda_i^2)^{1/2}\sqrt x +
+   2\lambda_{\max}x)\le e^{-x}`, with :math:`\sum\lambda_i = \|\tilde M_t\|_F^2`,
+   :math:`(\sum\lambda_i^2)^{1/2} = \|\tilde M_t\tilde M_t^T\|_F` (verified bound from
+   the Gram matrix) and :math:`\lambda_{\max} = \|\tilde M_t\|_2^2`. Since
+   :math:`\sum\lambda_i^2\le\lambda_{\max}\sum\lambda_i` this is never worse than the
+   square of the first form, and much better when the spectrum is spread; the
+   smaller of the two is used (each event has probability at most :math:`\delta_2/T`).
 3. On the intersection (probability :math:`\ge 1-\delta_1-\delta_2`),
    :math:`\|h'_t-h_t\| \le \min(sq_t, \Lambda_t(R)) + \|\zeta_t\| + \|\zeta^0_t\|`
    and :math:`\le` the set bound of the ball R; :math:`P_t` is the smaller.
@@ -45,6 +55,10 @@ from rnnperturb._checks import as_inputs, check_positive
 from rnnperturb.bounds.set_bound import set_trace
 from rnnperturb.perturb.sets import Ball
 from rnnperturb.verified.linalg import row_norms_upper, up
+
+
+def _un(x):
+    return np.nextafter(x, np.inf)
 
 __all__ = ["noise_bound"]
 
@@ -80,8 +94,13 @@ def noise_bound(cell, X, *, std: float, confidence: float = 0.99, h0=None, windo
     R = up(s * (np.sqrt(N) * (1 + 1e-15) + np.sqrt(2.0 * np.log(1.0 / d1)) * (1 + 1e-15)), 3)
     R = float(R)
     tr = set_trace(cell, Ball(radius=R), X3, h0, window=window)
-    z = np.sqrt(2.0 * np.log(T / d2)) * (1 + 1e-15)
+    x = np.log(T / d2) * (1 + 1e-15)
+    z = np.sqrt(2.0 * x) * (1 + 1e-15)
     q = up(s * up(tr.lin_fro + tr.lin_op * z, 2), 1)
+    if tr.lin_gram is not None:                 # Laurent-Massart, the same tail e^-x
+        q2 = up(tr.lin_fro * tr.lin_fro + 2.0 * tr.lin_gram * (np.sqrt(x) * (1 + 1e-15))
+                + 2.0 * x * tr.lin_op * tr.lin_op, 6)
+        q = np.minimum(q, up(s * _un(np.sqrt(q2)), 1))
     lin = np.minimum(q, tr.lin_norm)
     rem = up(row_norms_upper(tr.rem_coord) + row_norms_upper(tr.rem0_coord), 2)
     if tr.rem_norm is not None:
