@@ -77,24 +77,15 @@ def test_gru_noise_response_against_monte_carlo():
     assert np.all(np.abs(mc.mean - S)[ok] <= np.maximum(0.05 * S, 3.3 * mc.sem)[ok])
 
 
-def test_analyses_not_yet_written_for_the_gru_refuse_it_by_name(tmp_path, capsys):
-    """The certified and global bounds need per-cell rounding recursions the GRU does not
-    have yet: a clear refusal that names the cell and the method, never another cell's path."""
-    from rnnperturb.report.cli import main
+def test_analyses_not_yet_written_for_the_gru_refuse_it_by_name():
+    """The global bound needs per-cell recursions the GRU does not have yet: a clear
+    refusal that names the cell and the method, never another cell's path. (The
+    certified bound needs none: the generic ball-arithmetic rounding step,
+    tests/test_bounds_generic.py.)"""
     cell = random_cell("gru", 6, 3, seed=0, n_out=4)
-    X = np.random.default_rng(0).normal(size=(8, 2, 3))
     small = rp.truncate_svd(cell, rank=2)
-    with pytest.raises(NotImplementedError, match=r"GRU.rounding_context: not implemented.*'gru'"):
-        rp.certified_bound(cell, small, X)
     with pytest.raises(NotImplementedError, match=r"GRU.global_\w+: not implemented"):
         rp.global_bound(cell, small, horizon=5)
-    rp.save(tmp_path / "g.npz", cell)
-    np.savez(tmp_path / "X.npz", X=X)
-    # the CLI still answers with the exact and first-order columns, the certified one marked n/a
-    assert main(["analyze", str(tmp_path / "g.npz"), "--inputs", str(tmp_path / "X.npz")]) == 0
-    out = capsys.readouterr().out
-    notes = [ln for ln in out.splitlines() if "GRU.rounding_context: not implemented" in ln]
-    assert len(notes) == 1 and "certified column n/a" in notes[0], out
 
 
 def test_gru_set_bound_is_sound_on_samples_of_the_set():

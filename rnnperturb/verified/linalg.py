@@ -179,11 +179,23 @@ class VerifiedMatrix:
         self.rs = up(np.abs(self.A).sum(axis=-1), c)
         self.rn = row_norms_upper(self.A)
         self.rn2 = up(self.rn * self.rn, 1)
-        self.norm = spectral_norm_upper(self.A) if self.A.shape[-2] == c else \
-            np.sqrt(up(np.sum(self.rn2, axis=-1), self.A.shape[-2]))
-        if self.A.ndim == 2:
-            self.norm = float(self.norm)
-        self._normc = np.asarray(self.norm)[..., None]     # broadcasts against (S, B)
+        self._norm = None
+
+    @property
+    def norm(self):
+        """Verified upper bound on ||A||_2 (float, or (S,) for a stack); computed on
+        first use (an SVD per matrix)."""
+        if self._norm is None:
+            A = self.A
+            nrm = spectral_norm_upper(A) if A.shape[-2] == A.shape[-1] else \
+                np.sqrt(up(np.sum(self.rn2, axis=-1), A.shape[-2]))
+            self._norm = float(nrm) if A.ndim == 2 else nrm
+            self._nc = np.asarray(self._norm)[..., None]    # broadcasts against (S, B)
+        return self._norm
+
+    @property
+    def _normc(self):
+        return self._nc if self._norm is not None else (self.norm, self._nc)[1]
 
     def absmv(self, v, vnorm, exact: bool):
         """Componentwise bound on |A x| for every x with |x| <= v, ||x||_2 <= vnorm.
