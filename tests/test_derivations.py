@@ -48,7 +48,7 @@ for i, cell in enumerate(nb.cells):
 
 def test_all_notebooks_found():
     names = [p.name[:2] for p in NOTEBOOKS]
-    assert names == ["01", "02", "03", "04", "05", "06"]
+    assert names == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @needs_jupytext
