@@ -184,7 +184,7 @@ def trivial_cap(cell, h0, B: int) -> np.ndarray:
     trajectories for every t >= 1, shape (B, n): the cell's
     :meth:`~rnnperturb.cells.protocol.Cell.trivial_cap` (Elman: 2; MGRU:
     :math:`\max(h_{0,i},1) - \min(h_{0,i},-1)`)."""
-    h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, cell.n))
+    h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, cell.state_size))
     return np.asarray(cell.trivial_cap(h0, B), dtype=np.float64)
 
 
@@ -241,7 +241,7 @@ class _Trajectory:
                     sel = idx[(idx >= s * B) & (idx < (s + 1) * B)] - s * B
                     if sel.size:
                         J, g = self._linear_map(self.Ps[s], h[s, sel], rho[s, sel],
-                                                {k: v[s, sel] for k, v in aux.items()},
+                                                _tree(lambda v: v[s, sel], aux),
                                                 gam[s, sel])
                         Js.append(J)
                         gams.append(g)
@@ -345,8 +345,9 @@ class _Blocks:
     """
 
     def __init__(self, cell, P, S, B, n, L):
-        from rnnperturb.verified.linalg import F32Matrix
+        from rnnperturb.verified.linalg import F32Matrix, F32Namespace
         self.cell, self.P, self.n, self.L = cell, P, n, L
+        self.ns = F32Namespace()
         self.S, self.B = S, B
         self.M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}   # (S, n, n) stacks
         # Z[s, j, b, i] = entry (i, j) of the propagator of sequence b in stack element s
@@ -380,12 +381,12 @@ class _Blocks:
         (rho (S, B, n), N (S, B)) it gives at this step and whether the block closes here."""
         from rnnperturb.verified.linalg import ETA32, F32Value, gamma32
         cell, P, M32, n = self.cell, self.P, self.M32, self.n
-        aux1 = {k: v[:, None] for k, v in aux.items()}       # (S, 1, B, n) against Z
+        aux1 = _tree(lambda v: v[:, None], aux)       # (S, 1, B, n) against Z
         h1 = h[:, None]
         out = self.Zout
         depth, alpha, mu = 0, 0.0, 0.0
         for j0 in range(0, n, self.chunk):      # cache-sized chunks of the columns
-            Fc = cell.tangent(FLOAT, P, h1, aux1,
+            Fc = cell.tangent(self.ns, P, h1, aux1,
                               F32Value(self.Z[:, j0:j0 + self.chunk], 0, 0.0, self.mu),
                               lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
             out[:, j0:j0 + self.chunk] = Fc.val
@@ -427,7 +428,7 @@ def _check_tier(tier, rigorous):
 
 
 def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bool = False,
-                    componentwise: bool = False):
+                    componentwise: bool = False, state: str = "h"):
     r"""Sound upper bound on :math:`\|h'_t - h_t\|_2` for every step.
 
     The bound holds for the exact (real-arithmetic) trajectories of the two
@@ -462,6 +463,13 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bo
     componentwise : bool
         Return the componentwise bound on :math:`|h'_t - h_t|` instead (not
         with ``rigorous=True``).
+    state : {'h', 'full'}
+        What the bound is on: the output :math:`h_t` a readout sees (default;
+        the state itself for the Elman RNN, MGRU and GRU, the h of the LSTM's
+        :math:`(h, c)`, the top layer's h of a stacked network) or the full
+        state (the LSTM's h and c, every layer). The rounding enclosures are
+        always those of the full state (the LSTM's c and the layers below feed
+        h), so either report is sound. Not with ``rigorous=True``.
 
     Returns
     -------
@@ -478,10 +486,11 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bo
         rigorous problem.
     """
     _check_tier(tier, rigorous)
+    rows = cell.output_rows(state)
     dW = delta_recurrent(cell, other)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     T, B = X3.shape[0], X3.shape[1]
-    h0a = as_h0(h0, cell.n, B, single, cell.dtype).astype(np.float64)
+    h0a = as_h0(h0, cell.state_size, B, single, cell.dtype).astype(np.float64)
     if rigorous:
         if componentwise:
             raise ValueError("componentwise: expected False with rigorous=True, found True")
@@ -496,14 +505,14 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bo
         return out[:, 0] if single else out
     del dW
     X3 = X3.astype(np.float64)
-    norm, comp = _bound_float(cell, other, X3, h0a, tier, componentwise)
+    norm, comp = _bound_float(cell, other, X3, h0a, tier, componentwise, rows)
     out = comp if componentwise else norm
     if single:
         return out[:, 0]
     return out
 
 
-def certified_bounds(cell, other, X, h0=None, *, tier: str = "auto"):
+def certified_bounds(cell, other, X, h0=None, *, tier: str = "auto", state: str = "h"):
     r"""The norm bound and the componentwise bound of :func:`certified_bound`
     from one pass (same values as two calls).
 
@@ -513,16 +522,20 @@ def certified_bounds(cell, other, X, h0=None, *, tier: str = "auto"):
     componentwise : ndarray, shape (T, B, n) or (T, n)
     """
     _check_tier(tier, False)
+    rows = cell.output_rows(state)
     delta_recurrent(cell, other)
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h0a = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype).astype(np.float64)
-    norm, comp = _bound_float(cell, other, X3.astype(np.float64), h0a, tier, True)
+    h0a = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype).astype(np.float64)
+    norm, comp = _bound_float(cell, other, X3.astype(np.float64), h0a, tier, True, rows)
     return (norm[:, 0], comp[:, 0]) if single else (norm, comp)
 
 
-def _bound_float(cell, other, X3, h0a, tier, componentwise):
+def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
+    """``rows``: the state components reported (None: all; else the output's,
+    :meth:`~rnnperturb.cells.protocol.Cell.output_rows`); the norm bounds N of the
+    full state bound those of any part."""
     T, B = X3.shape[0], X3.shape[1]
-    n = cell.n
+    n = cell.state_size if rows is None else len(rows)        # components reported
     exact = tier != "fast"
     width = trivial_cap(cell, h0a, B)
     lo, hi = cell.state_bounds(h0a)
@@ -530,7 +543,8 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise):
     mode = {"fast": None, "tight": "step", "auto": "block"}[tier]
     traj = _Trajectory(cell, [{k: np.asarray(v, np.float64) for k, v in c.recurrent.items()}
                               for c in (cell, other)], h0a, exact, mode, hbound)
-    cap = _nrm(width)
+    wrep = width if rows is None else width[:, rows]
+    cap = _nrm(wrep)
     floor = AUTO_FLOOR * cap
     out = np.empty((T, B))
     outc = np.empty((T, B, n)) if componentwise else None
@@ -540,12 +554,15 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise):
         xn = _nrm(absx)
         hh = traj.step(x, absx, xn)             # (2, B, n): nominal, perturbed
         e = np.abs(hh[1] - hh[0]) * (1 + 2 * U64)
+        if rows is not None:
+            e = e[:, rows]
         en = _nrm(e)
         if tier != "fast":
             thr = 0.0 if tier == "tight" else AUTO_FRACTION * en + floor
             traj.activate(thr)
         rho, N = traj.rho, traj.N
-        comp = np.minimum(up(e + rho[0] + rho[1], 3), width)
+        rr = rho if rows is None else rho[..., rows]
+        comp = np.minimum(up(e + rr[0] + rr[1], 3), wrep)
         if componentwise:
             outc[t] = comp
         b1 = _nrm(comp)
@@ -555,8 +572,18 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise):
     # the trivial cap is still a sound bound there, so it is what we return.
     out = np.where(np.isfinite(out), out, cap[None, :])
     if componentwise:
-        outc = np.where(np.isfinite(outc), outc, width[None])
+        outc = np.where(np.isfinite(outc), outc, wrep[None])
     return out, outc
+
+
+def _tree(f, aux):
+    """``f`` applied to every array of a step's intermediates (a dict, nested for a
+    stacked network: ``{"layers": [dict, ...]}``)."""
+    if isinstance(aux, dict):
+        return {k: _tree(f, v) for k, v in aux.items()}
+    if isinstance(aux, (list, tuple)):
+        return type(aux)(_tree(f, v) for v in aux)
+    return f(aux)
 
 
 class _Lyapunov:

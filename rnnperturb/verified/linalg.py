@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnperturb.cells.namespace import split as _split
+
 __all__ = ["U64", "gamma", "up", "spectral_norm_upper", "frobenius_upper",
            "row_norms_upper", "one_inf_upper", "vec_norm_upper", "widen", "VerifiedMatrix",
-           "AbsValue", "ABS", "U32", "ETA32", "gamma32", "F32Matrix", "F32Value"]
+           "AbsValue", "ABS", "U32", "ETA32", "gamma32", "F32Matrix", "F32Value",
+           "F32Namespace"]
 
 U64 = 2.0 ** -53
 _TINY = 1e-120
@@ -286,9 +289,37 @@ class AbsValue:
         """A sure upper bound on the exact majorant (covers the rounding of ``val``)."""
         return up(self.val * (1 + 2 * gamma(max(self.depth, 1))), 1)
 
+    # pieces of a state (the LSTM's (h, c), a stack's layers): exact, no rounding
+    @property
+    def shape(self):
+        return self.val.shape
+
+    def __getitem__(self, key):
+        return AbsValue(self.val[key], self.depth)
+
+    @staticmethod
+    def concat(parts):
+        """The concatenation along the last axis (leading axes broadcast)."""
+        _linear_parts(parts, AbsValue)
+        return AbsValue(_cat([p.val for p in parts]), max(p.depth for p in parts))
+
+
+def _linear_parts(parts, cls):
+    if not all(isinstance(p, cls) for p in parts):
+        raise TypeError(f"concat: every piece of a linear expression must be a {cls.__name__}")
+
+
+def _cat(vals):
+    lead = np.broadcast_shapes(*(v.shape[:-1] for v in vals))
+    return np.concatenate([np.broadcast_to(v, lead + v.shape[-1:]) for v in vals], axis=-1)
+
 
 class AbsNamespace:
-    """The namespace of :class:`AbsValue` (only ``matvec`` is needed by linear steps)."""
+    """The namespace of :class:`AbsValue` (``matvec``, and ``split``/``concat`` for a
+    state made of pieces)."""
+
+    split = staticmethod(_split)
+    concat = staticmethod(AbsValue.concat)
 
     @staticmethod
     def matvec(A, v):
@@ -437,3 +468,43 @@ class F32Value:
     def gamma(self) -> float:
         """:math:`\\gamma_D` of the expression (float32)."""
         return gamma32(max(self.depth, 1))
+
+    # pieces of a state: exact (entrywise bounds are kept by slicing and concatenation)
+    @property
+    def shape(self):
+        return self.val.shape
+
+    def __getitem__(self, key):
+        return F32Value(self.val[key], self.depth, self.alpha, self.mu)
+
+    @staticmethod
+    def concat(parts):
+        """The concatenation along the last axis (leading axes broadcast)."""
+        _linear_parts(parts, F32Value)
+        return F32Value(_cat([p.val for p in parts]), max(p.depth for p in parts),
+                        max(p.alpha for p in parts), max(p.mu for p in parts))
+
+
+class F32Namespace:
+    """The namespace of :class:`F32Value` linear maps: ``matvec(A, v)`` one float32
+    GEMM (``A`` an :class:`F32Matrix`, or a float64 matrix converted once and
+    cached; a stacked network multiplies a layer's output tangent by the next
+    layer's input matrix), ``split``/``concat`` for a state made of pieces."""
+
+    split = staticmethod(_split)
+    concat = staticmethod(F32Value.concat)
+
+    def __init__(self):
+        self._cache = {}
+
+    def matvec(self, A, v):
+        if not isinstance(A, F32Matrix):
+            hit = self._cache.get(id(A))
+            if hit is None or hit[0] is not A:
+                hit = self._cache[id(A)] = (A, F32Matrix(A))
+            A = hit[1]
+        return v.matvec(A)
+
+    @staticmethod
+    def asarray(A):
+        return A
