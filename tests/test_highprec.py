@@ -67,13 +67,14 @@ def test_mp_layer_runs_every_registered_cell(kind):
     other = cell.replace(**{k: cell.recurrent[k] + dW[k] for k in dW})
     X = rng.standard_normal((8, 2, 2))
     np.testing.assert_allclose(hp.run_mp(cell, X, dps=30), cell.run(X), rtol=0, atol=1e-14)
-    h, ell, L = np.zeros((2, 4)), np.zeros((2, 4)), []
+    N = cell.state_size                     # the full state (the LSTM's [h, c])
+    h, ell, L = np.zeros((2, N)), np.zeros((2, N)), []
     for t in range(8):
         h, ell = cell.jvp(h, X[t], ell, dW)
         L.append(ell)
-    np.testing.assert_allclose(hp.first_order_mp(cell, other, X, dps=30), np.array(L),
-                               rtol=0, atol=1e-15)
-    H = cell.run(X[:, 1])
+    np.testing.assert_allclose(hp.first_order_mp(cell, other, X, dps=30, state="full"),
+                               np.array(L), rtol=0, atol=1e-15)
+    H = cell.run(X[:, 1], state="full")
     P = hp.propagator_mp(cell, X, start=4, stop=5, batch=1, dps=30)
     np.testing.assert_allclose(np.array(P.tolist(), dtype=float), cell.jacobian(H[3], X[4, 1]),
                                rtol=0, atol=1e-15)

@@ -198,3 +198,27 @@ def test_memory_and_coherence_statistics_run_over_the_full_state():
         assert finite_time_lyapunov(model, X).shape == (10, 3, N)
         d = rp.delay_linearisation(model, X, [3, 4], np.ones(2))
         assert d.A.shape == (N, N) and 0 < d.gate_mean < 1
+
+
+def test_mpmath_and_interval_references_run_the_full_state():
+    from rnnperturb.verified.highprec import deviation_mp, first_order_mp, run_mp
+    import mpmath
+    from rnnperturb.verified.interval import interval_run, iv_lower, iv_upper
+    X = np.random.default_rng(21).normal(size=(5, 2, 2))
+    for model in (random_cell("lstm", 3, 2, seed=22), random_stacked(["gru", "lstm"], 3, 2,
+                                                                      seed=23)):
+        for state in ("h", "full"):
+            S = model.run(X, state=state)
+            exact = run_mp(model, X, state=state)
+            np.testing.assert_allclose(exact, S, rtol=0, atol=1e-14)
+            small = rp.truncate_svd(model, rank=1)
+            np.testing.assert_allclose(deviation_mp(model, small, X, state=state),
+                                       rp.deviation(model, small, X, state=state), atol=1e-14)
+            np.testing.assert_allclose(first_order_mp(model, small, X, state=state),
+                                       rp.first_order(model, small, X, state=state), atol=1e-14)
+            H = interval_run(model, X, state=state)
+            assert H.shape == S.shape
+            with mpmath.workdps(50):           # the exact trajectory (to 1e-50) is enclosed
+                ex = run_mp(model, X, state=state, as_float=False)
+                assert all(e in box for e, box in zip(ex.ravel(), H.ravel()))
+            assert np.all(iv_upper(H) - iv_lower(H) < 1e-12)

@@ -14,7 +14,7 @@ from rnnperturb.cells.random import random_cell
 
 def _points(cell, B, seed):
     rng = np.random.default_rng(seed)
-    return rng.uniform(-1, 1, (B, cell.n)), 2 * rng.standard_normal((B, cell.m))
+    return rng.uniform(-1, 1, (B, cell.state_size)), 2 * rng.standard_normal((B, cell.m))
 
 
 SIZES = [(1, 1), (2, 1), (3, 2)]
@@ -320,7 +320,7 @@ def test_ar_forms_against_brute_force_and_library():
 # ------------------------------------------------------------------------ errors
 def test_errors():
     with pytest.raises(ValueError, match="kind"):
-        S.symbolic_cell("lstm", 2)
+        S.symbolic_cell("qrnn", 2)
     with pytest.raises(ValueError, match="n"):
         S.symbolic_cell("elman", 0)
     with pytest.raises(ValueError, match="func"):

@@ -96,10 +96,10 @@ class LSTM(Cell):
     def m(self) -> int:
         return self.Ui.shape[1]
 
-    @property
-    def state_size(self) -> int:
+    @classmethod
+    def state_size_for(cls, n: int) -> int:
         """2n: the state is ``[h, c]``."""
-        return 2 * self.n
+        return 2 * n
 
     def output(self, ns, s):
         """The h of the state ``[h, c]``."""

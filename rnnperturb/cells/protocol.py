@@ -190,11 +190,18 @@ class Cell:
     #: (only meaningful, and only allowed, when the state size N is n).
     diagonal_forcing: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def state_size_for(cls, n: int) -> int:
+        """The state size N of a cell of this class with hidden size n (default n;
+        the LSTM's 2n), for code that builds cells from their class (the symbolic
+        layer)."""
+        return n
+
     @property
     def state_size(self) -> int:
         """N, the size of the state a step maps (default n, the size of the
         recurrent matrices; the LSTM's (h, c) has 2n)."""
-        return self.n
+        return type(self).state_size_for(self.n)
 
     def output(self, ns, s):
         r"""The part of a state a readout sees, over a namespace.

@@ -245,7 +245,7 @@ class SymbolicCell:
         if rec is None:
             def rec(k, a):
                 return ns.matvec(P[k], a)
-        return self.cell_type.forward(ns, P, _array(h, (self.n,)), _array(x, (self.m,)), rec)
+        return self.cell_type.forward(ns, P, _array(h, (len(self.h),)), _array(x, (self.m,)), rec)
 
     def step(self, h: sp.Matrix | None = None, x: sp.Matrix | None = None,
              **params: sp.Matrix) -> sp.Matrix:
@@ -332,7 +332,8 @@ def symbolic_cell(kind: str, n: int, m: int = 1) -> SymbolicCell:
     params = {name: _matrix(name, *shape) if len(shape) == 2 else _vector(name, shape[0])
               for name, shape in cls.param_shapes(n, m).items()}
     dW = {k: _matrix("d" + k, n, n) for k in cls.recurrent_names}
-    return SymbolicCell(kind, n, m, params, _vector("h", n), _vector("x", m), dW, _vector("e", n))
+    N = cls.state_size_for(n)          # the state (the LSTM's [h, c]: 2n entries)
+    return SymbolicCell(kind, n, m, params, _vector("h", N), _vector("x", m), dW, _vector("e", N))
 
 
 # ------------------------------------------------------------ deviation recursion
@@ -890,6 +891,7 @@ def _param_values(sc: SymbolicCell, cell_or_params) -> list[np.ndarray]:
 
 def _bridge(kind, n, m, expr, extras, vector=True):
     sc = symbolic_cell(kind, n, m)
+    N = len(sc.h)                      # the state size (2n for the LSTM)
     f = sp.lambdify(sc.symbols(extras=extras), expr, modules=NUMPY_MODULES, cse=True)
 
     def call(cell, h, x, e=None, dW=None):
@@ -898,8 +900,8 @@ def _bridge(kind, n, m, expr, extras, vector=True):
         x = np.asarray(x, dtype=float)
         single = h.ndim == 1
         h2, x2 = np.atleast_2d(h), np.atleast_2d(x)
-        if h2.shape[1] != n or x2.shape[1] != m or h2.shape[0] != x2.shape[0]:
-            raise ValueError(f"h, x: expected shapes (B, {n}) and (B, {m}), "
+        if h2.shape[1] != N or x2.shape[1] != m or h2.shape[0] != x2.shape[0]:
+            raise ValueError(f"h, x: expected shapes (B, {N}) and (B, {m}), "
                              f"found {h.shape} and {x.shape}")
         if extras:
             e2 = np.zeros_like(h2) if e is None else np.atleast_2d(np.asarray(e, float))
@@ -914,7 +916,7 @@ def _bridge(kind, n, m, expr, extras, vector=True):
             out.append(np.asarray(f(*args), dtype=float))
         out = np.array(out)
         if vector:
-            out = out.reshape(out.shape[0], n)
+            out = out.reshape(out.shape[0], N)
         return out[0] if single else out
 
     return call

@@ -19,6 +19,12 @@ relative rounding per operation.
   of a trajectory or deviation by Monte Carlo arithmetic (re-running with
   every state perturbed by one unit in the last place, Parker 1997) and warns
   (``RuntimeWarning`` naming the quantity) when it is visible.
+
+Initial states are full states (N = ``cell.state_size`` components: the LSTM's
+``[h, c]``, every layer of a stack; N = n for the Elman RNN, MGRU and GRU); the
+trajectories are reported as by :meth:`rnnperturb.cells.Cell.run` and
+:func:`rnnperturb.deviation`: the output (h) by default, all of the state with
+``state='full'``.
 """
 from __future__ import annotations
 
@@ -97,7 +103,7 @@ class _MPCell:
         self.cell = cell
         self.P = {k: MP.asarray(getattr(cell, k))
                   for k in cell.recurrent_names + cell.input_params}
-        self.n = cell.n
+        self.n = cell.state_size          # the full state (N; n for most cells)
 
     def nominal(self, h, x):
         """``(h_t, aux, regressors)`` as :meth:`rnnperturb.cells.Cell.nominal`."""
@@ -145,7 +151,8 @@ def _run(mc, X3, h):
     return H
 
 
-def run_mp(cell, X, h0=None, *, dps: int = 50, as_float: bool = True) -> np.ndarray:
+def run_mp(cell, X, h0=None, *, dps: int = 50, as_float: bool = True,
+           state: str = "h") -> np.ndarray:
     r"""Run a cell in mpmath with ``dps`` decimal digits.
 
     Parameters
@@ -158,21 +165,26 @@ def run_mp(cell, X, h0=None, *, dps: int = 50, as_float: bool = True) -> np.ndar
     as_float : bool, keyword-only
         Return float64 (the high-precision result rounded once) when True,
         else an object array of ``mpmath.mpf``.
+    state : {'h', 'full'}
+        The output (as :meth:`~rnnperturb.cells.Cell.run`) or the full state.
 
     Returns
     -------
-    H : ndarray, shape (T, B, n) or (T, n)
+    H : ndarray, shape (T, B, n) or (T, n); N in place of n for 'full'
     """
     dps = _dps(dps)
+    full = cell._check_state(state) == "full"
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     with mpmath.workdps(dps):
         H = _run(_MPCell(cell), _mp(X3), _mp(h))
         H = _f(H) if as_float else H
+    H = H if full else cell.hidden_of(H)
     return H[:, 0, :] if single else H
 
 
-def deviation_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = True) -> np.ndarray:
+def deviation_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = True,
+                 state: str = "h") -> np.ndarray:
     r"""The exact deviation :math:`e_t = h'_t - h_t` evaluated in mpmath.
 
     Both trajectories and their difference are computed with ``dps`` digits, so
@@ -188,34 +200,40 @@ def deviation_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = Tru
     h0 : array_like, shape (B, n) or (n,), optional
     dps : int, keyword-only
     as_float : bool, keyword-only
+    state : {'h', 'full'}
+        As in :func:`rnnperturb.deviation`.
 
     Returns
     -------
-    E : ndarray, shape (T, B, n) or (T, n)
+    E : ndarray, shape (T, B, n) or (T, n); N in place of n for 'full'
     """
     check_compatible(cell, other)
     dps = _dps(dps)
+    full = cell._check_state(state) == "full"
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     with mpmath.workdps(dps):
         Xm, hm = _mp(X3), _mp(h)
         E = _run(_MPCell(other), Xm, hm) - _run(_MPCell(cell), Xm, hm)
         E = _f(E) if as_float else E
+    E = E if full else cell.hidden_of(E)
     return E[:, 0, :] if single else E
 
 
-def first_order_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = True):
-    r"""The tangent-linear prediction :math:`\ell_t` (as :func:`rnnperturb.first_order`)
-    evaluated in mpmath.
+def first_order_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = True,
+                   state: str = "h"):
+    r"""The tangent-linear prediction :math:`\ell_t` (as :func:`rnnperturb.first_order`,
+    ``state`` likewise) evaluated in mpmath.
 
     Returns
     -------
-    L : ndarray, shape (T, B, n) or (T, n)
+    L : ndarray, shape (T, B, n) or (T, n); N in place of n for 'full'
     """
+    full = cell._check_state(state) == "full"
     dW = delta_recurrent(cell, other)
     dps = _dps(dps)
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     with mpmath.workdps(dps):
         mc = _MPCell(cell)
         dWm = {k: _mp(v) for k, v in dW.items()}
@@ -226,13 +244,14 @@ def first_order_mp(cell, other, X, h0=None, *, dps: int = 50, as_float: bool = T
             hm, ell = mc.jvp(hm, Xm[t], ell, dWm)
             L[t] = ell
         L = _f(L) if as_float else L
+    L = L if full else cell.hidden_of(L)
     return L[:, 0, :] if single else L
 
 
 def _single_sequence(cell, X, h0, batch):
     X3, single = as_inputs(X, cell.m, cell.dtype)
     batch = check_int("batch", batch, low=0, high=X3.shape[1] - 1)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     return X3[:, batch, :], h[batch]
 
 
@@ -256,7 +275,7 @@ def propagator_mp(cell, X, h0=None, *, start: int = 0, stop: int | None = None, 
     with mpmath.workdps(dps):
         mc = _MPCell(cell)
         Xm, hm = _mp(Xs), _mp(h)
-        Phi = _mp_eye(cell.n)
+        Phi = _mp_eye(cell.state_size)
         for t in range(stop):          # step t+1 maps h_t -> h_{t+1}
             if t >= start:
                 Phi = mc.jacobian(hm, Xm[t]) @ Phi
@@ -389,7 +408,7 @@ def check_float64(cell, other, X, h0=None, *, rtol: float = 1e-3, samples: int =
     ulps = check_positive("ulps", ulps)
     rng = _rng(seed)
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h = as_h0(h0, cell.n, X3.shape[1], single, cell.dtype)
+    h = as_h0(h0, cell.state_size, X3.shape[1], single, cell.dtype)
     if other is not None:
         check_compatible(cell, other)
         quantity = "deviation"

@@ -34,7 +34,10 @@ converted exactly.
 Widths grow with the wrapping effect (roughly like products of
 :math:`\||W|\|_\infty`), so long horizons need more precision:
 :func:`interval_deviation_norm` can raise the precision until the enclosure is
-narrow.
+narrow. Initial states are full states (N = ``cell.state_size``: the LSTM's
+``[h, c]``, every layer of a stack); trajectories and deviations are those of
+the output (h) by default, as :meth:`rnnperturb.cells.Cell.run` reports them,
+and of the full state with ``state='full'``.
 """
 from __future__ import annotations
 
@@ -275,7 +278,7 @@ def interval_step(cell, P: dict, h, x):
     return cell.forward(IV, P, h, x, lambda k, a: iv_matvec(P[k], a))[0]
 
 
-def interval_run(cell, X, h0=None, *, prec: int = 113) -> np.ndarray:
+def interval_run(cell, X, h0=None, *, prec: int = 113, state: str = "h") -> np.ndarray:
     r"""Rigorous interval enclosure of the trajectory of ``cell``.
 
     Parameters
@@ -285,16 +288,20 @@ def interval_run(cell, X, h0=None, *, prec: int = 113) -> np.ndarray:
     h0 : array_like, shape (B, n) or (n,), optional
     prec : int
         Working precision in bits.
+    state : {'h', 'full'}
+        The output (as :meth:`~rnnperturb.cells.Cell.run`) or the full state.
 
     Returns
     -------
     H : object ndarray of mpmath intervals, shape (T, B, n) or (T, n)
-        ``H[t-1]`` contains the exact :math:`h_t`.
+        ``H[t-1]`` contains the exact :math:`h_t` (N in place of n for 'full').
     """
+    full = cell._check_state(state) == "full"
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h0a = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h0a = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     with iv_precision(prec):
         H = _run_iv(cell, X3.astype(np.float64), h0a)
+    H = H if full else cell.hidden_of(H)
     return H[:, 0, :] if single else H
 
 
@@ -338,14 +345,14 @@ def interval_deviation_norm(cell, other, X, h0=None, *, prec: int = 113,
     """
     delta_recurrent(cell, other)  # compatibility check
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    h0a = as_h0(h0, cell.n, X3.shape[1], single, np.float64)
+    h0a = as_h0(h0, cell.state_size, X3.shape[1], single, np.float64)
     X3 = X3.astype(np.float64)
     max_prec = prec if max_prec is None else max(prec, int(max_prec))
     p = prec
     while True:
         with iv_precision(p):
-            H = _run_iv(cell, X3, h0a)
-            H2 = _run_iv(other, X3, h0a)
+            H = cell.hidden_of(_run_iv(cell, X3, h0a))       # the output's deviation
+            H2 = cell.hidden_of(_run_iv(other, X3, h0a))
             E = H2 - H
             sq = np.sum(E * E, axis=-1)
             nrm = _vec(_iv_sqrt_nonneg, sq)
