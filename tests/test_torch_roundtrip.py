@@ -279,3 +279,30 @@ def test_torch_old_entry_points_unchanged():
     new = from_torch(mod)
     for k in ("W", "U", "b"):
         np.testing.assert_array_equal(getattr(cell, k), getattr(new, k))
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_torch_factorised_form_and_its_parameter_count(kind):
+    """Blocks of rank r < n/2 as two thin factors (left @ right = the block to rounding),
+    the others dense; the parameter count is that of the tensors returned."""
+    net = _randomise(Net(kind, 3, 8, 2, num_layers=2).double(), 41)
+    cell = from_torch(net)
+    names = cell.recurrent_names
+    ranks = {names[0]: 2, names[-1]: 5}            # 2 < 8/2 (factorised), 5 >= 4 (dense)
+    small = rp.truncate_svd(cell, rank=ranks)
+    dense, thin = to_torch(small), to_torch(small, factorised=True)
+    n, G = 8, len(names) // 2
+    for l in range(2):
+        Whh = dense[f"rnn.weight_hh_l{l}"].numpy()
+        for g, w in enumerate(names[l * G:(l + 1) * G]):
+            key = f"rnn.weight_hh_l{l}.{w.split('.')[1]}"
+            block = (thin[key + ".left"] @ thin[key + ".right"] if ranks.get(w, n) < n / 2
+                     else thin[key]).numpy()
+            np.testing.assert_allclose(block, Whh[g * n:(g + 1) * n], rtol=0, atol=1e-14)
+        assert f"rnn.weight_hh_l{l}" not in thin
+    assert thin[f"rnn.weight_hh_l0.{names[0][3:]}.left"].shape == (8, 2)
+    count = sum(v.numel() for v in thin.values())
+    assert count == sum(v.numel() for v in dense.values()) - (n * n - 2 * n * 2)
+    assert list(thin)[:2] == ["rnn.weight_ih_l0", f"rnn.weight_hh_l0.{names[0][3:]}.left"]
+    with pytest.raises(ValueError, match="factorised: expected True or False"):
+        to_torch(small, factorised="yes")

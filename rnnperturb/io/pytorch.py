@@ -605,7 +605,7 @@ def _layer_tensors(layer, codec, layout, l, torch, tdt):
     return Wih, Whh, np.concatenate(bih), np.concatenate(bhh)
 
 
-def to_torch(cell, layout: TorchLayout | None = None) -> dict:
+def to_torch(cell, layout: TorchLayout | None = None, *, factorised: bool = False) -> dict:
     r"""A PyTorch state_dict of ``cell`` with the keys of the one it came from.
 
     Inverse of :func:`from_torch`: ``module.load_state_dict(to_torch(cell),
@@ -623,6 +623,17 @@ def to_torch(cell, layout: TorchLayout | None = None) -> dict:
     layout : TorchLayout, optional
         Default: ``cell.origin`` when it is one (set by :func:`from_torch`),
         else :meth:`TorchLayout.default` (bare module keys, readout ``fc.``).
+    factorised : bool
+        False: the state_dict of the user's module (dense ``weight_hh_l*``).
+        True: the deployable form for a module of one's own: every recurrent
+        block of numerical rank r < n/2 (where two thin factors are smaller
+        than the block, 2nr < n^2) as ``<p>weight_hh_l{l}.{W}.left`` (n, r)
+        and ``.right`` (r, n) with block = left @ right (the factors of
+        :func:`rnnperturb.factors`, exact to rounding for a truncated
+        matrix); the other blocks as ``<p>weight_hh_l{l}.{W}`` (n, n), e.g.
+        ``weight_hh_l0.Wz``; everything else as in the dense form.
+        ``sum(v.numel() for v in sd.values())`` is then the real parameter
+        count.
 
     Returns
     -------
@@ -656,12 +667,30 @@ def to_torch(cell, layout: TorchLayout | None = None) -> dict:
                          f"{cell.n}, m = {cell.m}, num_layers = {len(layers)}, found one of an "
                          f"{layout.torch_name} with n = {layout.n}, m = {layout.m}, "
                          f"num_layers = {layout.num_layers}")
+    if not isinstance(factorised, (bool, np.bool_)):
+        raise ValueError(f"factorised: expected True or False, found {describe(factorised)}")
     tdt = torch.float32 if cell.dtype == np.float32 else torch.float64
-    out = {}
+    if factorised:
+        from rnnperturb.perturb.cost import factors
+        thin = factors(cell)
+    out, home = {}, {}          # home: a block's entry -> the weight_hh key it replaces
     for l, layer in enumerate(layers):
         kU, kW, kbi, kbh = _layer_keys(layout.prefix, l)
         Wih, Whh, bih, bhh = _layer_tensors(layer, codec, layout, l, torch, tdt)
-        out[kU], out[kW] = _as_out(Wih, torch, tdt), _as_out(Whh, torch, tdt)
+        out[kU] = _as_out(Wih, torch, tdt)
+        if not factorised:
+            out[kW] = _as_out(Whh, torch, tdt)
+        else:
+            own = f"l{l}." if len(layers) > 1 else ""      # the stack's names of the blocks
+            for w, _, _ in codec.gates:
+                Lf, Rf = thin[own + w]
+                if 2 * Lf.shape[1] < layer.n:
+                    out[f"{kW}.{w}.left"] = _as_out(Lf, torch, tdt)
+                    out[f"{kW}.{w}.right"] = _as_out(Rf, torch, tdt)
+                    home[f"{kW}.{w}.left"] = home[f"{kW}.{w}.right"] = kW
+                else:
+                    out[f"{kW}.{w}"] = _as_out(getattr(layer, w), torch, tdt)
+                    home[f"{kW}.{w}"] = kW
         if layout.bias:
             out[kbi], out[kbh] = _as_out(bih, torch, tdt), _as_out(bhh, torch, tdt)
         elif np.any(bih) or np.any(bhh):
@@ -683,4 +712,6 @@ def to_torch(cell, layout: TorchLayout | None = None) -> dict:
     for k, v in layout.extras:
         out[k] = v.detach().clone() if _is_tensor(v) else torch.as_tensor(np.array(v))
     order = {k: i for i, k in enumerate(layout.keys)}
+    # a block's entries where its layer's weight_hh was (stable sort keeps their order)
+    order.update({k: order.get(kW, len(order)) for k, kW in home.items()})
     return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
