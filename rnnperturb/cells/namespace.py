@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sigmoid", "FloatNamespace", "FLOAT", "DiagonalStack", "split", "concat"]
+__all__ = ["sigmoid", "FloatNamespace", "FLOAT", "DiagonalStack", "split", "concat", "piece_sizes"]
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -108,7 +108,9 @@ class DiagonalStack:
         return A.T[:, None, :] * self.d.T[:, :, None]
 
 
-def _sizes(total: int, sections) -> list[int]:
+def piece_sizes(total: int, sections) -> list[int]:
+    """The sizes of the pieces ``split(a, sections)`` cuts a last axis of length ``total`` into
+    (``sections`` an int: that many equal pieces; a sequence: those sizes), checked."""
     if isinstance(sections, (int, np.integer)):
         if sections < 1 or total % sections:
             raise ValueError(f"sections: expected a divisor of the last dimension {total}, "
@@ -139,7 +141,7 @@ def split(a, sections):
     if isinstance(a, DiagonalStack):
         a = a.dense()
     out, start = [], 0
-    for k in _sizes(a.shape[-1], sections):
+    for k in piece_sizes(a.shape[-1], sections):
         out.append(a[..., start:start + k])
         start += k
     return tuple(out)
