@@ -105,5 +105,6 @@ def test_task_errors():
         rp.tasks.kback(repeat=1.0, seed=0)
     with pytest.raises(ValueError, match=r"task: expected one of .*found 'copy'"):
         rp.tasks.make_task("copy")
-    with pytest.raises(ValueError, match=r"kind: expected one of \['elman', 'gru', 'mgru'\], found 'lstm'"):
-        random_cell("lstm", seed=0)
+    with pytest.raises(ValueError, match=r"kind: expected one of \['elman', 'gru', 'lstm', "
+                       r"'mgru'\], found 'qrnn'"):
+        random_cell("qrnn", seed=0)

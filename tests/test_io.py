@@ -33,9 +33,10 @@ def test_load_errors(tmp_path):
     np.savez(p, W=np.eye(2))
     with pytest.raises(ValueError, match=r"expected key 'cell'"):
         rp.load(p)
-    p = tmp_path / "lstm.npz"
-    np.savez(p, cell=np.array("lstm"), W=np.eye(2))
-    with pytest.raises(ValueError, match=r"key 'cell': expected one of \['elman', 'gru', 'mgru'\], found 'lstm'"):
+    p = tmp_path / "qrnn.npz"
+    np.savez(p, cell=np.array("qrnn"), W=np.eye(2))
+    with pytest.raises(ValueError, match=r"key 'cell': expected one of \['elman', 'gru', 'lstm', "
+                                         r"'mgru', 'stacked'\], found 'qrnn'"):
         rp.load(p)
     p = tmp_path / "missing_param.npz"
     np.savez(p, cell=np.array("elman"), W=np.eye(2), U=np.ones((2, 1)))

@@ -222,3 +222,25 @@ def test_mpmath_and_interval_references_run_the_full_state():
                 ex = run_mp(model, X, state=state, as_float=False)
                 assert all(e in box for e, box in zip(ex.ravel(), H.ravel()))
             assert np.all(iv_upper(H) - iv_lower(H) < 1e-12)
+
+
+def test_stacks_and_lstms_are_saved_and_loaded(tmp_path):
+    X = np.random.default_rng(24).normal(size=(6, 2, 2))
+    for model in (random_cell("lstm", 4, 2, seed=25, n_out=3),
+                  random_stacked(["lstm", "gru", "elman"], 4, 2, seed=26, n_out=3)):
+        rp.save(tmp_path / "m.npz", model, task="demo")
+        back, meta = rp.load_with_metadata(tmp_path / "m.npz")
+        assert type(back) is type(model) and meta == {"task": "demo"}
+        assert back.recurrent_names == model.recurrent_names
+        np.testing.assert_array_equal(back.run(X), model.run(X))
+        np.testing.assert_array_equal(back.V, model.V)
+    np.savez(tmp_path / "bad.npz", cell=np.array("stacked"), **{"l0.W": np.eye(2)})
+    with pytest.raises(ValueError, match=r"layers: expected a 1-d array of the layers' cell "
+                                         r"names, found none"):
+        rp.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad2.npz", cell=np.array("stacked"), layers=np.array(["elman"]),
+             **{"l0.W": np.eye(2), "l0.U": np.ones((2, 1)), "l0.b": np.zeros(2),
+                "l3.W": np.eye(2)})
+    with pytest.raises(ValueError, match=r"expected names 'l<layer>.<name>' with layer < 1, "
+                                         r"found 'l3.W'"):
+        rp.load(tmp_path / "bad2.npz")

@@ -6,7 +6,12 @@ name goes through :func:`cell_type`, so that an unregistered name is a
 """
 from __future__ import annotations
 
-__all__ = ["CELL_TYPES", "register", "cell_type", "cell_from_params"]
+__all__ = ["CELL_TYPES", "register", "cell_type", "cell_from_params", "model_kinds",
+           "model_arrays"]
+
+#: The kind of a stacked network in a file (:class:`rnnperturb.cells.stacked.Stacked`, built
+#: from its layers, is not a registered cell).
+STACKED = "stacked"
 
 #: Registered cell classes by name (``cell.kind``).
 CELL_TYPES: dict[str, type] = {}
@@ -37,8 +42,29 @@ def cell_type(kind) -> type:
     return CELL_TYPES[kind]
 
 
+def model_kinds() -> list[str]:
+    """The kinds a file may name: every registered cell, and ``'stacked'``."""
+    return sorted(CELL_TYPES) + [STACKED]
+
+
+def model_arrays(model) -> dict:
+    """The arrays that describe a cell or a stack in a file: ``cell`` (its kind), its
+    parameters under their names (``'l0.W'`` ... for a stack) and, for a stack, ``layers``
+    (the layers' kinds, bottom first)."""
+    import numpy as np
+    out = {"cell": np.array(model.kind)}
+    out.update({k: np.asarray(v) for k, v in model.params.items()})
+    if model.kind == STACKED:
+        out["layers"] = np.array([layer.kind for layer in model.layers])
+    return out
+
+
 def cell_from_params(kind: str, params: dict, *, dtype=None):
-    """Build a cell from its registered name and a parameter dict."""
+    """Build a cell from its registered name and a parameter dict (``'stacked'``: a stack
+    from ``params['layers']``, the layers' kinds, and the parameters ``'l{l}.name'``)."""
+    if kind == STACKED:
+        from rnnperturb.cells.stacked import Stacked
+        return Stacked.from_params(params, dtype=dtype)
     cls = cell_type(kind)
     allowed = set(cls.recurrent_names + cls.input_params) | {"V", "c"}
     unknown = sorted(set(params) - allowed)

@@ -269,6 +269,32 @@ class Stacked(Cell):
                                          V=self.V, c=self.c, dtype=dtype))
 
 
+def _from_params(params: dict, *, dtype=None) -> Stacked:
+    from rnnperturb.cells.registry import cell_from_params
+    params = dict(params)
+    kinds = params.pop("layers", None)
+    kinds = None if kinds is None else np.asarray(kinds)
+    if kinds is None or kinds.ndim != 1 or kinds.dtype.kind != "U" or kinds.size == 0:
+        raise ValueError(f"layers: expected a 1-d array of the layers' cell names, found "
+                         f"{'none' if kinds is None else f'shape {kinds.shape} dtype {kinds.dtype}'}")
+    readout = {k: params.pop(k) for k in ("V", "c") if k in params}
+    per = [{} for _ in kinds]
+    for key, v in params.items():
+        head, dot, name = key.partition(".")
+        l = int(head[1:]) if dot and head[:1] == "l" and head[1:].isdigit() else None
+        if l is None or l >= len(kinds):
+            raise ValueError(f"stacked parameters: expected names 'l<layer>.<name>' with layer "
+                             f"< {len(kinds)}, found {key!r}")
+        per[l][name] = v
+    layers = tuple(cell_from_params(str(k), p, dtype=dtype) for k, p in zip(kinds, per))
+    return Stacked(layers=layers, **readout, dtype=dtype)
+
+
+Stacked.from_params = staticmethod(_from_params)
+Stacked.from_params.__doc__ = """A stack from a parameter dict: ``layers`` (the layers' cell
+names, bottom first), every layer's parameters as ``'l{l}.name'``, optional ``V``, ``c``."""
+
+
 def random_stacked(kinds, n: int = 8, m: int = 3, *, spectral_norm: float = 0.9,
                    n_out: int | None = None, seed=None, **kw) -> Stacked:
     """A random stack: one :func:`~rnnperturb.cells.random.random_cell` per layer.

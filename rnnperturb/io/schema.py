@@ -5,9 +5,12 @@ Schema (one ``.npz`` file, read with ``allow_pickle=False``):
 =============  ==========================================================
 key            content
 =============  ==========================================================
-``cell``       0-d string array: ``"elman"`` or ``"mgru"``
+``cell``       0-d string array: a registered cell (``"elman"``, ``"mgru"``,
+               ``"gru"``, ``"lstm"``) or ``"stacked"``
 parameters     the constructor arrays under their names: ``W, U, b`` for
-               the Elman RNN; ``Wf, Uf, bf, Wh, Uh, bh`` for the MGRU
+               the Elman RNN; ``Wf, Uf, bf, Wh, Uh, bh`` for the MGRU; a
+               stack's as ``l0.W``, ``l1.Wr`` ... with ``layers`` (1-d
+               string array, the layers' cell names)
 ``V``, ``c``   optional readout (both or neither)
 ``schema``     0-d int, currently 1
 metadata       any further 0-d scalars or strings, or numeric arrays, under
@@ -32,7 +35,7 @@ import zipfile
 import numpy as np
 
 from rnnperturb._checks import MAX_ELEMENTS, check_regular_file, describe
-from rnnperturb.cells import CELL_TYPES, cell_from_params
+from rnnperturb.cells.registry import cell_from_params, model_arrays, model_kinds
 
 __all__ = ["save", "load", "load_with_metadata", "read_npz", "SCHEMA_VERSION"]
 
@@ -154,14 +157,15 @@ def save(path, cell, **metadata) -> None:
     Parameters
     ----------
     path : str or os.PathLike
-    cell : ElmanRNN or MGRU
+    cell : Cell or Stacked
+        Any registered cell, or a stack of them.
     **metadata
         Scalars, strings or numeric arrays, e.g. ``task="memorization", K=2, L=5, D=50``.
     """
-    if getattr(cell, "kind", None) not in CELL_TYPES:
-        raise ValueError(f"cell: expected an ElmanRNN or MGRU, found {type(cell).__name__}")
-    arrays = {"cell": np.array(cell.kind), "schema": np.array(SCHEMA_VERSION)}
-    arrays.update({k: np.asarray(v) for k, v in cell.params.items()})
+    if getattr(cell, "kind", None) not in model_kinds():
+        raise ValueError(f"cell: expected a cell of kind {model_kinds()}, found "
+                         f"{type(cell).__name__}")
+    arrays = {"schema": np.array(SCHEMA_VERSION), **model_arrays(cell)}
     for k, v in metadata.items():
         arrays[f"meta_{k}"] = _meta_array(k, v)
     path = os.fspath(path)
@@ -186,8 +190,8 @@ def _load(path, name: str):
         raise ValueError(f"{where}: key 'cell': expected a 0-d string array ('elman' or "
                          f"'mgru'), found {_describe_array(kind)}")
     kind = str(kind)
-    if kind not in CELL_TYPES:
-        raise ValueError(f"{where}: key 'cell': expected one of {sorted(CELL_TYPES)}, "
+    if kind not in model_kinds():
+        raise ValueError(f"{where}: key 'cell': expected one of {model_kinds()}, "
                          f"found {describe(kind)}")
     version = data.pop("schema", np.array(SCHEMA_VERSION))
     if version.ndim != 0 or version.dtype.kind not in "iu":
@@ -224,7 +228,7 @@ def load_with_metadata(path):
 
     Returns
     -------
-    cell : ElmanRNN or MGRU
+    cell : Cell or Stacked
     metadata : dict
         Python scalars/strings for 0-d entries, arrays otherwise.
 
