@@ -82,11 +82,34 @@ def _cost_order(name: str):
     return (cell != "elman", int(name.rsplit("D", 1)[-1]))
 
 
+def _finished_rows(out: str) -> list[dict]:
+    """Rows of an earlier (interrupted) run from ``out/<NAME>.csv`` (values parsed as
+    literals, never executed)."""
+    import ast
+    import csv
+    import os
+    path = os.path.join(out, NAME + ".csv")
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row = {}
+            for k, v in r.items():
+                try:
+                    row[k] = ast.literal_eval(v)
+                except (ValueError, SyntaxError):
+                    row[k] = v
+            rows.append(row)
+    return rows
+
+
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
-        out: str | None = None) -> dict:
+        out: str | None = None, resume: bool = False) -> dict:
     """Every memorization checkpoint (``quick``: the D10 ones), cheapest first; with
     ``out``, the result so far is written after every checkpoint (a long run leaves
-    its finished rows behind)."""
+    its finished rows behind), and with ``resume`` the checkpoints already in
+    ``out`` are kept and skipped."""
     from validation.experiments import write_result
     names = [only] if only else sorted(checkpoint_names(task="memorization"), key=_cost_order)
     if quick and not only:
@@ -94,9 +117,15 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
     res = {"name": NAME, "rows": [], "quick": quick,
            "note": "bits: certified any-rounding vs measured round-to-nearest; drift/noise: "
                    "certified vs empirical (seeded samples, an estimate)"}
+    if resume and out is not None:
+        res["rows"] = [r for r in _finished_rows(out) if r.get("checkpoint") in names]
+    done = {r["checkpoint"] for r in res["rows"]}
     for n in names:
+        if n in done:
+            continue
         res["rows"].append(evaluate(n, seed=seed, quiet=quiet))
         if out is not None:
+            res["table"] = res["rows"]
             write_result(res, out, headline(res))
     return res
 
@@ -108,7 +137,8 @@ def headline(res: dict) -> dict:
 
 if __name__ == "__main__":
     if "--incremental" in sys.argv:                   # every checkpoint, written as it goes
-        run(quiet=False, out=sys.argv[sys.argv.index("--incremental") + 1])
+        run(quiet=False, out=sys.argv[sys.argv.index("--incremental") + 1],
+            resume="--resume" in sys.argv)
         raise SystemExit(0)
     if "--only" in sys.argv:
         i = sys.argv.index("--only")

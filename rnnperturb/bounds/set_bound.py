@@ -843,6 +843,24 @@ def dd_max(kind: str, lo, hi):
     return np.minimum(v, peak * (1 + 1e-12))
 
 
+_SPECTRAL = {}
+
+
+def _spectral_cached(A):
+    """Verified ||A||_2 of a parameter matrix, remembered by its bytes across calls (a
+    tolerance search evaluates the same cell's matrices many times; the verified SVD
+    costs more than a small evaluation)."""
+    if not np.all(np.isfinite(A)):
+        return np.inf
+    key = (A.shape, A.tobytes())
+    v = _SPECTRAL.get(key)
+    if v is None:
+        if len(_SPECTRAL) > 64:
+            _SPECTRAL.clear()
+        v = _SPECTRAL[key] = float(spectral_norm_upper(A))
+    return v
+
+
 class _AffCtx:
     r"""Symbols of the affine forms of one run.
 
@@ -873,7 +891,7 @@ class _AffCtx:
         self.grho = np.zeros((B, 0))
         self._mat = {}
         if not ops.is_ball:
-            self.Enorm = {k: float(spectral_norm_upper(ops.E[k])) for k in self.names}
+            self.Enorm = {k: _spectral_cached(np.ascontiguousarray(ops.E[k])) for k in self.names}
             self.Erow = {k: row_norms_upper(ops.E[k]) for k in self.names}
 
     def matinfo(self, A):
@@ -882,8 +900,7 @@ class _AffCtx:
         hit = self._mat.get(key)
         if hit is None or hit[0] is not A:
             aA = np.abs(A)
-            hit = (A, aA, float(spectral_norm_upper(A)) if np.all(np.isfinite(A)) else np.inf,
-                   float(frobenius_upper(A)), row_norms_upper(A))
+            hit = (A, aA, _spectral_cached(A), float(frobenius_upper(A)), row_norms_upper(A))
             self._mat[key] = hit
         return hit[1:]
 
