@@ -188,6 +188,10 @@ def check_compatible(cell, other) -> None:
             f"other: expected sizes (n={cell.n}, m={cell.m}), found (n={other.n}, m={other.m})")
     if other.dtype != cell.dtype:
         raise ValueError(f"other: expected dtype {cell.dtype}, found {other.dtype}")
+    if (other.recurrent_names, other.input_params) != (cell.recurrent_names, cell.input_params):
+        # same class, other parameters: e.g. stacks of different layer types
+        raise ValueError(f"other: expected the parameters {cell.recurrent_names + cell.input_params}"
+                         f", found {other.recurrent_names + other.input_params}")
     for name in cell.input_params:
         a, b = getattr(cell, name), getattr(other, name)
         if not np.array_equal(a, b):

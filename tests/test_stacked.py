@@ -244,3 +244,11 @@ def test_stacks_and_lstms_are_saved_and_loaded(tmp_path):
     with pytest.raises(ValueError, match=r"expected names 'l<layer>.<name>' with layer < 1, "
                                          r"found 'l3.W'"):
         rp.load(tmp_path / "bad2.npz")
+
+
+def test_stacks_of_other_layers_are_not_compared():
+    a = random_stacked(["elman", "gru"], 3, 2, seed=27)
+    b = random_stacked(["gru", "elman"], 3, 2, seed=27)
+    X = np.zeros((2, 2))
+    with pytest.raises(ValueError, match=r"other: expected the parameters \('l0.W', 'l1.Wr'"):
+        rp.deviation(a, b, X)
