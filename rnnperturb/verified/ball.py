@@ -352,8 +352,8 @@ class BallNamespace:
         (2-D matrices: one GEMM over all leading axes; stacks: batched)."""
         if A.A.ndim == 2:
             if v.ndim <= 2:
-                return v @ A.AT
-            return (v.reshape(-1, v.shape[-1]) @ A.AT).reshape(v.shape[:-1] + (A.A.shape[0],))
+                return v @ A.A.T
+            return (v.reshape(-1, v.shape[-1]) @ A.A.T).reshape(v.shape[:-1] + (A.A.shape[0],))
         return v @ A.AT
 
     # ----- gated update
@@ -418,6 +418,17 @@ class BallNamespace:
 
 
 # ------------------------------------------------------------- the rounding step
+def _midpoints(aux, lead):
+    """The midpoints of a step's intermediates (a dict, nested for a stacked network),
+    each broadcast to the leading axes ``lead`` of the state."""
+    if isinstance(aux, dict):
+        return {k: _midpoints(v, lead) for k, v in aux.items()}
+    if isinstance(aux, (list, tuple)):
+        return type(aux)(_midpoints(v, lead) for v in aux)
+    v = aux.mid if isinstance(aux, Ball) else np.asarray(aux, np.float64)
+    return np.broadcast_to(v, lead + np.shape(v)[-1:])
+
+
 def ball_rounding_context(cell, rec) -> dict:
     r"""The constants of :func:`ball_rounding_step` for the float64 trajectories
     whose recurrent matrices are ``rec`` (dict of (n, n) or (S, n, n) stacks;
@@ -452,9 +463,5 @@ def ball_rounding_step(cell, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear
                            lambda k, v: ns.matvec(P[k], v), lambda k: 0.0)
         D = 0.0 if _is_zero(out) else out.D
         gam = up(D + loc, 2) + _TINY
-        lead = shape[:-1]
-        amid = {k: np.broadcast_to(v.mid if isinstance(v, Ball) else np.asarray(v, np.float64),
-                                   lead + np.shape(v.mid if isinstance(v, Ball) else v)[-1:])
-                for k, v in aux.items()}
-        lin = (amid, np.array(np.broadcast_to(gam, shape)))
+        lin = (_midpoints(aux, shape[:-1]), np.array(np.broadcast_to(gam, shape)))
     return np.asarray(hn.mid), rho_n, N_n, loc, lin
