@@ -196,3 +196,19 @@ def test_lstm_hoisted_input_terms_equal_the_step():
         s_h = LSTM.forward(ns_t, P_t, s, t, lambda k, a: a @ P[k].T)[0]
         s = cell.step(s, X[t])
         np.testing.assert_allclose(s_h, s, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lstm_cell_state_bound_holds_when_every_gate_saturates(dtype):
+    """f = i = g = 1 in floating point: c grows by exactly 1 per step, the worst case."""
+    n = 3
+    big = np.full(n, 60.0)
+    cell = LSTM(**{k: np.zeros((n, n)) for k in ("Wi", "Wf", "Wg", "Wo")},
+                **{k: np.zeros((n, 1)) for k in ("Ui", "Uf", "Ug", "Uo")},
+                bi=big, bf=big, bg=big, bo=big, dtype=dtype)
+    s0 = np.concatenate([np.zeros(n), np.array([1e6, -3.0, 0.5])]).astype(dtype)
+    T = 500
+    S = cell.run(np.zeros((T, 1), dtype), s0, state="full")
+    lo, hi = cell.state_bounds(s0[None], steps=T)
+    assert np.all((S >= lo) & (S <= hi))
+    assert S[-1, 2 * n - 1] == 0.5 + T            # the bound is reached (to rounding)

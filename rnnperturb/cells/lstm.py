@@ -142,7 +142,9 @@ class LSTM(Cell):
         no bound holds for every t (with other recurrent matrices :math:`f_t`
         may come arbitrarily close to 1 and :math:`i_t g_t` to 1), so without
         ``steps`` the c half is infinite, with ``steps = T`` it is
-        :math:`[-(|c_0| + T), |c_0| + T]` (every t <= T).
+        :math:`[-(|c_0| + T), |c_0| + T]` (every t <= T), widened by
+        :math:`e^{2Tu}` (u the unit roundoff of the cell's dtype) so that it also
+        holds for the trajectory computed in that dtype.
 
         Parameters
         ----------
@@ -161,9 +163,11 @@ class LSTM(Cell):
         if steps is None:
             cw = np.full_like(c0, np.inf)
         else:
-            # rounded up, with room for a float64 trajectory's own rounding (each step's
-            # f c + i g may round up by a few ulps of |c|)
-            cw = np.nextafter((c0 + float(steps)) * (1 + 2.0 ** -40), np.inf)
+            # also for a trajectory computed in the cell's dtype: fl(fl(f c) + fl(i g)) grows
+            # |c| + 1 by at most (1 + u)^2, so |c_t| <= (|c_0| + t)(1 + u)^(2t) <= .. e^(2tu)
+            u = float(np.finfo(self.dtype).eps) / 2
+            grow = np.nextafter(np.exp(2.0 * float(steps) * u) * (1 + 2.0 ** -50), np.inf)
+            cw = np.nextafter(np.nextafter(c0 + float(steps), np.inf) * grow, np.inf)
         lo = np.concatenate([np.full(c0.shape, -1.0), -cw], axis=-1)
         hi = np.concatenate([np.full(c0.shape, 1.0), cw], axis=-1)
         return lo, hi
