@@ -252,3 +252,47 @@ def test_stacks_of_other_layers_are_not_compared():
     X = np.zeros((2, 2))
     with pytest.raises(ValueError, match=r"other: expected the parameters \('l0.W', 'l1.Wr'"):
         rp.deviation(a, b, X)
+
+
+# ----------------------------------------------------------------- property sweeps (slow)
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st_  # noqa: E402
+
+_KIND = st_.sampled_from(["elman", "mgru", "gru", "lstm"])
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st_.lists(_KIND, min_size=1, max_size=3), n=st_.integers(2, 6),
+       m=st_.integers(1, 3), norm=st_.sampled_from([0.3, 0.9, 1.5, 4.0]),
+       seed=st_.integers(0, 10_000))
+def test_property_stacks_sweep_first_order_and_derivatives(kinds, n, m, norm, seed):
+    """Random stacks of every cell (contractive to saturated): the rank sweep equals the
+    per-rank deviation, the first order's error shrinks like s^2, the JVP matches finite
+    differences."""
+    model = random_stacked(kinds, n, m, spectral_norm=norm, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(8, 2, m))
+    r = int(rng.integers(0, n))
+    sw = rp.rank_sweep(model, X, ranks=[r])
+    small = rp.truncate_svd(model, rank=r)
+    D = rp.deviation(model, small, X)
+    np.testing.assert_allclose(sw.exact[0], np.linalg.norm(D, axis=-1), rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(sw.first_order[0], np.linalg.norm(
+        rp.first_order(model, small, X), axis=-1), rtol=1e-9, atol=1e-13)
+    dW = {k: small.recurrent[k] - model.recurrent[k] for k in model.recurrent_names}
+    errs = []
+    for s in (1e-3, 1e-4):
+        other = model.replace(**{k: model.recurrent[k] + s * v for k, v in dW.items()})
+        errs.append(np.abs(rp.first_order(model, other, X, state="full")
+                           - rp.deviation(model, other, X, state="full")).max())
+    if errs[0] > 1e-12:                   # above rounding: the s^2 law (factor ~100)
+        assert errs[1] < errs[0] / 20
+    s = model.run(X, state="full")[-1]
+    ds = rng.normal(size=s.shape)
+    k = model.recurrent_names[int(rng.integers(len(model.recurrent_names)))]
+    d = rng.normal(size=(n, n))
+    eps = 1e-6
+    fd = (model.replace(**{k: model.recurrent[k] + eps * d}).step(s + eps * ds, X[0])
+          - model.replace(**{k: model.recurrent[k] - eps * d}).step(s - eps * ds, X[0])) / (2 * eps)
+    np.testing.assert_allclose(model.jvp(s, X[0], ds, {k: d})[1], fd, atol=1e-7 * (1 + norm))

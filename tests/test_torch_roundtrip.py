@@ -306,3 +306,16 @@ def test_torch_factorised_form_and_its_parameter_count(kind):
     assert list(thin)[:2] == ["rnn.weight_ih_l0", f"rnn.weight_hh_l0.{names[0][3:]}.left"]
     with pytest.raises(ValueError, match="factorised: expected True or False"):
         to_torch(small, factorised="yes")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_torch_a_stack_built_here_loads_into_a_torch_module(kind):
+    """A stack made in rnnperturb (no origin) is written under the bare module's keys."""
+    names = {torch.nn.RNN: "elman", torch.nn.GRU: "gru", torch.nn.LSTM: "lstm"}
+    st = rp.random_stacked([names[kind]] * 3, 5, 2, seed=43)
+    mod = kind(2, 5, num_layers=3).double()
+    mod.load_state_dict(to_torch(st), strict=True)
+    X = _inputs(7, 3, 2, 44)
+    with torch.no_grad():
+        H, _ = mod(X)
+    assert np.max(np.abs(H.numpy() - st.run(X.numpy()))) < 1e-10
