@@ -106,8 +106,8 @@ def test_lstm_rank_sweep_equals_the_deviation_at_every_rank():
     swf = rp.rank_sweep(cell, X, ranks=[2], state="full")
     for i, r in enumerate([0, 2, 4, 6]):
         other = rp.truncate_svd(cell, rank=r)
-        np.testing.assert_allclose(sw.exact[i], np.linalg.norm(rp.deviation(cell, other, X), axis=-1),
-                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(sw.exact[i], np.linalg.norm(rp.deviation(cell, other, X),
+                                                               axis=-1), rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(sw.first_order[i],
                                    np.linalg.norm(rp.first_order(cell, other, X), axis=-1),
                                    rtol=1e-10, atol=1e-14)

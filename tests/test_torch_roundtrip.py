@@ -252,7 +252,8 @@ def test_torch_refusals(make, match):
 
 
 def test_torch_to_torch_refusals():
-    with pytest.raises(ValueError, match=r"^cell: expected an ElmanRNN, a GRU or an LSTM.*found MGRU"):
+    with pytest.raises(ValueError, match=r"^cell: expected an ElmanRNN, a GRU or an LSTM.*"
+                                         r"found MGRU"):
         to_torch(rp.random_cell("mgru", n=3, m=2, seed=0))
     with pytest.raises(ValueError, match=r"found a stack of \['GRU', 'LSTM'\]"):
         to_torch(rp.random_stacked(["gru", "lstm"], 3, 2, seed=0))

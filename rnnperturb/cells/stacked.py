@@ -275,8 +275,8 @@ def _from_params(params: dict, *, dtype=None) -> Stacked:
     kinds = params.pop("layers", None)
     kinds = None if kinds is None else np.asarray(kinds)
     if kinds is None or kinds.ndim != 1 or kinds.dtype.kind != "U" or kinds.size == 0:
-        raise ValueError(f"layers: expected a 1-d array of the layers' cell names, found "
-                         f"{'none' if kinds is None else f'shape {kinds.shape} dtype {kinds.dtype}'}")
+        found = "none" if kinds is None else f"shape {kinds.shape} dtype {kinds.dtype}"
+        raise ValueError(f"layers: expected a 1-d array of the layers' cell names, found {found}")
     readout = {k: params.pop(k) for k in ("V", "c") if k in params}
     per = [{} for _ in kinds]
     for key, v in params.items():
