@@ -238,12 +238,22 @@ def test_set_certificates_against_library(labelled, capsys):
         np.linalg.norm(q.run(X) - H, axis=-1).max(), rel=1e-12)
     assert sets[0]["accuracy"] == np.mean(np.argmax(q.readout(q.run(X)[-1]), -1) == y)
     Sb = rp.sets.quantization(cell, bits=8, rounding="any")
-    assert sets[0]["certified_max"] == pytest.approx(np.max(rp.set_bound(cell, Sb, X)),
-                                                     rel=1e-12)
+    assert sets[0]["certified_max"] == pytest.approx(
+        np.max(rp.set_bound(cell, Sb, X, box_refine=False)), rel=1e-12)
     assert sets[1]["certified_max"] < sets[0]["certified_max"]
     # 12 bits: every correct sequence is certified for every rounding
     full = np.mean(np.argmax(cell.readout(H[-1]), -1) == y)
     assert sets[1]["certified_accuracy"] == full
+    # --box-refine: set_bound's SDP-dual refinement, never looser
+    code, out, err = run_main(["analyze", tmp / "e.npz", "--inputs", tmp / "X.npz",
+                               "--ranks", "6", "--drift", "1e-3", "--box-refine", "--json"],
+                              capsys)
+    assert code == 0, err
+    refined = json.loads(out)["sets"][0]
+    Sd = rp.sets.drift(cell, rel=1e-3)
+    assert refined["certified_max"] == pytest.approx(
+        np.max(rp.set_bound(cell, Sd, X, box_refine="auto")), rel=1e-12)
+    assert refined["measured_max"] <= refined["certified_max"] <= sets[2]["certified_max"]
     # noise: the union bound over the 80 sequences
     Pn = rp.noise_bound(cell, X, std=1e-3, confidence=1 - 0.01 / 80)
     assert sets[3]["certified_max"] == pytest.approx(np.max(Pn), rel=1e-12)
