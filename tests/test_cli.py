@@ -78,9 +78,9 @@ def test_torch_file(tmp_path, capsys):
     code, out, err = run_main(["analyze", tmp_path / "r.pt", "--ranks", "1", "--quiet"], capsys)
     assert code == 0, err
     assert "note: nonlinearity assumed tanh" in out
-    torch.save(torch.nn.LSTM(2, 5).state_dict(), tmp_path / "l.pt")
-    code, out, err = run_main(["analyze", tmp_path / "l.pt"], capsys)
-    assert code == 2 and "(an LSTM?)" in err
+    torch.save(torch.nn.GRU(2, 5, bidirectional=True).state_dict(), tmp_path / "b.pt")
+    code, out, err = run_main(["analyze", tmp_path / "b.pt"], capsys)
+    assert code == 2 and "bidirectional" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -132,7 +132,9 @@ def test_subprocess_one_line_exit_2(tmp_path):
 
 
 def test_json_is_strict_and_null_for_non_finite(small_file, capsys):
-    """--tolerance 1e-300: no rank passes; the recommendation's value is NaN -> null."""
+    """--tolerance 1e-300: only the full network passes (its certified bound is 0: the
+    same weights); non-finite numbers (a recommendation's NaN when none passes) -> null."""
+    from rnnperturb.report.cli import _json_safe
     cell, path = small_file
     code, out, err = run_main(["analyze", path, "--ranks", "0", "--tolerance", "1e-300",
                                "--horizon", "5", "--json"], capsys)
@@ -141,10 +143,13 @@ def test_json_is_strict_and_null_for_non_finite(small_file, capsys):
     def refuse(c):
         raise AssertionError(f"non-strict JSON constant {c}")
     data = json.loads(out, parse_constant=refuse)
-    assert data["recommendation"]["rank"] is None
-    assert data["recommendation"]["certified_max"] is None
+    assert data["recommendation"]["rank"] == {"W": 8}
+    assert data["recommendation"]["certified_max"] == 0.0
     assert "NaN" not in out and "Infinity" not in out
     assert data["dtype"] == "float64" and data["warnings"] == []
+    safe = _json_safe({"a": float("nan"), "b": [np.inf, -np.inf, np.float64(2.5)], "c": None})
+    assert json.loads(json.dumps(safe, allow_nan=False)) == {"a": None, "b": [None, None, 2.5],
+                                                             "c": None}
 
 
 def test_table_header_names_the_trajectories(tmp_path, capsys):

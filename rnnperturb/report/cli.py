@@ -623,7 +623,10 @@ def _fmt(v, spec: str = ".4g", none: str = "n/a") -> str:
 
 
 def _rank_text(rank: dict) -> str:
-    return "/".join(str(v) for v in rank.values())
+    """``r`` for the same rank on every recurrent matrix, else ``r1/r2/...`` (in the order
+    of the |dW| columns)."""
+    vals = list(rank.values())
+    return str(vals[0]) if len(set(vals)) == 1 else "/".join(str(v) for v in vals)
 
 
 def _analyze(args) -> str:
@@ -673,12 +676,13 @@ def _analyze(args) -> str:
     lines += [f"note: {note}" for note in notes]
     lines += [f"warning: {w}" for w in seen]
     mats = "/".join(cell.recurrent_names)
-    lines.append(f"{'rank':>6} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
+    rw = max([6] + [len(_rank_text(r.rank)) for r in rows])
+    lines.append(f"{'rank':>{rw}} {'ratio':>7} {'|dW|_2 (' + mats + ')':>20} {'|dW|_F':>16} "
                  f"{'exact(' + dt + ')':>16} {'1st-order(' + dt + ')':>20} "
                  f"{'certified(exact arith.)':>24}"
                  + ("" if not labels else f" {'accuracy':>9} {'cert.acc':>9}"))
     for r in rows:
-        lines.append(f"{_rank_text(r.rank):>6} {r.compression_ratio:7.3f} "
+        lines.append(f"{_rank_text(r.rank):>{rw}} {r.compression_ratio:7.3f} "
                      f"{_fmt_mat(r.dW_spectral):>20} "
                      f"{_fmt_mat(r.dW_frobenius):>16} {r.exact_max:16.4g} "
                      f"{r.first_order_max:20.4g} {_fmt(r.certified_max):>24}"
