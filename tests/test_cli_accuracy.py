@@ -153,11 +153,13 @@ def test_memorization_checkpoint_accuracy_is_recall(capsys):
     assert data["rows"][0]["certified_accuracy"] < 1.0     # rank 55: not all provable
 
 
-def _gru_module(torch, m=3, n=5, k=4, seed=3):
+def _torch_module(torch, kind="gru", layers=1, m=3, n=5, k=4, seed=3):
+    rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[kind]
+
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = torch.nn.GRU(m, n, dtype=torch.float64)
+            self.rnn = rnn_cls(m, n, num_layers=layers, dtype=torch.float64)
             self.fc = torch.nn.Linear(n, k, dtype=torch.float64)
 
         def forward(self, x):
@@ -168,9 +170,12 @@ def _gru_module(torch, m=3, n=5, k=4, seed=3):
     return Net()
 
 
-def test_export_torch_loads_strict_and_matches_truncated_cell(tmp_path, capsys):
+@pytest.mark.parametrize("kind, layers, gates", [("gru", 1, "rzn"), ("lstm", 2, "ifgo"),
+                                                 ("rnn", 2, "")])
+def test_export_torch_loads_strict_and_matches_truncated_cell(tmp_path, capsys, kind, layers,
+                                                               gates):
     torch = pytest.importorskip("torch")
-    net = _gru_module(torch)
+    net = _torch_module(torch, kind, layers)
     torch.save(net.state_dict(), tmp_path / "g.pt")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((7, 20, 3))
@@ -181,26 +186,33 @@ def test_export_torch_loads_strict_and_matches_truncated_cell(tmp_path, capsys):
                                "--export-rank", "2", "--json"], capsys)
     assert code == 0, err
     data = json.loads(out)
-    assert data["export"]["rank"] == {"Wr": 2, "Wz": 2, "Wn": 2}
+    cell = rp.from_torch(net.state_dict())
+    names = cell.recurrent_names
+    assert len(names) == max(1, len(gates)) * layers     # 3L for a GRU, 4L for an LSTM
+    assert data["export"]["rank"] == {k: 2 for k in names}
+    assert [r["rank"] for r in data["rows"]] == [{k: r for k in names} for r in (1, 2, 5)]
     sd = torch.load(tmp_path / "small.pt", weights_only=True)
     assert set(sd) == set(net.state_dict())
-    other = _gru_module(torch, seed=99)
+    other = _torch_module(torch, kind, layers, seed=99)
     other.load_state_dict(sd, strict=True)
     with torch.no_grad():
         got = other(torch.tensor(X)).numpy()
-    small = rp.truncate_svd(rp.from_torch(net.state_dict()), rank=2)
+    small = rp.truncate_svd(cell, rank=2)
     want = small.readout(small.run(X))
     assert np.max(np.abs(got - want)) < 1e-10
-    # the recurrent blocks of the file have rank 2, the input weights are unchanged
-    whh = sd["rnn.weight_hh_l0"].numpy()
-    for g in range(3):
-        s = np.linalg.svd(whh[5 * g:5 * (g + 1)], compute_uv=False)
-        assert s[2] < 1e-12 * s[0]
-    np.testing.assert_array_equal(sd["rnn.weight_ih_l0"].numpy(),
-                                  net.state_dict()["rnn.weight_ih_l0"].numpy())
-    # and the accuracy in the exported row is the reloaded module's
-    row = [r for r in data["rows"] if r["rank"]["Wr"] == 2][0]
+    # every recurrent block of the file has rank 2, the input weights are unchanged
+    G = max(1, len(gates))
+    for layer in range(layers):
+        whh = sd[f"rnn.weight_hh_l{layer}"].numpy()
+        for g in range(G):
+            s = np.linalg.svd(whh[5 * g:5 * (g + 1)], compute_uv=False)
+            assert s[2] < 1e-12 * s[0]
+        np.testing.assert_array_equal(sd[f"rnn.weight_ih_l{layer}"].numpy(),
+                                      net.state_dict()[f"rnn.weight_ih_l{layer}"].numpy())
+    # the accuracy in the exported row is the reloaded module's; certified <= it
+    row = [r for r in data["rows"] if set(r["rank"].values()) == {2}][0]
     assert row["accuracy"] == np.mean(np.argmax(got[-1], -1) == y)
+    assert row["certified_accuracy"] is None or row["certified_accuracy"] <= row["accuracy"]
 
 
 def test_export_recommended_npz(labelled, capsys):
