@@ -96,12 +96,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnperturb.cells.namespace import sigmoid as _sigmoid
+from rnnperturb.cells.namespace import sigmoid as _sigmoid, split as _split
 from rnnperturb.verified.activation import act_error, slope_max
 from rnnperturb.verified.linalg import U64, VerifiedMatrix, gamma, up, vec_norm_upper, widen
 
 __all__ = ["Ball", "LinearBound", "BallNamespace", "ball_rounding_context",
-           "ball_rounding_step"]
+           "ball_rounding_step", "with_generic_rounding"]
 
 _TINY = 1e-120
 _ETANH = act_error("tanh")
@@ -251,19 +251,6 @@ class LinearBound:
         return LinearBound(np.broadcast_to(self.M, shape)[key], np.broadcast_to(self.D, shape)[key])
 
 
-def _pieces(total, sections):
-    if isinstance(sections, (int, np.integer)):
-        if sections < 1 or total % sections:
-            raise ValueError(f"sections: expected a divisor of the last dimension {total}, "
-                             f"found {sections}")
-        return [total // int(sections)] * int(sections)
-    sizes = [int(s) for s in sections]
-    if sum(sizes) != total:
-        raise ValueError(f"sections: expected sizes summing to the last dimension {total}, "
-                         f"found {sizes}")
-    return sizes
-
-
 class BallNamespace:
     r"""The array namespace of :mod:`rnnperturb.cells.namespace` over
     :class:`Ball` (and, for the tangent step, :class:`LinearBound`); see the
@@ -384,15 +371,8 @@ class BallNamespace:
         return Ball(m, rad, loc)
 
     # ----- pieces of a state
-    @staticmethod
-    def split(a, sections):
-        """The pieces of ``a`` along its last axis (exact)."""
-        out, start = [], 0
-        for k in _pieces(np.shape(a)[-1] if not isinstance(a, (Ball, LinearBound))
-                         else a.shape[-1], sections):
-            out.append(a[..., start:start + k])
-            start += k
-        return tuple(out)
+    #: The pieces of a ball or a linear bound along the last axis (slices are exact).
+    split = staticmethod(_split)
 
     @staticmethod
     def concat(parts):
@@ -465,3 +445,20 @@ def ball_rounding_step(cell, ctx, h, rho, N, x, absx, xnorm, exact: bool, linear
         gam = up(D + loc, 2) + _TINY
         lin = (_midpoints(aux, shape[:-1]), np.array(np.broadcast_to(gam, shape)))
     return np.asarray(hn.mid), rho_n, N_n, loc, lin
+
+
+def with_generic_rounding(cell):
+    r"""The same cell with the generic rounding step in place of its own (to compare
+    a hand-written :meth:`~rnnperturb.cells.protocol.Cell.rounding_step`, the Elman
+    RNN's or the MGRU's, with the generic one): an instance of a subclass of the
+    cell's class that takes :meth:`rounding_context` and :meth:`rounding_step` from
+    :class:`~rnnperturb.cells.protocol.Cell`. For cells built from their parameters
+    (``type(cell)(**params, dtype=...)``, as :meth:`Cell.replace` does)."""
+    from dataclasses import dataclass
+
+    from rnnperturb.cells.protocol import Cell
+    cls = type(cell)
+    sub = dataclass(frozen=True, eq=False)(type(f"Generic{cls.__name__}", (cls,), {
+        "__module__": __name__, "rounding_context": Cell.rounding_context,
+        "rounding_step": Cell.rounding_step}))
+    return sub(**cell.params, dtype=cell.dtype)
