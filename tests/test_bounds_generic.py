@@ -202,6 +202,11 @@ def test_lstm_certified_bounds_shapes_and_componentwise():
         assert np.all(nb <= np.sqrt((cb ** 2).sum(-1)) * (1 + 1e-12))
     with pytest.raises(ValueError, match="state: expected 'h'"):
         certified_bound(cell, other, X, state="c")
+    # the rigorous (interval) mode reports h, and refuses the full state by name
+    rig = certified_bound(cell, other, X[:5], rigorous=True)
+    assert np.all(rig >= truth(cell, other, X[:5]))
+    with pytest.raises(ValueError, match="state: expected 'h' with rigorous=True"):
+        certified_bound(cell, other, X[:5], rigorous=True, state="full")
 
 
 # ------------------------------------------------------- a cell defined right here

@@ -494,13 +494,17 @@ def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bo
     if rigorous:
         if componentwise:
             raise ValueError("componentwise: expected False with rigorous=True, found True")
+        if rows is None and cell.state_size != cell.n:
+            raise ValueError("state: expected 'h' with rigorous=True (the interval reference "
+                             "encloses the output's deviation), found 'full'")
         size = cell.n * cell.n * T * B
         if size > RIGOROUS_BUDGET:
             raise ValueError(f"rigorous: expected n*n*T*B <= {RIGOROUS_BUDGET} for mpmath "
                              f"interval arithmetic, found {size} (n={cell.n}, T={T}, B={B})")
         from rnnperturb.verified.interval import interval_deviation_norm
         _, hi, _ = interval_deviation_norm(cell, other, X3, h0a, prec=113, max_prec=1024)
-        cap = _nrm(trivial_cap(cell, h0a, B))
+        w = trivial_cap(cell, h0a, B)
+        cap = _nrm(w if rows is None else w[:, rows])
         out = np.minimum(hi, cap[None, :])
         return out[:, 0] if single else out
     del dW
