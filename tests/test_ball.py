@@ -11,9 +11,9 @@ import itertools
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from rnnperturb.cells import Cell, FLOAT
+from rnnperturb.cells import FLOAT
 from rnnperturb.cells.random import random_cell
 from rnnperturb.cells.stacked import random_stacked
 from rnnperturb.verified.ball import (Ball, BallNamespace, LinearBound, ball_rounding_context,

@@ -52,7 +52,8 @@ whole proof, the same for every cell.
 Two radii are carried side by side: ``rad``, from the input radius
 :math:`\rho_{t-1}` (the box of the exact state), and ``loc``, the same
 computation with input radius 0 (the local rounding of the step, for the
-driver's switching rule and the linear part below).
+driver's switching rule and the linear part below; its activation slopes are
+those of the wider box, which only enlarges it).
 
 The rounding step (protocol :meth:`~rnnperturb.cells.protocol.Cell.rounding_step`)
 --------------------------------------------------------------------------------
@@ -91,6 +92,16 @@ c(Lv - \tilde Lv) + (c - \tilde c)\tilde Lv`,
 :math:`D' = (|\tilde c| + \delta)D + \delta M`. Then ``gam`` = :math:`D + `
 ``loc``. The second-order part of :math:`D` is :math:`O(\rho^2)`, so the
 multi-step recursions see the local rounding, as with the hand-written steps.
+
+Measured (``tests/test_bounds_generic.py``, ``benchmarks/bench_generic_bound.py``).
+From the same enclosure, on the Elman and MGRU memorization checkpoints, the
+generic :math:`\rho_t` is 0.80-1.00 times the hand-written one (the gated
+update above is tighter than the MGRU's own), :math:`N_t` up to 1.6 times
+(contracting Elman nets, no norm recursion), the linear part's bound 0.5-2
+times (up to 24 on expanding Elman nets, where it is second order and far
+below the deviation); the certified bounds agree to 1e-9 relative. On the GRU
+memorization checkpoint (n = 64, T = 61, B = 32) the default tier's median
+bound / deviation is 1.0000000 at ranks 16 to 48.
 """
 from __future__ import annotations
 
