@@ -549,7 +549,9 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
                               for c in (cell, other)], h0a, exact, mode, hbound)
     wrep = width if rows is None else width[:, rows]
     cap = _nrm(wrep)
-    floor = AUTO_FLOOR * cap
+    # the floor from the finite widths (the LSTM's c has none: an infinite floor would keep
+    # the multi-step recursion off for good); the same as AUTO_FLOOR * cap when all are finite
+    floor = AUTO_FLOOR * _nrm(np.where(np.isfinite(wrep), wrep, 0.0))
     out = np.empty((T, B))
     outc = np.empty((T, B, n)) if componentwise else None
     for t in range(T):
