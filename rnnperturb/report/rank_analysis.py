@@ -330,8 +330,9 @@ class RankRecommendation:
     evidence: tuple
 
 
-def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
-                   method: str = "certified", tier: str = "tight") -> RankRecommendation:
+def recommend_rank(cell, X, *, tolerance: float | None = None, horizon: int | None = None,
+                   method: str = "certified", tier: str = "tight",
+                   budget_params: int | None = None) -> RankRecommendation:
     r"""Smallest rank whose deviation stays below ``tolerance`` over ``horizon``.
 
     With ``method="certified"`` the criterion is the certified bound, so the
@@ -361,10 +362,19 @@ def recommend_rank(cell, X, *, tolerance: float, horizon: int | None = None,
         Allowed max deviation, in hidden-state units (> 0).
     horizon : int, optional
         Number of leading time steps of ``X`` to use (default all).
-    method : {'certified', 'first_order'}
+    method : {'certified', 'first_order', 'exact'}
     tier : {'fast', 'tight'}
         Tier of the certified bound.
+    budget_params : int, optional
+        With ``budget_params`` (instead of ``tolerance``) or ``method='exact'``
+        the answer is :func:`rnnperturb.report.allocation.allocate_ranks`'
+        (any cell, stacks included: a rank per recurrent matrix under a stored
+        parameter budget, or within the tolerance), an ``Allocation``.
     """
+    if budget_params is not None or method == "exact":
+        from rnnperturb.report.allocation import allocate_ranks
+        return allocate_ranks(cell, X, budget_params=budget_params, tolerance=tolerance,
+                              horizon=horizon, method=method, tier=tier)
     from rnnperturb.bounds.trajectory import certified_bound
     from rnnperturb.perturb.cost import compression_cost
     from rnnperturb.propagate.deviation import first_order
