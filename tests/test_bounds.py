@@ -402,3 +402,28 @@ def test_gram_step_without_symmetrisation_is_an_upper_bound():
         lam_bound = out ** 2 / (1 + n * t)
         assert np.all(lam_bound >= lam_true * (1 + 1e-12)), (t, lam_bound / lam_true)
         assert np.all(lam_bound <= lam_true * 10 * n)          # and not vacuous
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_identical_matrices_give_the_exact_zero_and_one_ulp_does_not(kind):
+    """Equal recurrent matrices (truncation at full rank): the exact trajectories
+    coincide, so 0 is the exact bound (every tier, norm and componentwise, and the
+    rigorous interval reference encloses 0). One ulp changed in one entry takes the
+    general path: positive, and never below the rigorous reference."""
+    rng = np.random.default_rng(21)
+    cell = random_cell(kind, 6, 2, spectral_norm=1.5, bias_scale=1.0, seed=rng)
+    X = rng.standard_normal((15, 3, 2))
+    same = cell.replace(**{k: W.copy() for k, W in cell.recurrent.items()})
+    lo, hi = truth_lower(cell, same, X)
+    assert np.all(lo == 0) and np.all(hi < 1e-100)
+    for tier in ("auto", "fast", "tight"):
+        assert np.all(certified_bound(cell, same, X, tier=tier) == 0)
+        assert np.all(certified_bound(cell, same, X, tier=tier, componentwise=True) == 0)
+    name = cell.recurrent_names[0]
+    W = cell.recurrent[name].copy()
+    W[0, 0] = np.nextafter(W[0, 0], np.inf)
+    ulp = cell.replace(**{name: W})
+    lo, _ = truth_lower(cell, ulp, X)
+    for tier in ("auto", "fast", "tight"):
+        bd = certified_bound(cell, ulp, X, tier=tier)
+        assert np.all(bd >= lo) and np.all(bd > 0)

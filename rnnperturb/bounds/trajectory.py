@@ -172,8 +172,8 @@ AUTO_BLOCK = 32
 #: multiple of the sum of the local forcings it has absorbed.
 AUTO_GROWTH = 1e4
 #: ``tier="auto"``: the float32 block propagators are advanced in chunks of
-#: columns of about this many entries (cache-sized; a cost choice only).
-AUTO_CHUNK = 1 << 16
+#: sequences of about this many entries (cache-sized; a cost choice only).
+AUTO_CHUNK = 1 << 17
 #: Limit of n*n*T*B for rigorous=True (mpmath interval arithmetic is slow).
 RIGOROUS_BUDGET = 4_000_000
 _nrm = vec_norm_upper
@@ -268,9 +268,11 @@ class _Trajectory:
     def activate(self, threshold):
         """Switch the multi-step recursion on where it is due (:meth:`_Lyapunov.maybe_activate`);
         ``threshold`` (B,) is shared by the stack. In block mode for the whole stacked
-        batch at once (subsets would cost fancy-index copies of the (S, n, B, n)
+        batch at once (subsets would cost fancy-index copies of the (S, B, n, n)
         propagators that exceed the work saved)."""
         together = self.blocks is not None
+        if together and self.lyap.active.all():
+            return                      # nothing left to switch on (no element ever stops)
         thr = np.broadcast_to(threshold, self.N.shape).reshape(-1)
         new = self.lyap.maybe_activate(self.N.reshape(-1), self.loc.reshape(-1), thr, together)
         if together and new.size:
@@ -350,10 +352,13 @@ class _Blocks:
         self.ns = F32Namespace()
         self.S, self.B = S, B
         self.M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}   # (S, n, n) stacks
-        # Z[s, j, b, i] = entry (i, j) of the propagator of sequence b in stack element s
-        self.Z = np.zeros((S, n, B, n), dtype=np.float32)
-        self.Zout = np.empty_like(self.Z)
-        self.chunk = max(1, min(n, AUTO_CHUNK // max(S * B * n, 1)))
+        # Z[c][s, b, j, i] = entry (i, j) of the propagator of sequence b0 + b of chunk c in
+        # stack element s: the sequences are cut into cache-sized chunks (a cost choice
+        # only), so that each chunk's coefficient vectors are computed once per step.
+        bc = max(1, min(B, AUTO_CHUNK // max(S * n * n, 1)))
+        self.slices = [slice(b0, min(b0 + bc, B)) for b0 in range(0, B, bc)]
+        self.Z = [None] * len(self.slices)
+        self.sq = np.zeros((S, B, n))
         self.chi = np.zeros((S, B, n))
         self.a = np.zeros((S, B, n))
         self.s1 = np.zeros((S, B))
@@ -364,10 +369,10 @@ class _Blocks:
 
     def start(self, rho, N):
         """Start a block at the current step (P = I) for the whole batch, rho (S, B, n), N (S, B)."""
-        n = self.n
-        ii = np.arange(n)
-        self.Z.fill(0.0)
-        self.Z[:, ii, :, ii] = 1.0
+        n, S = self.n, self.S
+        eye = np.eye(n, dtype=np.float32)
+        self.Z = [np.array(np.broadcast_to(eye, (S, sl.stop - sl.start, n, n)))
+                  for sl in self.slices]
         self.chi = np.zeros_like(self.chi)
         self.a = rho.copy()
         self.s1 = up(rho.sum(axis=-1), n)
@@ -381,32 +386,32 @@ class _Blocks:
         (rho (S, B, n), N (S, B)) it gives at this step and whether the block closes here."""
         from rnnperturb.verified.linalg import ETA32, F32Value, gamma32
         cell, P, M32, n = self.cell, self.P, self.M32, self.n
-        aux1 = _tree(lambda v: v[:, None], aux)       # (S, 1, B, n) against Z
-        h1 = h[:, None]
-        out = self.Zout
+        sq = self.sq
         depth, alpha, mu = 0, 0.0, 0.0
-        for j0 in range(0, n, self.chunk):      # cache-sized chunks of the columns
-            Fc = cell.tangent(self.ns, P, h1, aux1,
-                              F32Value(self.Z[:, j0:j0 + self.chunk], 0, 0.0, self.mu),
+        for c, sl in enumerate(self.slices):    # cache-sized chunks of the sequences
+            Fc = cell.tangent(self.ns, P, h[:, sl, None, :],
+                              _tree(lambda v: v[:, sl, None, :], aux),
+                              F32Value(self.Z[c], 0, 0.0, self.mu),
                               lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
-            out[:, j0:j0 + self.chunk] = Fc.val
+            Zc = self.Z[c] = Fc.val
+            # squared row norms of the new propagators while the chunk is in cache
+            sq[:, sl] = np.einsum("sbji,sbji->sbi", Zc, Zc)
             depth, alpha, mu = max(depth, Fc.depth), max(alpha, Fc.alpha), max(mu, Fc.mu)
-        self.Zout = self.Z
-        F = F32Value(out, depth, alpha, mu)
+        F = F32Value(None, depth, alpha, mu)
         M = cell.tangent(ABS, P, h, aux, AbsValue(np.stack([self.chi, self.a])),
                          lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0).bound()
         g = F.gamma()
         ab = (F.alpha * self.s1)[..., None]
         self.a = up((1 + g) * M[1] + ab, 2)
         self.chi = up(M[0] + gam + g * M[1] + ab, 4)
-        self.Z, self.mu = F.val, F.mu
+        self.mu = F.mu
         self.count += 1
         self.forced = up(self.forced + _nrm(gam), 2)
-        # |P^ r_s| <= rownorm(P^) N_s: the rows of P^[s, b] are Z[s, :, b, i]; float32 sums
-        # of squares (relative gamma32(n+1), underflow n 2^-150 absolute), rounded up
-        sq = np.einsum("sjbi,sjbi->sbi", self.Z, self.Z).astype(np.float64)
+        # |P^ r_s| <= rownorm(P^) N_s: the rows of P^[s, b] are Z[s, b, :, i]; float32
+        # sums of squares (relative gamma32(n+1), underflow n 2^-150 absolute), rounded up
         rn2 = up(sq * (1 + gamma32(n + 2)) + n * ETA32, 1)
-        rho_b = up(np.sqrt(rn2) * (1 + 2 * U64) * self.Ns[..., None] + self.chi, 2)
+        rn = np.sqrt(rn2) * (1 + 2 * U64)
+        rho_b = up(rn * self.Ns[..., None] + self.chi, 2)
         chin = _nrm(self.chi)
         N_b = up(np.sqrt(up(rn2.sum(axis=-1), n)) * (1 + 2 * U64) * self.Ns + chin, 2)
         closing = self.count >= self.L or bool(np.any(chin > AUTO_GROWTH * self.forced))
@@ -416,7 +421,8 @@ class _Blocks:
         """The block propagators (S*B, n, n) float64 and the forcing bounds chi (S*B, n),
         flattened over (stack element, sequence)."""
         S, B, n = self.S, self.B, self.n
-        J = np.ascontiguousarray(self.Z.transpose(0, 2, 3, 1), dtype=np.float64)
+        Z = np.concatenate(self.Z, axis=1) if len(self.Z) > 1 else self.Z[0]
+        J = np.ascontiguousarray(Z.transpose(0, 1, 3, 2), dtype=np.float64)
         return J.reshape(S * B, n, n), self.chi.reshape(S * B, n)
 
 
@@ -540,13 +546,19 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
     full state bound those of any part."""
     T, B = X3.shape[0], X3.shape[1]
     n = cell.state_size if rows is None else len(rows)        # components reported
+    recs = [{k: np.asarray(v, np.float64) for k, v in c.recurrent.items()} for c in (cell, other)]
+    if all(np.array_equal(recs[0][k], recs[1][k]) for k in recs[0]):
+        # Identical cells (e.g. truncation at full rank): both exact trajectories are the
+        # same, e_t = 0 exactly, and 0 is the sound and exact bound. The cell's rounding
+        # context is still formed, so that a cell without a rounding step refuses alike.
+        cell.rounding_context({k: v[None] for k, v in recs[0].items()})
+        return np.zeros((T, B)), (np.zeros((T, B, n)) if componentwise else None)
     exact = tier != "fast"
     width = trivial_cap(cell, h0a, B)
     lo, hi = cell.state_bounds(h0a)
     hbound = np.maximum(np.abs(lo), np.abs(hi))          # |h_t| <= hbound, t >= 1
     mode = {"fast": None, "tight": "step", "auto": "block"}[tier]
-    traj = _Trajectory(cell, [{k: np.asarray(v, np.float64) for k, v in c.recurrent.items()}
-                              for c in (cell, other)], h0a, exact, mode, hbound)
+    traj = _Trajectory(cell, recs, h0a, exact, mode, hbound)
     wrep = width if rows is None else width[:, rows]
     cap = _nrm(wrep)
     # the floor from the finite widths (the LSTM's c has none: an infinite floor would keep
@@ -554,10 +566,10 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
     floor = AUTO_FLOOR * _nrm(np.where(np.isfinite(wrep), wrep, 0.0))
     out = np.empty((T, B))
     outc = np.empty((T, B, n)) if componentwise else None
+    absX = np.abs(X3)
+    xnorm = _nrm(absX)                          # (T, B), the same values as step by step
     for t in range(T):
-        x = X3[t]
-        absx = np.abs(x)
-        xn = _nrm(absx)
+        x, absx, xn = X3[t], absX[t], xnorm[t]
         hh = traj.step(x, absx, xn)             # (2, B, n): nominal, perturbed
         e = np.abs(hh[1] - hh[0]) * (1 + 2 * U64)
         if rows is not None:
@@ -719,6 +731,7 @@ class _Lyapunov:
         g = gamma(n + 1)
         aJ = np.abs(J)
         v = aJ.sum(axis=1)                          # |J|^T 1
-        w = np.einsum("bij,bj->bi", absC, v) + np.einsum("bji,bj->bi", absC, v)
-        E1 = up((0.5 * (2 * g + g * g)) * np.einsum("bij,bj->bi", aJ, w), 3 * n + 1)
+        # |C| v + |C|^T v and |J| w as batched matrix-vector products (BLAS)
+        w = (absC @ v[..., None])[..., 0] + (v[:, None, :] @ absC)[:, 0]
+        E1 = up((0.5 * (2 * g + g * g)) * (aJ @ w[..., None])[..., 0], 3 * n + 1)
         return S, E1
