@@ -259,3 +259,17 @@ def test_infeasible_and_bad_arguments():
         allocate_ranks(cell, X, tolerance=0.0)
     with pytest.raises(ValueError, match="horizon"):
         allocate_ranks(cell, X, tolerance=0.1, horizon=X.shape[0] + 1)
+
+
+def test_recommend_rank_hook():
+    """recommend_rank(..., budget_params=P) and method='exact' give allocate_ranks' answer;
+    the MGRU's tolerance path (certified / first order) is unchanged."""
+    cell, X = _cases()["gru_n5"]
+    a = rp.recommend_rank(cell, X, budget_params=100)
+    b = allocate_ranks(cell, X, budget_params=100, method="certified")
+    assert (a.rank, a.value, a.params) == (b.rank, b.value, b.params) and a.params <= 100
+    a = rp.recommend_rank(cell, X, tolerance=0.1, method="exact")
+    b = allocate_ranks(cell, X, tolerance=0.1, method="exact")
+    assert (a.rank, a.value, a.params) == (b.rank, b.value, b.params) and a.value <= 0.1
+    assert not hasattr(rp.recommend_rank(cell, X, tolerance=0.1, method="first_order"),
+                       "budget_params")
