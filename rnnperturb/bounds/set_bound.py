@@ -1767,9 +1767,33 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
     else:
         A = np.concatenate([Ms[k][0] * ops.vecE[k][None, :] for k in names], axis=1)
         U_, _, _ = np.linalg.svd(A, full_matrices=False)
-        for j in range(min(2, U_.shape[1])):
-            u = U_[:, j]
-            d = {k: np.sign(u @ Ms[k][0]).reshape(n, n) * ops.E[k] for k in names}
+        # vertices of the cube maximising the tangent-linear ||A u||: from the sign
+        # patterns of the top output directions and of random ones, the fixed-point
+        # iteration u <- sign(A^T A u) (it never decreases the convex ||A u||^2: u' maximises
+        # the linearisation 2 u^T A^T A u' over the cube), the best distinct ones kept
+        cand = [U_[:, j] for j in range(min(4, U_.shape[1]))]
+        cand += [rng.standard_normal(A.shape[0]) for _ in range(8)]
+        verts = []
+        for y in cand:
+            u = np.sign(y @ A)
+            u[u == 0] = 1.0
+            for _ in range(50):
+                u2 = np.sign(A.T @ (A @ u))
+                u2[u2 == 0] = 1.0
+                if np.array_equal(u2, u):
+                    break
+                u = u2
+            verts.append((float(np.linalg.norm(A @ u)), tuple(u)))
+        seen = set()
+        for _, u in sorted(verts, reverse=True):
+            if u in seen or len(seen) >= 3:
+                continue
+            seen.add(u)
+            uu = np.asarray(u)
+            d, off = {}, 0
+            for k in names:
+                d[k] = (uu[off:off + n * n] * ops.vecE[k]).reshape(n, n)
+                off += n * n
             starts += [d, {k: -v_ for k, v_ in d.items()}]
     for _ in range(restarts):
         s = S.sample(cell, rng, how="boundary")
