@@ -37,8 +37,12 @@ Rounding recursion (Elman; every cell proves the same pattern for its own step)
 The step of this recursion is cell-specific and lives in the cell's module,
 :meth:`rnnperturb.cells.protocol.Cell.rounding_step` (Elman:
 :meth:`rnnperturb.cells.elman.ElmanRNN.rounding_step`, MGRU:
-:meth:`rnnperturb.cells.mgru.MGRU.rounding_step`); the driver below (caps,
-combination of the two trajectories, multi-step recursion) is written once.
+:meth:`rnnperturb.cells.mgru.MGRU.rounding_step`; every other cell, the GRU, the
+LSTM, stacked networks or a new one, gets the generic step by ball arithmetic over
+its own forward and tangent, :mod:`rnnperturb.verified.ball`, with nothing to
+write); the driver below (caps, combination of the two trajectories, multi-step
+recursion) is written once. It runs the full state (N = ``cell.state_size``)
+and reports the output (``state='h'``) or the full state (``state='full'``).
 For the Elman cell:
 Computed: :math:`\tilde a_t = fl(W\tilde h_{t-1} + Ux_t + b)`,
 :math:`\tilde h_t = fl(\tanh\tilde a_t)`. Exact: :math:`a_t = W h_{t-1} + Ux_t + b`.
