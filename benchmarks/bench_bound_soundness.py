@@ -1,7 +1,8 @@
 r"""Soundness sweep of :func:`rnnperturb.certified_bound` over hypothesis-generated cases.
 
-Every case draws a random cell (Elman or MGRU; hidden size 1–6, or up to 3 for
-the long horizons), its spectral norm ‖W‖₂ ∈ {0.3, 0.9, 1.5, 3, 8} (the
+Every case draws a random cell (Elman or MGRU by default; ``--kinds`` takes any
+registered cells and two-layer stacks such as ``stacked:gru+lstm``; hidden size
+1–6, or up to 3 for the long horizons and for stacks), its spectral norm ‖W‖₂ ∈ {0.3, 0.9, 1.5, 3, 8} (the
 expanding ones have spectral radius > 1 and are chaotic), biases and input
 scales up to saturation (bias std 5, input scale 20), a perturbation of
 relative size ‖ΔW‖₂/‖W‖₂ = 10^U(−8, 0) (dense, rank one, or on one matrix
@@ -18,8 +19,12 @@ deviation is 0, i.e. t = 1, are excluded from that ratio), for both tiers.
 With ``--checkpoints`` a few trained memorization checkpoints (n = 64) under
 SVD truncation join the sweep (one sequence each, several ranks; slow).
 
+For cells whose state is more than h (the LSTM, stacks) the reference and the
+bound are on the output h (the default report). Tiers: fast, tight and the
+default auto.
+
 Run: ``python -m benchmarks.bench_bound_soundness [--cases N] [--quick]
-[--budget SECONDS] [--checkpoints] [--out DIR]``.
+[--budget SECONDS] [--checkpoints] [--kinds gru,lstm,stacked:gru+lstm] [--out DIR]``.
 """
 from __future__ import annotations
 
@@ -35,9 +40,11 @@ import rnnperturb as rp
 from benchmarks._common import environment, loadavg, write_json
 from rnnperturb.bounds.trajectory import certified_bound, trivial_cap
 from rnnperturb.cells.random import random_cell
+from rnnperturb.cells.stacked import random_stacked
 from rnnperturb.verified.interval import interval_deviation_norm
 
-TIERS = ("fast", "tight")
+TIERS = ("fast", "tight", "auto")
+KINDS = ("elman", "mgru")
 
 
 def _perturbed(cell, rel, rng, style):
@@ -55,8 +62,8 @@ def _perturbed(cell, rel, rng, style):
 
 
 @st.composite
-def cases(draw):
-    kind = draw(st.sampled_from(["elman", "mgru"]))
+def cases(draw, kinds=KINDS):
+    kind = draw(st.sampled_from(list(kinds)))
     u = draw(st.floats(0, 1))
     if u < 0.70:
         T = draw(st.integers(1, 25))
@@ -67,6 +74,8 @@ def cases(draw):
     else:
         T = draw(st.integers(101, 500))
         n = draw(st.integers(1, 3))
+    if kind.startswith("stacked:"):
+        n = min(n, 3)
     m = draw(st.integers(1, 3))
     sn = draw(st.sampled_from([0.3, 0.9, 1.5, 3.0, 8.0]))
     bias = draw(st.sampled_from([0.0, 0.5, 5.0]))
@@ -81,12 +90,16 @@ def cases(draw):
 
 def build(p):
     rng = np.random.default_rng(p["seed"])
-    cell = random_cell(p["kind"], p["n"], p["m"], spectral_norm=p["sn"], bias_scale=p["bias"],
-                       input_scale=p["inp"], seed=rng)
+    kw = dict(spectral_norm=p["sn"], bias_scale=p["bias"], input_scale=p["inp"], seed=rng)
+    if p["kind"].startswith("stacked:"):
+        cell = random_stacked(p["kind"].split(":", 1)[1].split("+"), p["n"], p["m"], **kw)
+    else:
+        cell = random_cell(p["kind"], p["n"], p["m"], **kw)
     other = _perturbed(cell, p["rel"], rng, p["style"])
     X = rng.standard_normal((p["T"], 1, p["m"]))
+    N = cell.state_size
     h0 = None if p["h0"] == "zero" else (
-        rng.uniform(-1, 1, (1, p["n"])) if p["h0"] == "inside" else rng.uniform(-3, 3, (1, p["n"])))
+        rng.uniform(-1, 1, (1, N)) if p["h0"] == "inside" else rng.uniform(-3, 3, (1, N)))
     return cell, other, X, h0
 
 
@@ -107,8 +120,9 @@ class Stats:
     def add(self, p, cell, other, X, h0):
         lo, hi, prec = interval_deviation_norm(cell, other, X, h0, prec=120, max_prec=3840,
                                                rel_width=1e-6)
-        cap = np.sqrt(np.sum(trivial_cap(cell, np.zeros(cell.n) if h0 is None else h0,
-                                         X.shape[1]) ** 2, axis=1))[None, :]
+        w = trivial_cap(cell, np.zeros(cell.state_size) if h0 is None else h0, X.shape[1])
+        rows = cell.output_rows("h")            # the reference is on the output h
+        cap = np.sqrt(np.sum((w if rows is None else w[:, rows]) ** 2, axis=1))[None, :]
         zero = hi <= 1e-200
         self.cases += 1
         self.steps += lo.size
@@ -163,6 +177,8 @@ def main(argv=None):
     ap.add_argument("--checkpoints", action="store_true")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="comma-separated cell names, 'stacked:a+b' for a two-layer stack")
     args = ap.parse_args(argv)
     n_cases = 400 if args.quick else args.cases
     budget = args.budget if args.budget is not None else float("inf")
@@ -170,10 +186,11 @@ def main(argv=None):
     t0 = time.perf_counter()
     stats = Stats()
     drawn = [0]
+    kinds = tuple(args.kinds.split(","))
 
     @settings(max_examples=n_cases, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), derandomize=False)
-    @given(p=cases())
+    @given(p=cases(kinds))
     def one(p):
         drawn[0] += 1
         if time.perf_counter() - t0 > budget:
@@ -195,7 +212,7 @@ def main(argv=None):
         "nonvacuous_fraction": {t: stats.nonvac[t] / max(stats.steps, 1) for t in TIERS},
         "within_2x_fraction": {t: stats.within2[t] / max(stats.ratio_steps, 1) for t in TIERS},
         "cases_with_wide_reference": stats.wide,
-        "by_spectral_norm": stats.by_sn,
+        "by_spectral_norm": stats.by_sn, "kinds": list(kinds),
     }
     doc = {"benchmark": "bound_soundness", "quick": bool(args.quick),
            "environment": environment(), "load_before": load0, "load_after": loadavg(),
@@ -205,8 +222,12 @@ def main(argv=None):
            "seconds": sec,
            "command": "python -m benchmarks.bench_bound_soundness "
                       + (f"--cases {args.cases}" if not args.quick else "--quick")
-                      + (" --checkpoints" if args.checkpoints else "")}
-    path = write_json(Path(args.out) / "bound_soundness.json", doc)
+                      + (" --checkpoints" if args.checkpoints else "")
+                      + (f" --kinds {args.kinds}" if kinds != KINDS else "")}
+    name = "bound_soundness"
+    if kinds != KINDS:
+        name += "_" + "_".join(k.replace(":", "-").replace("+", "-") for k in kinds)
+    path = write_json(Path(args.out) / f"{name}.json", doc)
     print(f"cases {stats.cases}  steps {stats.steps}  violations {stats.viol}")
     print(f"non-vacuous (per step): {res['nonvacuous_fraction']}")
     print(f"certainly < 2x truth (per step, t with e != 0): {res['within_2x_fraction']}")
