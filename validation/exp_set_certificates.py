@@ -77,9 +77,11 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
 
 
 def _cost_order(name: str):
-    """Cheapest first: one perturbed matrix before two, then by delay."""
+    """Short delays (D <= 20) of every cell first, then the long ones; within each, Elman
+    (one perturbed matrix), MGRU (two), GRU (three), then by delay."""
     cell = name.split("_", 1)[0]
-    return (cell != "elman", int(name.rsplit("D", 1)[-1]))
+    D = int(name.rsplit("D", 1)[-1])
+    return (D > 20, {"elman": 0, "mgru": 1, "gru": 2}.get(cell, 3), D)
 
 
 def _finished_rows(out: str) -> list[dict]:
