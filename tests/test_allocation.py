@@ -273,3 +273,19 @@ def test_recommend_rank_hook():
     assert (a.rank, a.value, a.params) == (b.rank, b.value, b.params) and a.value <= 0.1
     assert not hasattr(rp.recommend_rank(cell, X, tolerance=0.1, method="first_order"),
                        "budget_params")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tables_are_truncate_svd_bit_for_bit(dtype):
+    """The per-rank matrices the search evaluates are truncate_svd's, bit for bit, and
+    their stored sizes compression_cost's."""
+    from rnnperturb.report.allocation import _tables
+    cell = rp.random_stacked(["gru", "elman"], 5, 3, seed=4).astype(dtype)
+    base, cost, mats = _tables(cell)
+    for k in cell.recurrent_names:
+        for r in range(cell.n + 1):
+            small = rp.truncate_svd(cell, rank={k: r})
+            assert mats[k][r].dtype == cell.dtype
+            assert np.array_equal(mats[k][r], small.recurrent[k]), (k, r)
+            assert base + sum(cost[j][cell.n] for j in cell.recurrent_names if j != k) \
+                + cost[k][r] == rp.compression_cost(cell, small).params

@@ -152,7 +152,6 @@ def _tables(cell):
     matrix and rank r = 0..n the stored parameters ``cost[name][r]`` and the truncated
     matrix ``matrices[name][r]`` (that of :func:`rnnperturb.truncate_svd`)."""
     from rnnperturb.perturb.cost import compression_cost, matrix_cost
-    from rnnperturb.perturb.low_rank import truncate_svd
 
     n = cell.n
     isz = cell.dtype.itemsize
@@ -160,7 +159,12 @@ def _tables(cell):
     base = int(full.params) - sum(int(c.params) for c in full.matrices.values())
     cost, mats = {}, {}
     for k in cell.recurrent_names:
-        Ws = [truncate_svd(cell, rank={k: r}).recurrent[k] for r in range(n)]
+        # truncate_svd's Eckart-Young truncation (weighted_low_rank without weights, in
+        # float64, then the cell's dtype) at every rank from one SVD; equal bit for bit
+        # (tests/test_allocation.py)
+        U, s, Vt = np.linalg.svd(np.asarray(cell.recurrent[k], dtype=np.float64))
+        Ws = [np.zeros((n, n), cell.dtype)]
+        Ws += [((U[:, :r] * s[:r]) @ Vt[:r]).astype(cell.dtype) for r in range(1, n)]
         Ws.append(cell.recurrent[k])
         mats[k] = Ws
         cost[k] = [int(matrix_cost(k, W, itemsize=isz).params) for W in Ws]
@@ -270,9 +274,9 @@ def _search(crit, table, *, base, budget, tol):
         return x[:j] + (rs[0],) + x[j + 1:]
 
     def variants(x, j):
-        """Matrix j at every other rank storing the same."""
+        """Matrix j up to three ranks up or down, storing the same."""
         c = table[j][x[j]]
-        return [x[:j] + (r,) + x[j + 1:] for r in range(n + 1)
+        return [x[:j] + (r,) + x[j + 1:] for r in range(max(0, x[j] - 3), min(n, x[j] + 3) + 1)
                 if r != x[j] and table[j][r] == c]
 
     def descend(x):
@@ -322,6 +326,11 @@ def _search(crit, table, *, base, budget, tol):
                         cands.append(c)
                         if cost(c) <= (budget if budget is not None else cost(x) - 1):
                             break
+                for i in range(K):              # ... or two others down a level each
+                    for i2 in range(i + 1, K):
+                        if j not in (i, i2):
+                            c = step(up, i, +1)
+                            cands.append(None if c is None else step(c, i2, +1))
             best = None
             for c in dict.fromkeys(cands):
                 if c is None or (budget is not None and cost(c) > budget):
