@@ -10,7 +10,7 @@ r"""Issue 12, every "number to reach" side by side in one run: certificates over
   tests (``tests/test_set_bound.py``, the slow sweep) check the same on other cases;
 * **tightness** in the auto_LiRPA setting (Elman n = 32, m = 4, ||W||_2 = 0.9, one
   input, T in {5, 10, 20, 50}, eps0 = ||rank-16 truncation error||_F, box radius
-  k x its max entry): bound / best attack at h_T;
+  k x its max entry): bound (``box_refine="tight"``) / best attack at h_T;
 * **trained nets**: the memorization checkpoints (one sequence each) under the ball
   of radius r x ||W_k||_F on every recurrent matrix, r = 1e-4 and beyond;
 * **cost**: n = 32, T = 50 (time, peak traced memory) against CROWN's 3.3-4 s and
@@ -147,7 +147,7 @@ def lirpa_setting(Ts, *, iters=20, restarts=2):
                   ("quant 6-bit", sets.quantization(cell, bits=6))]
         for name, S in cases:
             t0 = time.perf_counter()
-            b = float(set_bound(cell, S, X)[-1])
+            b = float(set_bound(cell, S, X, box_refine="tight")[-1])
             tb = time.perf_counter() - t0
             lo, _ = set_attack(cell, S, X, seed=0, iters=iters, restarts=restarts)
             rows.append({"T": T, "set": name, "bound": b, "attack": float(lo),

@@ -97,6 +97,30 @@ def test_quantization_and_drift_sound(kind, bits, rel, seed):
     _check(cell, sets.drift(cell, rel=rel), X, seed=seed, count=2)
 
 
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["elman", "mgru"]), sn=st.sampled_from([0.5, 1.0, 3.0]),
+       logr=st.floats(-6, -1), seed=st.integers(0, 10 ** 6))
+def test_box_tight_refinement_sound_against_every_vertex(kind, sn, logr, seed):
+    """box_refine='tight' (L-BFGS on the SDP-dual weights): sound against *every* vertex
+    of a small box (n = 2 or 3 for the Elman: all 2^(n^2) sign patterns; the MGRU's two
+    matrices at n = 2: 2^8) and no looser than the fixed-point refinement by more than
+    rounding."""
+    import itertools
+    rng = np.random.default_rng(seed)
+    n = 2 if kind == "mgru" else int(rng.integers(2, 4))
+    cell = random_cell(kind, n, 2, spectral_norm=sn, seed=seed)
+    X = rng.standard_normal((12, 2))
+    S = sets.Box(radius=10.0 ** logr * sn / n)
+    b = set_bound(cell, S, X, box_refine="tight")
+    assert np.all(b <= set_bound(cell, S, X, box_refine=True) * (1 + 1e-9) + 1e-300)
+    E = S.radii(cell)
+    names = list(cell.recurrent_names)
+    for signs in itertools.product([-1.0, 1.0], repeat=len(names) * n * n):
+        sg = np.asarray(signs).reshape(len(names), n, n)
+        dW = {k: sg[i] * E[k] for i, k in enumerate(names)}
+        assert np.all(_deviation(cell, dW, X) <= b * (1 + 1e-12) + 1e-15)
+
+
 def test_dict_radius_and_h0(kind):
     cell = random_cell(kind, 5, 2, spectral_norm=1.2, seed=7)
     X = np.random.default_rng(1).standard_normal((15, 3, 2))

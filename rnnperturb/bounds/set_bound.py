@@ -572,7 +572,45 @@ def _ball_norm(Ms, eps, names, with_op=True, rows=False, gram=False):
     return out + (gf,) if gram else out
 
 
-def _box_sdp(Ms, vecE, names, iters, omega0=None):
+def _polish_omega(a, omega, maxiter):
+    r"""Lower :math:`(\sum_j\omega_j)\lambda_{\max}(A\Omega^{-1}A^T)` over :math:`\omega>0`
+    from ``omega`` by L-BFGS on :math:`z = \log\omega` (the objective is scale invariant;
+    the gradient of :math:`\lambda_{\max}` is :math:`-(v^Ta_j)^2/\omega_j^2` at a simple top
+    eigenvalue, smoothed by a soft maximum over the eigenvalues). Any result is a valid
+    choice (only the verification in :func:`_box_sdp` is a proof); returns the best
+    weights seen."""
+    from scipy.optimize import minimize
+    best = [np.inf, omega]
+
+    z0 = np.log(np.maximum(omega, 1e-300))
+    shift = float(np.max(z0))
+    z0 = z0 - shift                      # scale invariance: keep exp(z) near 1
+
+    def f(z):
+        with np.errstate(all="ignore"):
+            om = np.exp(z)
+            w, V = np.linalg.eigh((a / om) @ a.T)
+            lm = w[-1]
+            val = float(np.log(om.sum()) + np.log(lm)) if lm > 0 else np.inf
+            if not np.isfinite(val) or not np.all(np.isfinite(w)):
+                return 1e300, np.zeros_like(z)
+            if val < best[0]:
+                best[0], best[1] = val, om * np.exp(shift)
+            p = np.exp(np.minimum(200.0 * (w / lm - 1.0), 0.0))
+            p /= p.sum()
+            proj = (V.T @ a) ** 2
+            return val, om / om.sum() - (p @ proj) / om / lm
+
+    try:
+        minimize(f, z0, jac=True, method="L-BFGS-B", bounds=[(z - 40.0, z + 40.0) for z in z0],
+                 options={"maxiter": int(maxiter)})
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):    # pragma: no cover
+        pass
+    om = best[1]
+    return om if np.all(np.isfinite(om)) and np.all(om > 0) else omega
+
+
+def _box_sdp(Ms, vecE, names, iters, omega0=None, polish=0):
     r"""SDP-dual bound :math:`\sup_{|u|\le1}\|Au\| \le (\sum\omega)^{1/2}
     \lambda_{\max}(A\Omega^{-1}A^T)^{1/2}`, A = [M_k diag(vec E_k)]; returns the
     bound (B,) and the weights (B, N') (a warm start for the next step: every
@@ -603,6 +641,8 @@ def _box_sdp(Ms, vecE, names, iters, omega0=None):
             mu = mu ** 4
             proj = (V * np.sqrt(mu)).T @ a                         # (n, KN)
             omega = np.sqrt(np.sum(proj * proj, axis=0)) + 1e-3 * cn
+        if polish and np.isfinite(best_est):
+            best_om = _polish_omega(a, best_om, polish)
         oms[b] = best_om
         # verify best_om: weights c_j = E_j^2 / omega_j on the columns of Mc
         c = Ec * Ec / best_om
@@ -1330,7 +1370,7 @@ def _consolidate(a, mid_b, half_b, window, exact=4):
     return out
 
 
-def _trace_affine(cell, ops, X3, h0a, window, iters):
+def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
     T, B = X3.shape[0], X3.shape[1]
     n = cell.n
     names = ops.names
@@ -1393,7 +1433,8 @@ def _trace_affine(cell, ops, X3, h0a, window, iters):
                         ones = {k: np.ones(n * n) for k in names}
                         # a warm start from the previous step's weights converged to worse
                         # weights (bound 1.28x vs 1.17x the attack): cold start every step
-                        sdp, omega = _box_sdp({k: Ms[k][fin] for k in names}, ones, names, iters)
+                        sdp, omega = _box_sdp({k: Ms[k][fin] for k in names}, ones, names, iters,
+                                              polish=polish)
                         Lam = Lam.copy()
                         Lam[fin] = np.minimum(Lam[fin], sdp)
             hp._lu = np.broadcast_to(lam, (B, n))
@@ -1430,9 +1471,12 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     window : int
         Steps over which the remainder is propagated by exact multi-step
         propagators (memory O(window n^2)).
-    box_refine : 'auto', bool or int
+    box_refine : 'auto', 'tight', bool or int
         Fixed-point iterations of the SDP-dual norm bound for boxes (``'auto'``:
-        6 when n <= 64, else off; cost O(n^4) per iteration and step).
+        6 when n <= 64, else off; cost O(n^4) per iteration and step);
+        ``'tight'``: 6 and then up to 40 L-BFGS steps on the dual weights (about
+        0.1-0.2 s per step at n = 32; the linear part 4-7 % lower in the auto_LiRPA
+        setting: within 1.05-1.09 of the best vertex found instead of 1.09-1.16).
     method : {'affine', 'mean_value', 'best'}
         ``'affine'``: the cell's ``forward`` in affine arithmetic over the set
         symbols (module docstring, "Affine method"); ``'mean_value'``: the
@@ -1454,22 +1498,28 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     h0a = as_h0(h0, cell.n, B, single, np.float64)
     X3 = X3.astype(np.float64)
     n = cell.n
-    if box_refine == "auto":
+    polish = 0
+    if isinstance(box_refine, str) and box_refine == "auto":
         iters = 6 if (not ops.is_ball and n <= 64) else 0
+    elif isinstance(box_refine, str) and box_refine == "tight":
+        iters, polish = 6, 40
+    elif isinstance(box_refine, str):
+        raise ValueError(f"box_refine: expected 'auto', 'tight', a bool or an int, found "
+                         f"{box_refine!r}")
     elif isinstance(box_refine, bool):
         iters = 6 if box_refine else 0
     else:
         iters = check_int("box_refine", box_refine, low=0, high=1000)
     if method == "affine":
-        return _trace_affine(cell, ops, X3, h0a, window, iters)
+        return _trace_affine(cell, ops, X3, h0a, window, iters, polish)
     if method == "mean_value":
-        return _trace_mean_value(cell, ops, X3, h0a, window, iters)
-    a = _trace_affine(cell, ops, X3, h0a, window, iters)
-    b = _trace_mean_value(cell, ops, X3, h0a, window, iters)
+        return _trace_mean_value(cell, ops, X3, h0a, window, iters, polish)
+    a = _trace_affine(cell, ops, X3, h0a, window, iters, polish)
+    b = _trace_mean_value(cell, ops, X3, h0a, window, iters, polish)
     return a if np.sum(a.bound) <= np.sum(b.bound) else b
 
 
-def _trace_mean_value(cell, ops, X3, h0a, window, iters):
+def _trace_mean_value(cell, ops, X3, h0a, window, iters, polish=0):
     T, B = X3.shape[0], X3.shape[1]
     n = cell.n
     names = ops.names
@@ -1554,7 +1604,8 @@ def _trace_mean_value(cell, ops, X3, h0a, window, iters):
             if iters:
                 fin = np.all(np.isfinite(lam), axis=1) & (Lam < 1e6 * cap)
                 if np.any(fin):
-                    sdp = _box_sdp({k: Ms[k][fin] for k in names}, ops.vecE, names, iters)[0]
+                    sdp = _box_sdp({k: Ms[k][fin] for k in names}, ops.vecE, names, iters,
+                                   polish=polish)[0]
                     Lam = Lam.copy()
                     Lam[fin] = np.minimum(Lam[fin], sdp)
         Lam = np.where(np.isfinite(Lam), Lam, np.inf)
@@ -1623,7 +1674,7 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         Common initial state (zeros when None).
     window : int
         Steps of exact multi-step propagation of the remainder.
-    box_refine : 'auto', bool or int
+    box_refine : 'auto', 'tight', bool or int
         SDP-dual refinement of the box's linear part (see :func:`set_trace`).
     method : {'affine', 'mean_value', 'best'}
         See :func:`set_trace`.
