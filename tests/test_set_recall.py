@@ -134,3 +134,44 @@ def test_ball_certificate_sound(kind):
             assert _recalls(_with(c, S.sample(c, i, how=how)), task)[res.certified].all()
     big = certified_set_recall(c, rp.sets.Ball(radius=50.0), task, samples=4)
     assert not big.certified.any()                         # vacuous radius certifies nothing
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_tolerance_search_against_exhaustive_thresholds(integer):
+    """The two-level search (hard subset, first-order next points, chunked verification)
+    on synthetic sequences with known thresholds y_i (certified iff y <= y_i) and a
+    distorted headroom estimate: the answer is certified on every sequence, a failure
+    lies within the tolerance above it, and every recorded evaluation is true."""
+    from rnnperturb.bounds.set_recall import _tolerance_search
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        B = int(rng.integers(1, 40))
+        thr = rng.uniform(-15, -2, B)
+        if integer:
+            thr = np.floor(thr)
+        prio = thr + rng.normal(0, 3, B)                    # a poor ranking proxy
+        distort = rng.uniform(0.3, 3.0, B)                  # a poor first-order estimate
+
+        def evaluate(p, idx, thr=thr, distort=distort):
+            y = -p if integer else np.log(p)
+            idx = np.asarray(idx)
+            return thr[idx] >= y, np.exp(distort[idx] * (thr[idx] - y))
+
+        evals = []
+        tol = 1.0 if integer else 0.05
+        from_y = (lambda y: int(round(-y))) if integer else np.exp
+        res = _tolerance_search(evaluate, np.arange(B), prio, from_y, -16.0, -1.0, tol,
+                                np.log, integer=integer, evals=evals)
+        truth = thr.min()
+        if truth < -16.0:
+            assert res is None
+            continue
+        y = -res if integer else np.log(res)
+        assert y <= truth + 1e-12                            # certified on every sequence
+        assert y >= truth - tol - 1e-9                       # within the final bracket
+        for p, ok in evals:
+            yy = -p if integer else np.log(p)
+            if ok:
+                assert np.all(thr >= yy - 1e-12)            # a recorded success is one
+            else:
+                assert yy > truth - 1e-12                   # a recorded failure is a failure
