@@ -44,7 +44,9 @@ protocol (:meth:`~rnnperturb.cells.Cell.overwrite_gate`,
 * ``forcing_ratio_write`` / ``forcing_ratio_delay``: the first-order forcing
   :math:`\|\sum_k B_{k,t}\Delta W_k a_{k,t}\|` (full state) over the
   ungated :math:`\|(\Delta W_k a_{k,t})_k\|`, summed over the data (write)
-  steps / the delay steps and sequences;
+  steps / the delay steps and sequences; ``forcing_ratio_delay_keep_units``:
+  the same over the delay restricted to the keep units (the state read as
+  N/n parts of n units each: the LSTM's h and c of unit i together);
 * ``fo_growth_delay``: :math:`\|\ell_{L+D}\| / \|\ell_L\|`, how much the
   first-order deviation (full state) grows over the delay (mean over
   sequences); ``exact_recall_max``: the exact deviation of the output at the
@@ -132,18 +134,26 @@ def mechanism(cell, meta, *, rank: int) -> dict:
     X = task.X
     T, B, _ = X.shape
     s = np.zeros((B, cell.state_size))
-    gates, raw, forced = [], np.empty((T, B)), np.empty((T, B))
+    n, N = cell.n, cell.state_size
+    gates = []
+    raw, forced = np.empty((T, B, n)), np.empty((T, B, N))    # |(dW_k a_k)_k| per unit, |forcing|
     for t in range(T):
         sn, aux, regs = cell.nominal(s, X[t])
         gates.append(cell.overwrite_gate(aux))
-        raw[t] = np.sqrt(sum(np.sum((regs[k] @ dW[k].T) ** 2, axis=-1) for k in dW))
-        forced[t] = np.linalg.norm(cell.directional(s, X[t], dW), axis=-1)
+        raw[t] = np.sqrt(sum((regs[k] @ dW[k].T) ** 2 for k in dW))
+        forced[t] = np.abs(cell.directional(s, X[t], dW))
         s = sn
     write, delay = slice(0, L), slice(L, L + D)        # steps 1..L and L+1..L+D
+
+    def ratio(steps, units=slice(None)):
+        """sum over steps and sequences of ||forcing|| / ||ungated forcing|| (on some units)."""
+        f = forced[steps].reshape(-1, B, N // n, n)[..., units] if N % n == 0 else forced[steps]
+        return float(np.sqrt((f ** 2).reshape(f.shape[0], B, -1).sum(-1)).sum()
+                     / np.sqrt((raw[steps][..., units] ** 2).sum(-1)).sum())
     out = {"rank": rank, "keep_gate_delay": None, "keep_units": None,
            "keep_gate_keep_units": None, "info_share_keep_units": None,
-           "forcing_ratio_write": float(forced[write].sum() / raw[write].sum()),
-           "forcing_ratio_delay": float(forced[delay].sum() / raw[delay].sum())}
+           "forcing_ratio_write": ratio(write), "forcing_ratio_delay": ratio(delay),
+           "forcing_ratio_delay_keep_units": None}
     if gates[0] is not None:
         G = np.stack(gates[delay])                     # (D, B, n) overwrite gate
         per_unit = G.mean(axis=(0, 1))
@@ -153,7 +163,9 @@ def mechanism(cell, meta, *, rank: int) -> dict:
         out.update(keep_gate_delay=float(1.0 - G.mean()), keep_units=int(keep.sum()),
                    keep_gate_keep_units=(float(1.0 - per_unit[keep].mean()) if keep.any()
                                          else None),
-                   info_share_keep_units=float(var[keep].sum() / var.sum()))
+                   info_share_keep_units=float(var[keep].sum() / var.sum()),
+                   forcing_ratio_delay_keep_units=(ratio(delay, keep) if keep.any()
+                                                   and N % n == 0 else None))
     ell = np.linalg.norm(rp.first_order(cell, small, X, state="full"), axis=-1)   # (T, B)
     out["fo_growth_delay"] = float(np.mean(ell[L + D - 1] / ell[L - 1]))
     dev = np.linalg.norm(rp.deviation(cell, small, X), axis=-1)
