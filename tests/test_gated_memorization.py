@@ -148,8 +148,9 @@ def _sig(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def _keep_gates_by_hand(cell, X):
-    """The keep gate of every step, from the torch equations written out: GRU z, LSTM f."""
+def _gates_by_hand(cell, X) -> dict:
+    """The gates of every step (T, B, n), from torch's equations written out here:
+    the GRU's r, z; the LSTM's i, f, g, o."""
     T, B, _ = X.shape
     n = cell.n
     h, c = np.zeros((B, n)), np.zeros((B, n))
@@ -161,7 +162,7 @@ def _keep_gates_by_hand(cell, X):
             z = _sig(h @ cell.Wz.T + x @ cell.Uz.T + cell.bz)
             g = np.tanh(x @ cell.Un.T + cell.bn + r * (h @ cell.Wn.T + cell.bhn))
             h = (1 - z) * g + z * h
-            out.append(z)
+            out.append({"r": r, "z": z})
         else:
             i = _sig(h @ cell.Wi.T + x @ cell.Ui.T + cell.bi)
             f = _sig(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
@@ -169,8 +170,14 @@ def _keep_gates_by_hand(cell, X):
             o = _sig(h @ cell.Wo.T + x @ cell.Uo.T + cell.bo)
             c = f * c + i * g
             h = o * np.tanh(c)
-            out.append(f)
-    return np.stack(out)
+            out.append({"i": i, "f": f, "g": g, "o": o})
+    return {k: np.stack([d[k] for d in out]) for k in out[0]}
+
+
+def _keep_gates_by_hand(cell, X):
+    """The keep gate of every step: the GRU's z, the LSTM's f."""
+    gates = _gates_by_hand(cell, X)
+    return gates["z"] if cell.kind == "gru" else gates["f"]
 
 
 @pytest.mark.parametrize("name", [g for g in GATED if g.endswith("_D10")])
@@ -233,20 +240,8 @@ def test_lstm_open_write_path_by_hand():
     m2 = re.search(r"through i\(1 − i\) ≈ ([\d.]+)\s+and 1 − g² ≈ ([\d.]+)", text)
     assert m and m2, "validation/README.md: the LSTM write-path sentence is gone or reworded"
     cell, meta = _load("lstm_memorization_D10")
-    X = tasks.memorization_all(2, 5, 10).X
-    B, n = X.shape[1], cell.n
-    h, c = np.zeros((B, n)), np.zeros((B, n))
-    F, I, G = [], [], []
-    for t in range(X.shape[0]):
-        x = X[t]
-        i = _sig(h @ cell.Wi.T + x @ cell.Ui.T + cell.bi)
-        f = _sig(h @ cell.Wf.T + x @ cell.Uf.T + cell.bf)
-        g = np.tanh(h @ cell.Wg.T + x @ cell.Ug.T + cell.bg)
-        o = _sig(h @ cell.Wo.T + x @ cell.Uo.T + cell.bo)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        F.append(f), I.append(i), G.append(g)
-    F, I, G = (np.stack(a)[5:15] for a in (F, I, G))                 # the 10 delay steps
+    gates = _gates_by_hand(cell, tasks.memorization_all(2, 5, 10).X)
+    F, I, G = (gates[k][5:15] for k in "fig")                        # the 10 delay steps
     keep = (1 - F).mean(axis=(0, 1)) < 0.1
     got = (I[..., keep].mean(), np.abs(G[..., keep]).mean(),
            (I * (1 - I))[..., keep].mean(), (1 - G * G)[..., keep].mean())
