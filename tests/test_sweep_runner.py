@@ -62,6 +62,14 @@ def test_cache_and_resume(tmp_path, monkeypatch):
     os.remove(tmp_path / (cfgs[1].key() + ".npz"))
     run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
     assert calls == cfgs + [cfgs[1]]
+    # a recipe edited under the same name is retrained, not reused from the cache (all three
+    # configurations use that recipe)
+    from validation import recipes
+    name = cfgs[2].build_recipe().name
+    monkeypatch.setitem(recipes.RECIPES, name, recipes.get_recipe("mgru", "memorization", 2)
+                        .replace(lr=0.5))
+    run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
+    assert calls == cfgs + [cfgs[1]] + cfgs
 
 
 def test_key_stable_and_distinct():
@@ -86,7 +94,7 @@ def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
         Config(cell="mgru", D=10, recipe="mgru_memorization_D20_matched_uniform")
     c = Config(cell="mgru", D=20, recipe="mgru_memorization_D20_matched_identity", seed=4)
     r = c.build_recipe()
-    assert (r.forget_bias, r.lr, r.seed, r.min_steps) == (-3.0, 3e-3, 4, r.max_steps)
+    assert (r.forget_bias, r.lr, r.seed, r.max_steps) == (-3.0, 3e-3, 4, 8000)
     with pytest.raises(ValueError, match="task"):
         Config(cell="mgru", task="kback")
     monkeypatch.setattr(sweep, "run_config", lambda c: pytest.fail("submitted"))

@@ -187,12 +187,23 @@ def _write_atomic(obj: dict, path: str) -> None:
         raise
 
 
-def _read_cached(path: str):
-    if not os.path.exists(path[:-len(".json")] + ".npz"):
+def _read_cached(path: str, config: Config | None = None):
+    """The cached result at ``path``, or None if it is missing, unreadable, lacks its checkpoint,
+    or (given ``config``) was trained with a recipe other than the one ``config`` builds now (a
+    recipe edited under the same name is retrained, not silently reused)."""
+    stem = path[:-len(".json")]
+    if not os.path.exists(stem + ".npz"):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            result = json.load(f)
+        if config is not None:
+            with open(stem + ".record.json") as f:
+                used = json.load(f).get("recipe")
+            now = json.loads(json.dumps(config.build_recipe().as_dict()))
+            if used != now:
+                return None
+        return result
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -234,7 +245,7 @@ def run_sweep(configs, *, cache_dir: str, scheduler=None, n_workers: int = 2,
     results = {}
     todo = {}
     for c, p in zip(configs, paths):
-        r = _read_cached(p)
+        r = _read_cached(p, c)
         if r is not None:
             results[c.key()] = r
         else:
@@ -354,7 +365,7 @@ def main(argv=None) -> int:
                    for rc in a.recipes]
     t0 = time.perf_counter()
     if a.cached_only:
-        res = [r for r in (_read_cached(os.path.join(a.cache, c.key() + ".json"))
+        res = [r for r in (_read_cached(os.path.join(a.cache, c.key() + ".json"), c)
                            for c in configs) if r is not None]
     else:
         res = run_sweep(configs, cache_dir=a.cache, scheduler=a.scheduler, n_workers=a.workers,
