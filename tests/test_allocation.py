@@ -2,7 +2,8 @@
 tolerance) against an exhaustive reference over EVERY combination of ranks 0..n of
 every recurrent matrix, on small networks.
 
-The reference is independent of the search: the exact and first-order deviations of
+The reference (benchmarks/bench_allocation.py, which also measures the optimality rate
+over more random networks) is independent of the search: the exact and first-order deviations of
 all combinations come from one batched :func:`rnnperturb.rank_sweep` (stacked
 truncated matrices; block-propagated tangent model), and stored parameters from the
 documented formula (input matrices and biases, plus 2nr for a matrix of rank r < n/2
@@ -19,81 +20,15 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
+from benchmarks.bench_allocation import check, exhaustive as _reference, formula_params
+from benchmarks.bench_allocation import scenarios as _scenarios
 from rnnperturb.report.allocation import allocate_ranks, rank_levels
 
-
-def _formula_params(cell, rank):
-    n = cell.n
-    out = cell.n_params - len(cell.recurrent_names) * n * n
-    for r in rank.values():
-        out += 2 * n * r if 2 * r < n else n * n
-    return out
+_formula_params = formula_params
 
 
-def _reference(cell, X):
-    """Every combination of ranks 0..n: (rank dicts, exact max, first-order max, params)."""
-    n = cell.n
-    for W in cell.recurrent.values():
-        assert np.linalg.matrix_rank(W) == n          # the formula's premise
-    sw = rp.rank_sweep(cell, X, {k: list(range(n + 1)) for k in cell.recurrent_names})
-    ranks = [sw.rank(i) for i in range(len(sw.ranks))]
-    assert len(ranks) == (n + 1) ** len(cell.recurrent_names)
-    params = np.array([_formula_params(cell, r) for r in ranks])
-    return ranks, sw.exact_max, sw.first_order_max, params
-
-
-def _check(cell, X, ref, alloc, *, budget=None, tol=None, method):
-    """Contract violations of ``alloc`` (list of strings) and whether it is optimal."""
-    ranks, exact, first, params = ref
-    crit = exact if method == "exact" else first
-    key = {tuple(sorted(r.items())): i for i, r in enumerate(ranks)}
-    bad = []
-    if budget is not None:
-        ok = params <= budget
-    else:
-        ok = crit <= tol
-    if alloc.rank is None:
-        if ok.any():
-            bad.append("rank None although a configuration meets the constraint")
-        return bad, not ok.any()
-    i = key[tuple(sorted(alloc.rank.items()))]
-    small = rp.truncate_svd(cell, rank=alloc.rank)
-    dev = float(np.linalg.norm(rp.deviation(cell, small, X), axis=-1).max())
-    if not np.isclose(alloc.exact_max, exact[i], rtol=1e-9, atol=1e-14):
-        bad.append(f"exact_max {alloc.exact_max} != reference {exact[i]}")
-    if not np.isclose(alloc.exact_max, dev, rtol=1e-12, atol=1e-15):
-        bad.append(f"exact_max {alloc.exact_max} != rp.deviation {dev}")
-    if not np.isclose(alloc.value, crit[i], rtol=1e-9, atol=1e-14):
-        bad.append(f"value {alloc.value} != reference {crit[i]}")
-    if alloc.params != params[i] or alloc.params != rp.compression_cost(cell, small).params:
-        bad.append(f"params {alloc.params} != {params[i]}")
-    if budget is not None:
-        if alloc.params > budget:
-            bad.append(f"params {alloc.params} > budget {budget}")
-        best = crit[ok].min()
-        if alloc.value < best * (1 - 1e-9) - 1e-14:
-            bad.append(f"value {alloc.value} below the exhaustive optimum {best}")
-        optimal = alloc.value <= best * (1 + 1e-9) + 1e-14
-    else:
-        if crit[i] > tol:
-            bad.append(f"value {crit[i]} > tolerance {tol}")
-        best = params[ok].min()
-        if alloc.params < best:
-            bad.append(f"params {alloc.params} below the exhaustive optimum {best}")
-        optimal = alloc.params == best
-    return bad, optimal
-
-
-def _scenarios(ref, k):
-    """k budgets spread over the attainable parameter counts, k tolerances spread over
-    the quantiles of the exact deviation."""
-    _, exact, _, params = ref
-    levels = np.unique(params)
-    budgets = [int(b) for b in levels[np.linspace(0, len(levels) - 1, k).round().astype(int)]]
-    budgets = sorted(set(budgets) | {int(levels[0]) - 1})             # one infeasible budget
-    pos = exact[exact > 0]
-    tols = [float(np.quantile(pos, q)) for q in np.linspace(0.05, 0.95, k)]
-    return budgets, tols
+def _check(cell, X, ref, alloc, **kw):
+    return check(cell, X, ref, alloc, **kw)[:2]
 
 
 def _cases():

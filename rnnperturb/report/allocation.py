@@ -313,22 +313,25 @@ def _search(crit, table, *, base, budget, tol):
         while True:
             cands = [step(x, j, d) for j in range(K) for d in (-1, +1)]
             cands += [c for j in range(K) for c in variants(x, j)]
+            target = budget if budget is not None else cost(x) - 1
             for j in range(K):                  # swaps: j up a level, i down as needed
                 up = step(x, j, -1)
                 if up is None:
                     continue
+                one = {}                        # does one level down of i meet the target?
                 for i in range(K):
                     c = up
                     while i != j:
                         c = step(c, i, +1)
                         if c is None:
                             break
+                        one.setdefault(i, cost(c) <= target)
                         cands.append(c)
-                        if cost(c) <= (budget if budget is not None else cost(x) - 1):
+                        if cost(c) <= target:
                             break
-                for i in range(K):              # ... or two others down a level each
-                    for i2 in range(i + 1, K):
-                        if j not in (i, i2):
+                for i in range(K):              # ... or two others down a level each,
+                    for i2 in range(i + 1, K):  # where one level alone does not suffice
+                        if j not in (i, i2) and not (one.get(i) or one.get(i2)):
                             c = step(up, i, +1)
                             cands.append(None if c is None else step(c, i2, +1))
             best = None
