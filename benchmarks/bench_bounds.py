@@ -26,8 +26,12 @@ r"""Tightness and cost of :func:`rnnperturb.certified_bound` (issue 4, item 1).
    :func:`rnnperturb.deviation` on the same inputs (same process, interleaved,
    one BLAS thread when threadpoolctl is installed, else the thread count of
    the environment, recorded in ``environment``; median of paired ratios of
-   wall-clock and of process CPU time; the load average is recorded).
-   Goals (issue 11): median <= 2; cost <= 20x.
+   wall-clock and of process CPU time; the load average is recorded). At full
+   rank the truncated matrices equal the originals and the bound is the exact 0
+   (no trajectory is run); a second full-rank row moves one entry of one
+   recurrent matrix by one ulp, so that the general path is timed there too.
+   Goals (issue 11): median <= 2; cost (process CPU, the measure least
+   disturbed by the load of the shared machine) <= 20x.
 
 Run: ``python -m benchmarks.bench_bounds [--quick] [--out DIR]``.
 """
@@ -146,8 +150,15 @@ def default_tier(quick):
                                          D=int(meta["D"]))
         X = task.X
         rows = []
-        for r in list(range(8, cell.n, 8 * (4 if quick else 1))) + [cell.n]:
-            other = rp.truncate_svd(cell, rank=r)
+        ranks = list(range(8, cell.n, 8 * (4 if quick else 1))) + [cell.n, "ulp"]
+        for r in ranks:
+            if r == "ulp":          # full rank through the general path (one ulp moved)
+                name0 = cell.recurrent_names[0]
+                W = np.array(cell.recurrent[name0], dtype=np.float64)
+                W[0, 0] = np.nextafter(W[0, 0], np.inf)
+                other = cell.replace(**{name0: W})
+            else:
+                other = rp.truncate_svd(cell, rank=r)
             acc = recall_accuracy(other, task)
             if acc < 0.99:
                 continue
@@ -168,11 +179,14 @@ def default_tier(quick):
             cr = float(np.median(np.array(wall["auto"]) / np.array(wall["deviation"])))
             cc = float(np.median(np.array(cpu["auto"]) / np.array(cpu["deviation"])))
             rows.append({"rank": r, "recall_accuracy": acc, "median": float(np.median(rat)),
+                         # the 1-ulp row times the general path; its exact deviation is
+                         # at the rounding level, so its ratio is not a tightness figure
+                         "timing_only": r == "ulp",
                          "max": float(np.max(rat)), "bound_max": float(bd.max()),
                          "cost_over_deviation": cr, "cpu_cost_over_deviation": cc,
                          "deviation_seconds": float(np.median(wall["deviation"])),
                          "load": loadavg()})
-            print(f"  {name:28s} rank {r:3d}: median {np.median(rat):.6g} max "
+            print(f"  {name:28s} rank {r!s:>3}: median {np.median(rat):.6g} max "
                   f"{np.max(rat):.4g} cost {cr:.1f}x (cpu {cc:.1f}x) load {loadavg()}",
                   flush=True)
         out.append({"checkpoint": name, "kind": cell.kind, "n": cell.n,
@@ -260,9 +274,10 @@ def main(argv=None):
         "fast_at_most_5x_deviation": all(
             cst[k]["fast_over_deviation"]["median"] <= 5 for k in cst if k.endswith("contractive")),
         "default_median_at_most_2": all(
-            not np.isfinite(row["median"]) or row["median"] <= 2 for c in dft for row in c["rows"]),
+            not np.isfinite(row["median"]) or row["median"] <= 2 for c in dft for row in c["rows"]
+            if not row["timing_only"]),
         "default_cost_at_most_20x_deviation": all(
-            row["cost_over_deviation"] <= 20 for c in dft for row in c["rows"]),
+            row["cpu_cost_over_deviation"] <= 20 for c in dft for row in c["rows"]),
         "tight_at_most_50x_deviation": all(
             cst[k]["tight_over_deviation"]["median"] <= 50 for k in cst
             if k.endswith(("contractive", "expanding"))),
