@@ -94,7 +94,7 @@ def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
         Config(cell="mgru", D=10, recipe="mgru_memorization_D20_matched_uniform")
     c = Config(cell="mgru", D=20, recipe="mgru_memorization_D20_matched_identity", seed=4)
     r = c.build_recipe()
-    assert (r.forget_bias, r.lr, r.seed, r.max_steps) == (-3.0, 3e-3, 4, 8000)
+    assert (r.forget_bias, r.lr, r.seed, r.max_steps) == (-3.0, 3e-3, 4, 30000)
     with pytest.raises(ValueError, match="task"):
         Config(cell="mgru", task="kback")
     monkeypatch.setattr(sweep, "run_config", lambda c: pytest.fail("submitted"))
