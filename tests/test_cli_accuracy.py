@@ -153,6 +153,15 @@ def test_memorization_checkpoint_accuracy_is_recall(capsys):
     assert data["rows"][0]["certified_accuracy"] < 1.0     # rank 55: not all provable
 
 
+def test_kback_checkpoint_has_no_sequence_accuracy(capsys):
+    """k-back is scored per step: no labels are derived from its task."""
+    code, out, err = run_main(["analyze", "validation/checkpoints/elman_kback.npz", "--ranks",
+                               "8", "--tier", "fast", "--json"], capsys)
+    assert code == 0, err
+    row = json.loads(out)["rows"][0]
+    assert "accuracy" not in row and "certified_accuracy" not in row
+
+
 def _torch_module(torch, kind="gru", layers=1, m=3, n=5, k=4, seed=3):
     rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[kind]
 

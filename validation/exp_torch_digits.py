@@ -180,12 +180,14 @@ def main(argv=None):
     ap.add_argument("--configs", default=None,
                     help="comma list like gru1,gru2,lstm1,lstm2,rnn1 (default by --quick)")
     ap.add_argument("--bits", default=None, help="e.g. 8: adds the set certificate")
+    ap.add_argument("--ranks", default=None,
+                    help="--ranks of the CLI (default: every rank; --quick: 0:n:4)")
     ap.add_argument("--out", default=None, help="write the JSON results here")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     configs = args.configs or ("gru1" if args.quick else "gru1,gru2,lstm1,lstm2")
-    ranks = f"0:{args.n}:4" if args.quick else None
+    ranks = args.ranks or (f"0:{args.n}:4" if args.quick else None)
     data = digits_data()
     results = []
     with tempfile.TemporaryDirectory() as tmp:

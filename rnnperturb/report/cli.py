@@ -9,7 +9,8 @@ deviation stays below the tolerance.
 
 Accuracy. With labels -- key ``y`` of ``--inputs``, integers of shape (B,)
 scored at the last step or (T, B) scored where ``y >= 0`` -- or a checkpoint
-whose task has classes (memorization, k-back: its targets at the recall steps),
+with a memorization task (its targets at the recall steps; k-back, scored per
+step, gets no accuracy columns),
 and a readout, every row also gives the **accuracy** of the truncated network
 (fraction of the scored sequences right at every scored step; for a
 memorization checkpoint this is its recall) and the **certified accuracy**
@@ -111,7 +112,7 @@ exit status: 0 ok; 1 output could not be written (closed stdout, full disk);
 2 bad input or usage (one line on stderr naming the argument); 130 interrupted;
 141 stdout's reader went away (broken pipe).
 
-labels (--inputs with y, or a checkpoint's classification task) add accuracy and
+labels (--inputs with y, or a memorization checkpoint's targets) add accuracy and
 cert.acc: fraction right at full rank and proven to keep the prediction at
 every scored step (cert.acc <= accuracy, equal at full rank).
 example: rnnperturb analyze model.pt --inputs X.npz --tolerance-accuracy 0.01
@@ -462,7 +463,7 @@ def _compute(args):
                          f"input steps), found {args.horizon}")
     if args.tolerance_accuracy is not None and y is None:
         raise ValueError("--tolerance-accuracy: expected labels (--inputs with key y, or a "
-                         "checkpoint whose task has classes), found none")
+                         "memorization checkpoint), found none")
     quiet = args.quiet or args.json
     certified = True
     try:     # one step of the certified bound: is it implemented for this cell?

@@ -535,8 +535,14 @@ def _default(cell, meta, batch, T, seed):
 
 
 def default_task(cell, meta: dict | None = None, *, batch: int = 64, T: int = 100, seed=0):
-    r"""The inputs of :func:`default_inputs` and, for a classification task (memorization,
-    k-back) and a cell whose readout has the task's number of classes, its labels.
+    r"""The inputs of :func:`default_inputs` and, for a memorization task and a cell whose
+    readout has the task's number of classes, its labels.
+
+    Only memorization: its metric is per sequence (recalled at every recall
+    step, :func:`rnnperturb.tasks.metrics.sequence_accuracy`), the unit of
+    :func:`analyze_ranks`' accuracy. A k-back task is scored per step (its
+    sequence accuracy over ~50 steps is not a metric anyone uses), so no labels
+    are derived for it; pass them explicitly to score sequences.
 
     Returns
     -------
@@ -545,11 +551,12 @@ def default_task(cell, meta: dict | None = None, *, batch: int = 64, T: int = 10
         The targets at the scored (recall) steps, -1 elsewhere: the labels of
         :func:`analyze_ranks`, whose accuracy is then the task's recall (the
         fraction of sequences right at every recall step). None for regression
-        tasks, inputs without a task, or a cell without a matching readout.
+        and k-back tasks, inputs without a task, or a cell without a matching
+        readout.
     description : str
     """
     X, desc, task = _default(cell, meta, batch, T, seed)
-    if (task is None or task.kind != "classification" or cell.V is None
+    if (task is None or task.name != "memorization" or cell.V is None
             or cell.V.shape[0] != task.n_out):
         return X, None, desc
     rec = np.asarray(task.recall, bool)
