@@ -59,6 +59,7 @@ from rnnperturb import verified  # noqa: F401
 
 # --- reports: rank selection
 from rnnperturb.report import analyze_ranks, recommend_rank, default_inputs  # noqa: F401
+from rnnperturb.report.allocation import allocate_ranks, Allocation  # noqa: F401
 
 
 def __getattr__(name):

@@ -50,10 +50,14 @@ configuration is in ``evidence``. The returned configuration **always**
 satisfies the constraint as evaluated (the budget is checked with
 :func:`~rnnperturb.compression_cost` of the truncated cell itself, the
 tolerance with the criterion at that configuration), but a better
-configuration may exist: on every combination of small networks (a 2-layer
-Elman stack with n = 6, a GRU with n = 5, an LSTM with n = 4, a 2-layer GRU
-with n = 4), the search found the exhaustive optimum in most cases (rates in
-``tests/test_allocation.py``). The ``exact_max`` of the result is always the
+configuration may exist. Against every combination of ranks of small random
+networks (a 2-layer Elman stack with n = 6, a GRU with n = 5, an LSTM with
+n = 4, a 2-layer GRU with n = 4; ``benchmarks/bench_allocation.py --quick``),
+the search reached the exhaustive optimum in 906 of 960 budget and tolerance
+scenarios (94.4 %; 6 random networks of each kind, exact and first-order
+criterion), at worst 1.75x the optimal deviation (budget form) or 1.35x the
+fewest parameters (tolerance form), evaluating on average 16-112 of the
+49-15625 combinations. The ``exact_max`` of the result is always the
 exact deviation of the returned configuration, whatever ``method`` is.
 
 ``'first_order'`` evaluates configurations by superposition: the tangent model
