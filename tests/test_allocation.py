@@ -224,3 +224,70 @@ def test_tables_are_truncate_svd_bit_for_bit(dtype):
             assert np.array_equal(mats[k][r], small.recurrent[k]), (k, r)
             assert base + sum(cost[j][cell.n] for j in cell.recurrent_names if j != k) \
                 + cost[k][r] == rp.compression_cost(cell, small).params
+
+
+def _torch_net(torch, kind, layers, rng, m=3, n=5, k=4):
+    """A torch nn.GRU/nn.LSTM with a Linear readout, float64, weights drawn from ``rng``."""
+    rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn_cls(m, n, num_layers=layers, dtype=torch.float64)
+            self.fc = torch.nn.Linear(n, k, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0])
+
+    net = Net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.tensor(rng.uniform(-0.6, 0.6, tuple(p.shape))))
+    return net
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_cli_budget_params_torch(tmp_path, capsys, kind):
+    """rnnperturb analyze FILE.pt --budget-params N on a 2-layer nn.GRU / nn.LSTM: the
+    allocation is the library's, within N, its certified bound covers its exact deviation,
+    its accuracy is that of the exported file loaded strictly into the user's own module
+    (outputs equal to the library's truncated network to 1e-10)."""
+    import json
+    torch = pytest.importorskip("torch")
+    from rnnperturb.report.cli import main
+    rng = np.random.default_rng(11)
+    net = _torch_net(torch, kind, 2, rng)
+    torch.save(net.state_dict(), tmp_path / "m.pt")
+    X = rng.standard_normal((6, 20, 3))
+    y = rng.integers(0, 4, 20)
+    np.savez(tmp_path / "X.npz", X=X, y=y)
+    cell = rp.from_torch(net.state_dict())
+    budget = rp.compression_cost(cell, rp.truncate_svd(cell, rank=1)).params + 10
+    argv = ["analyze", str(tmp_path / "m.pt"), "--inputs", str(tmp_path / "X.npz"),
+            "--ranks", "1", "--budget-params", str(budget), "--quiet"]
+    code = main(argv + ["--export", str(tmp_path / "small.pt"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    al = json.loads(out)["allocation"]
+    ref = allocate_ranks(cell, X, budget_params=budget, method="exact")
+    assert al["rank"] == ref.rank and len(al["rank"]) == (3 if kind == "gru" else 4) * 2
+    assert al["params"] == ref.params <= budget
+    assert al["exact_max"] == pytest.approx(ref.exact_max, rel=1e-12)
+    assert al["exact_max"] <= al["certified_max"]
+    assert json.loads(out)["export"]["rank"] == al["rank"]
+    sd = torch.load(tmp_path / "small.pt", weights_only=True)
+    other = _torch_net(torch, kind, 2, np.random.default_rng(0))
+    other.load_state_dict(sd, strict=True)
+    with torch.no_grad():
+        got = other(torch.tensor(X)).numpy()
+    small = rp.truncate_svd(cell, rank=al["rank"])
+    assert np.max(np.abs(got - small.readout(small.run(X)))) < 1e-10
+    assert al["accuracy"] == np.mean(np.argmax(got[-1], -1) == y)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    line = [ln for ln in out.splitlines() if ln.startswith("allocation (--budget-params")]
+    assert len(line) == 1 and f"{al['params']} stored parameters" in line[0]
+    code = main(argv[:-3] + ["--budget-params", "-1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "--budget-params: expected an integer >= 0, found -1" in err

@@ -5,7 +5,12 @@ the truncation error and the exact, first-order and certified maximum
 deviation of the hidden state, on the file's own task inputs or on
 ``--inputs FILE.npz`` (key ``X``, shape (T, B, m) or (T, m)).
 ``--tolerance`` with ``--horizon`` recommends the smallest rank whose certified
-deviation stays below the tolerance.
+deviation stays below the tolerance. ``--budget-params N`` allocates a rank to
+every recurrent matrix (each gate block of every layer) within N stored
+parameters, minimising the exact max deviation on the inputs
+(:func:`rnnperturb.allocate_ranks`, a greedy search that never exceeds the
+budget; ``benchmarks/bench_allocation.py`` compares it with exhaustive search),
+and gives that network's exact deviation, certified bound and accuracy.
 
 Accuracy. With labels -- key ``y`` of ``--inputs``, integers of shape (B,)
 scored at the last step or (T, B) scored where ``y >= 0`` -- or a checkpoint
@@ -259,6 +264,9 @@ def _check_options(args) -> None:
         raise ValueError(f"--tolerance: expected a finite number > 0, found {args.tolerance!r}")
     if args.horizon is not None and args.horizon < 1:
         raise ValueError(f"--horizon: expected an integer >= 1, found {args.horizon}")
+    if args.budget_params is not None and args.budget_params < 0:
+        raise ValueError(f"--budget-params: expected an integer >= 0, found "
+                         f"{args.budget_params}")
     if args.inputs is not None and not args.inputs.strip():
         raise ValueError(f"--inputs: expected a path to an .npz file with key X, found "
                          f"{args.inputs!r}")
@@ -278,7 +286,7 @@ def _check_options(args) -> None:
     if args.export is not None:
         _check_export_path(args)
         if (args.export_rank is None and args.tolerance_accuracy is None
-                and args.tolerance is None):
+                and args.tolerance is None and args.budget_params is None):
             raise ValueError("--export: expected a rank to export: --export-rank R, or a "
                              "recommendation (--tolerance-accuracy, or --tolerance with "
                              "--horizon), found none")
@@ -492,10 +500,35 @@ def _compute(args):
     if args.tolerance is not None:
         res.rec = recommend_rank(cell, X, tolerance=args.tolerance, horizon=args.horizon,
                                  method="certified", tier=args.tier)
+    res.alloc = _allocation(args, res, certified) if args.budget_params is not None else None
     res.sets, more = _set_rows(args, cell, X, res.task, quiet)
     res.notes = notes + more
     res.export = _export(args, res) if args.export is not None else None
     return res
+
+
+def _allocation(args, res, certified) -> dict:
+    """``--budget-params``: :func:`rnnperturb.allocate_ranks` (exact criterion) and the
+    certified bound and accuracy of the network it chooses."""
+    from rnnperturb.bounds.trajectory import certified_bound
+    from rnnperturb.perturb.low_rank import truncate_svd
+    from rnnperturb.report.allocation import allocate_ranks
+    from rnnperturb.report.rank_analysis import _capped_max, labelled_accuracy, sound_cap
+    cell, X = res.cell, res.X
+    a = allocate_ranks(cell, X, budget_params=args.budget_params, method="exact")
+    out = {"budget_params": a.budget_params, "rank": a.rank, "params": None,
+           "compression_ratio": None, "exact_max": None, "certified_max": None,
+           "accuracy": None, "evaluations": len(a.evidence)}
+    if a.rank is not None:
+        small = truncate_svd(cell, rank=a.rank)
+        out.update(params=a.params, compression_ratio=a.compression_ratio,
+                   exact_max=a.exact_max)
+        if certified:
+            out["certified_max"] = _capped_max(certified_bound(cell, small, X, tier=args.tier),
+                                               sound_cap(cell))
+        if res.task is not None:
+            out["accuracy"] = labelled_accuracy(small, res.task)
+    return out
 
 
 def _set_items(args):
@@ -597,6 +630,8 @@ def _export(args, res) -> dict:
         rank, why = res.acc_rec.rank, "--tolerance-accuracy recommendation (measured)"
     elif res.rec is not None and res.rec.rank is not None:
         rank, why = res.rec.rank, "--tolerance recommendation (certified deviation)"
+    elif res.alloc is not None and res.alloc["rank"] is not None:
+        rank, why = res.alloc["rank"], "--budget-params allocation (exact deviation)"
     else:
         raise ValueError("--export: expected a recommended rank to export, found none (no "
                          "evaluated rank meets the tolerance); give --export-rank")
@@ -666,6 +701,8 @@ def _analyze(args) -> str:
                                      "horizon": rec.horizon}
         if res.acc_rec is not None:
             out["accuracy_recommendation"] = res.acc_rec.as_dict()
+        if res.alloc is not None:
+            out["allocation"] = res.alloc
         if res.sets:
             out["sets"] = res.sets
         if res.export is not None:
@@ -732,6 +769,19 @@ def _analyze(args) -> str:
                          f"{_rank_text(a.certified_rank)} provably loses none (certified "
                          f"accuracy {a.certified_accuracy:.4f} = full; {a.certified_params} "
                          f"stored parameters, ratio {a.certified_compression_ratio:.3f})")
+    if res.alloc is not None:
+        al = res.alloc
+        if al["rank"] is None:
+            lines.append(f"allocation: no configuration fits {al['budget_params']} stored "
+                         f"parameters (rank 0 everywhere stores more)")
+        else:
+            lines.append(f"allocation (--budget-params {al['budget_params']}): rank "
+                         f"{_rank_text(al['rank'])} ({mats}), {al['params']} stored "
+                         f"parameters, ratio {al['compression_ratio']:.3f}: exact max deviation "
+                         f"{al['exact_max']:.4g}, certified {_fmt(al['certified_max'])}"
+                         + ("" if al["accuracy"] is None else
+                            f", accuracy {al['accuracy']:.4f}")
+                         + f" (greedy search, {al['evaluations']} networks evaluated)")
     if res.sets:
         lines.append("set certificates (the network as given; certified: every member of the "
                      "set, noise with the stated confidence jointly over all sequences; "
@@ -783,6 +833,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allowed max deviation for a recommendation (finite, > 0)")
     a.add_argument("--horizon", type=int,
                    help="horizon (steps, 1..T of the inputs) for the recommendation")
+    a.add_argument("--budget-params", type=int, metavar="N",
+                   help="allocate a rank to every recurrent matrix (every layer's gate "
+                        "blocks) within N stored parameters, minimising the exact max "
+                        "deviation (greedy search, never over N)")
     a.add_argument("--tolerance-accuracy", type=float, metavar="LOSS",
                    help="with labels: recommend the smallest rank losing at most LOSS of "
                         "accuracy (0.01 = one point, measured) and the smallest that "
