@@ -504,3 +504,80 @@ def test_seed_table_matches_per_seed_values(key):
             assert abs(v.min() - lo) <= tol and abs(v.max() - hi) <= tol, (col, v)
         else:
             assert (v.min(), v.max()) == (lo, hi), (col, v)
+
+
+# --- the predictive law, first order's range, the distractor (issue 14) --------------------------
+# These recompute through the validation modules that produce them (slow: about 30 s and 1-2 min of
+# CPU). Tolerances: the README's rounding.
+
+def _law_split():
+    from validation import exp_law
+    return {k: v for k, v in exp_law.default_split().items() if v in ("train", "test_seeds")}
+
+
+@pytest.mark.slow
+def test_law_numbers_match_readme():
+    """"With c fitted on 18 nets ... it is c = 1.02 ... On the 17 held-out nets (seeds 4–7) the mean
+    absolute error is 2.6 ranks (2.5 with c = 1) ... 3.4 ranks for "the training mean of the net's
+    cell", 18.8 for the overall mean, and 9.5 for ... ‖W − W_r‖_F/‖W‖_F alone" and the medians and
+    ranges of "First order's range"."""
+    from validation import exp_law
+    text = " ".join(_readme().split())
+    m = re.search(r"With c fitted on (\d+) nets .*? it is c = ([\d.]+); .*? On the (\d+) held-out nets "
+                  r"\(seeds 4–7\) the mean absolute error is ([\d.]+) ranks \(([\d.]+) with c = 1\)\. "
+                  r"The baselines do worse: ([\d.]+) ranks for \"the training mean of the net's cell\", "
+                  r"([\d.]+) for the overall mean, and ([\d.]+) for", text)
+    assert m, "README: the law's sentence is missing or reworded"
+    n_tr, c, n_te, mae, mae1, base_cell, base_mean, tail = m.groups()
+    res = exp_law.run(split=_law_split())
+    held = res["fit"]["held_out"]["test_seeds"]
+    assert int(n_tr) == res["fit"]["held_out"]["train"]["nets"] and int(n_te) == held["nets"]
+    assert round(res["fit"]["c"], 2) == float(c)
+    for quoted, key in ((mae, "mae_law"), (mae1, "mae_c1"), (base_cell, "mae_baseline_cell"),
+                        (base_mean, "mae_baseline_mean"), (tail, "mae_tail")):
+        assert abs(held[key] - float(quoted)) <= 0.05 + 1e-9, (key, held[key], quoted)
+    for cell_kind, label in (("elman", "tanh RNNs"), ("mgru", "MGRUs")):
+        mm = re.search(label + r": median ([\d.]+) \(([\d.]+)–([\d.]+)\), (?:while the truncation to "
+                       r"the kept rank itself is|against) ([\d.]+) \(([\d.]+)–([\d.]+)\)", text)
+        assert mm, label
+        q = [float(v) for v in mm.groups()]
+        ratio, actual = [], []
+        for x in res["nets"].values():
+            if x["cell"] != cell_kind:
+                continue
+            w = x["validity"][str(min(max(x["rank_kept"], 1), x["n"] - 1))]
+            ratio.append(w["ratio"])
+            actual.append(w["actual_ratio"])
+        for vals, (med, lo, hi) in ((ratio, q[:3]), (actual, q[3:])):
+            got = [np.median(vals), min(vals), max(vals)]
+            for g, v in zip(got, (med, lo, hi)):
+                dec = len(str(v).split(".")[1]) if "." in str(v) else 0
+                assert abs(g - v) <= 0.5 * 10 ** -dec + 1e-12, (label, got, (med, lo, hi))
+
+
+@pytest.mark.slow
+def test_distractor_numbers_match_readme():
+    """"The full nets keep ≥ 99.2 % recall at every ρ", kept-rank changes "−1…+1" (tanh RNN) and
+    "−3…0" (MGRU) from ρ = 0 to 0.98; "across all ρ, the AUC rank changes by ≤ 0.5", "C_t changes by
+    ≤ 0.06"."""
+    from validation import exp_distractor
+    text = " ".join(_readme().split())
+    full = float(re.search(r"The full nets keep ≥ ([\d.]+) % recall at every ρ", text).group(1))
+    m = re.search(r"changes by (−?\d+)…\+?(−?\d+) for the tanh RNNs and (−?\d+)…\+?(−?\d+) for the "
+                  r"MGRUs", text)
+    assert m
+    rng = [int(v.replace("−", "-")) for v in m.groups()]
+    auc = float(re.search(r"the AUC rank changes by ≤ ([\d.]+)", text).group(1))
+    dC = float(re.search(r"C_t changes by ≤ ([\d.]+)", text).group(1))
+    rows = exp_distractor.run()["rows"]
+    assert min(r["full_recall"] for r in rows) * 100 >= full
+    for cell_kind, (lo, hi) in (("elman", rng[:2]), ("mgru", rng[2:])):
+        nets = sorted({r["checkpoint"] for r in rows if r["cell"] == cell_kind})
+        assert len(nets) == 3
+        d = []
+        for c in nets:
+            by = {r["rho"]: r for r in rows if r["checkpoint"] == c}
+            d.append(by[0.98]["kept_99"] - by[0.0]["kept_99"])
+            assert max(abs(by[p]["auc_rank"] - by[0.0]["auc_rank"]) for p in by) <= auc
+            assert max(abs(by[p]["C"] - by[0.0]["C"]) for p in by) <= dC
+        assert (min(d), max(d)) == (lo, hi), (cell_kind, d)
