@@ -717,13 +717,7 @@ class _Lyapunov:
             new = ~self.active
         idx = np.flatnonzero(new)
         if idx.size:
-            self.C[idx] = 0.0
-            self.absC = None
-            d = up(N_now[idx] * N_now[idx], 1) * (1 + 4 * U64)
-            ar = np.arange(self.n)
-            self.C[idx[:, None], ar[None, :], ar[None, :]] = d[:, None]
-            self.steps[idx] = 0
-            self.active[idx] = True
+            self.restart(idx, N_now)
         return idx
 
     @staticmethod
