@@ -112,6 +112,8 @@ def soundness(rng, *, budget: float, max_cases: int):
     for p in sorted(glob.glob(os.path.join(ROOT, "validation", "checkpoints",
                                            "*memorization_D10.npz"))):
         cell, meta = rp.load_with_metadata(p)
+        if cell.state_size != cell.n:       # the set bound assumes state size n (not the LSTM)
+            continue
         X = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, :2]
         for S in (sets.Ball(radius={k: 1e-5 * np.linalg.norm(v)
                                     for k, v in cell.recurrent.items()}),
@@ -161,6 +163,8 @@ def trained(*, quick, rels=(1e-4, 2e-4, 3e-4), iters=10, restarts=1):
     for p in sorted(glob.glob(os.path.join(ROOT, "validation", "checkpoints",
                                            "*memorization*.npz"))):
         if quick and not p.endswith("_D10.npz"):
+            continue
+        if not os.path.basename(p).startswith(("elman", "mgru")):     # the two cells
             continue
         cell, meta = rp.load_with_metadata(p)
         X1 = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, 0]

@@ -230,3 +230,11 @@ def test_set_bound_sound_slow(kind, sn, logr, T, seed, which):
          "quant": lambda: sets.quantization(cell, bits=int(rng.integers(2, 12))),
          "drift": lambda: sets.drift(cell, rel=10.0 ** logr)}[which]()
     _check(cell, S, X, seed=seed, count=3, attack=(T <= 60 and n <= 6))
+
+
+def test_state_size_other_than_n_refused():
+    """The set bound's affine forms live in R^n: a cell with a larger state (the LSTM's
+    (h, c)) is refused by name instead of failing inside."""
+    cell = random_cell("lstm", 4, 2, seed=0)
+    with pytest.raises(ValueError, match="state size"):
+        set_bound(cell, sets.Ball(radius=1e-3), np.zeros((3, 2)))

@@ -394,6 +394,10 @@ class _SetOps:
     """The set resolved on one cell: the componentwise suprema the bound needs."""
 
     def __init__(self, cell, S):
+        N = getattr(cell, "state_size", cell.n)
+        if N != cell.n:
+            raise ValueError(f"cell: expected a cell whose state is its hidden vector (state "
+                             f"size n = {cell.n}) for set bounds, found state size {N}")
         if not isinstance(S, PerturbationSet):
             raise ValueError(f"S: expected a set of rnnperturb.sets (Ball, Box, quantization, "
                              f"drift), found {type(S).__name__}")
