@@ -59,6 +59,9 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
     task = rp.tasks.memorization_all(2, 5, D)
     margins = recall_margins(cell, task)
     row = {"checkpoint": name, "n": int(cell.n), "T": int(task.X.shape[0])}
+    if cell.state_size != cell.n:                 # the set bound needs state size n (not LSTM)
+        row["note"] = f"skipped: state size {cell.state_size} != n (set bounds need state = h)"
+        return row
     for kind in ("bits", "drift", "noise"):
         t0 = time.perf_counter()
         lo, hi = RANGE[kind]
