@@ -127,10 +127,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     _mem("gru", 10, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
     _mem("gru", 20, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
     _mem("gru", 50, lr=1e-2, max_steps=8000, confidence=0.9, seed=1),
-    # LSTM (torch.nn.LSTM's equations, state [h, c]): the same recipe.
+    # LSTM (torch.nn.LSTM's equations, state [h, c]): the same recipe at D = 10; from D = 20 on
+    # the forget bias starts at 3 (f = 0.95): with b_f = 0 the D = 20 run stalled at chance.
     _mem("lstm", 10, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
-    _mem("lstm", 20, lr=1e-2, max_steps=6000, confidence=0.9, seed=1),
-    _mem("lstm", 50, lr=1e-2, max_steps=8000, confidence=0.9, seed=1),
+    _mem("lstm", 20, lr=1e-2, forget_bias=3.0, max_steps=6000, confidence=0.9, seed=1),
+    _mem("lstm", 50, lr=1e-2, forget_bias=3.0, max_steps=8000, confidence=0.9, seed=1),
     # Low-coherence tasks.
     Recipe(name="elman_kback", cell="elman", task="kback", task_params=dict(_KBACK),
            init="identity", lr=3e-3, max_steps=6000, min_steps=2000, target=0.99, seed=1),
