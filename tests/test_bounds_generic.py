@@ -12,6 +12,7 @@ raised until two precisions agree to 1e-12 relative (so that the reference,
 not the bound, is what is checked)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -331,10 +332,19 @@ def test_hand_written_steps_kept_and_generic_close_to_them(kind):
 
 
 # ------------------------------------------------------------------ slow sweep
+# The size of the sweep can be raised from the environment, e.g. the 10,000-case run quoted in the
+# README: RNNPERTURB_SWEEP_CASES=10000 RNNPERTURB_SWEEP_MAX_T=30 RNNPERTURB_SWEEP_MAX_N=4 \
+#     python -m pytest -m slow tests/test_bounds_generic.py -k sweep
+_SWEEP_CASES = int(os.environ.get("RNNPERTURB_SWEEP_CASES", "120"))
+_SWEEP_MAX_T = int(os.environ.get("RNNPERTURB_SWEEP_MAX_T", "300"))
+_SWEEP_MAX_N = int(os.environ.get("RNNPERTURB_SWEEP_MAX_N", "5"))
+
+
 @pytest.mark.slow
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases(kinds=("gru", "gru", "lstm", "gated", "stacked:gru+lstm"), max_n=5,
-                  max_T=300))
+@settings(max_examples=_SWEEP_CASES, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(case=cases(kinds=("gru", "gru", "lstm", "gated", "stacked:gru+lstm"), max_n=_SWEEP_MAX_N,
+                  max_T=_SWEEP_MAX_T))
 def test_sweep_sound_long_horizons(case):
     check_sound(*case, states=("h", "full") if case[0].state_size != case[0].n else ("h",))
 
