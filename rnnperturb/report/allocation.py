@@ -60,6 +60,15 @@ fewest parameters (tolerance form), evaluating on average 16-112 of the
 49-15625 combinations. The ``exact_max`` of the result is always the
 exact deviation of the returned configuration, whatever ``method`` is.
 
+**Cost**: one evaluation of the criterion per configuration tried (cached):
+about 300 for the GRU checkpoint (n = 64, 3 matrices), 700 for a 2-layer GRU
+(n = 32, 6 matrices), 1300-2200 for a 2-layer LSTM (n = 32, 8 matrices). With
+``'exact'`` each is one forward run of the truncated network on ``X``, so the
+time grows with the number of sequences (on 540 digits sequences of a 2-layer
+GRU, n = 32: 232 s under a load of 10 on 2 cores); a subset of the inputs, or
+``'first_order'`` (tabulated per-matrix responses, then sums), is cheaper.
+``'certified'`` costs one certified bound per configuration.
+
 ``'first_order'`` evaluates configurations by superposition: the tangent model
 is linear in :math:`\Delta W = \sum_k \Delta W_k`, so the prediction for any
 allocation is the sum of the per-matrix predictions
