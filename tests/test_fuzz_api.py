@@ -131,7 +131,7 @@ ANALYSIS = [
     ("recommend tolerance str", lambda: rp.recommend_rank(_cell(), X_OK, tolerance="0.1"), r"tolerance: expected a real number"),
     ("recommend horizon 0", lambda: rp.recommend_rank(_cell(), X_OK, tolerance=0.1, horizon=0), r"horizon: expected an integer in \[1, 5\], found 0"),
     ("recommend horizon 1e9", lambda: rp.recommend_rank(_cell(), X_OK, tolerance=0.1, horizon=10 ** 9), r"horizon: expected an integer in \[1, 5\]"),
-    ("recommend method", lambda: rp.recommend_rank(_cell(), X_OK, tolerance=0.1, method="exact"), r"method: expected 'certified' or 'first_order'"),
+    ("recommend method", lambda: rp.recommend_rank(_cell(), X_OK, tolerance=0.1, method="exactly"), r"method: expected 'certified', 'first_order' or 'exact', found 'exactly'"),
     ("recommend tier", lambda: rp.recommend_rank(_cell(), X_OK, tolerance=0.1, tier=3), r"tier: expected 'fast' or 'tight', found 3"),
     ("recommend W 1e200", lambda: rp.recommend_rank(_big_cell(), X_OK, tolerance=0.1), r"W: expected entries of magnitude"),
 ]

@@ -385,7 +385,8 @@ def recommend_rank(cell, X, *, tolerance: float | None = None, horizon: int | No
     T = X3.shape[0] if horizon is None else check_int("horizon", horizon, low=1, high=X3.shape[0])
     X3 = X3[:T]
     if method not in ("certified", "first_order"):
-        raise ValueError(f"method: expected 'certified' or 'first_order', found {describe(method)}")
+        raise ValueError(f"method: expected 'certified', 'first_order' or 'exact', "
+                         f"found {describe(method)}")
     if tier not in ("fast", "tight"):
         raise ValueError(f"tier: expected 'fast' or 'tight', found {describe(tier)}")
     check_elements("X", (X3.shape[0], X3.shape[1], cell.n), what="T x B x n")
