@@ -52,14 +52,14 @@ def _deviation(cell, dW, X):
     return np.linalg.norm(other.run(X) - cell.run(X), axis=-1)
 
 
-def _roundings(cell):
-    """The actual round-to-nearest, truncation and floor onto quantize()'s grid (8 bits)."""
+def _roundings(cell, bits):
+    """The actual round-to-nearest, truncation and floor onto quantize()'s b-bit grid."""
     out = []
     for f in (np.round, np.trunc, np.floor):
         d = {}
         for k in cell.recurrent_names:
             W = np.asarray(cell.recurrent[k], np.float64)
-            _, s = quantize_matrix(W, bits=8)
+            _, s = quantize_matrix(W, bits=bits)
             d[k] = s * f(W / s) - W
         out.append(d)
     return out
@@ -74,12 +74,12 @@ def _case(rng):
     X = rng.standard_normal((T, SEQS, 2))
     r = 10.0 ** rng.uniform(-8, 0) * sn
     which = str(rng.choice(["ball", "box", "quant", "quant-any", "drift"]))
+    bits = 8 if which == "quant" else int(rng.integers(2, 13))
     S = {"ball": lambda: sets.Ball(radius=r), "box": lambda: sets.Box(radius=r / n),
-         "quant": lambda: sets.quantization(cell, bits=8),
-         "quant-any": lambda: sets.quantization(cell, bits=int(rng.integers(2, 13)),
-                                                rounding="any"),
+         "quant": lambda: sets.quantization(cell, bits=bits),
+         "quant-any": lambda: sets.quantization(cell, bits=bits, rounding="any"),
          "drift": lambda: sets.drift(cell, rel=r / sn)}[which]()
-    return kind, n, sn, T, which, cell, X, S
+    return kind, n, sn, T, which, cell, X, S, bits
 
 
 def soundness(rng, *, budget: float, max_cases: int):
@@ -88,19 +88,21 @@ def soundness(rng, *, budget: float, max_cases: int):
     worst = 0.0
     by = {}
     while cases < max_cases and time.perf_counter() - t0 < budget:
-        kind, n, sn, T, which, cell, X, S = _case(rng)
+        kind, n, sn, T, which, cell, X, S, bits = _case(rng)
         b = set_bound(cell, S, X)
         mem = [S.sample(cell, rng, how=h) for h in ("boundary", "spike", "interior")
                for _ in range(3)]
         if which == "quant":
-            mem += _roundings(cell)[:1]
+            mem += _roundings(cell, bits)[:1]
         if which == "quant-any":
-            mem += _roundings(cell)
+            mem += _roundings(cell, bits)
         if T <= 60 and n <= 6:
             lo, dW = set_attack(cell, S, X[:, 0], seed=rng, iters=4, restarts=1)
             mem.append(dW)
             attacks += 1
         for dW in mem:
+            if not S.contains(cell, dW, rtol=1e-9):                  # a harness error, not a
+                raise AssertionError(f"not a member of the {which} set")   # bound violation
             dev = _deviation(cell, dW, X)                            # (T, SEQS)
             worst = max(worst, float(np.max(dev / np.maximum(b, 1e-300))))
             violations += int(np.sum(np.any(dev > b * (1 + 1e-12) + 1e-15, axis=0)))
