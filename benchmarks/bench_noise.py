@@ -42,11 +42,12 @@ N = 2,000-2,300 draws for 1 %, i.e. N T n² ≈ 1.9·10⁹ multiply-adds (Elman)
 exact frozen second moment costs T r n³ ≈ 3.4·10⁹ with r = n = 64 (the forcing
 trajectory of a random net has full rank: 25 / 50 / 62 principal axes hold 99 / 99.9 /
 99.99 % of its energy). The exact method does *more* arithmetic than Monte Carlo there,
-and its 4.5x (Elman and MGRU) comes only from BLAS-3 against BLAS-2 efficiency: 100x is
+and its 4.1-4.7x (Elman and MGRU) comes only from BLAS-3 against BLAS-2 efficiency: 100x is
 out of reach for frozen noise on random nets by a flop count (it needs N ≫ 100 r, which
 holds on coherent trajectories: trained memorization nets, r ≈ 25, sd/mean ≈ √2,
 N ≈ 10⁴). Fresh noise costs O(T n³) against Monte Carlo's N T n² (plus N T n² normal
-draws): 53x (Elman) and 27x (MGRU) at the final step, 92x / 55x for the whole curve.
+draws): 53-61x (Elman) and 27-33x (MGRU) at the final step, 92-107x / 55-67x for the
+whole curve (two runs, 08:45 and 08:58 UTC, load 10-14 on 2 cores).
 
 Run: ``python -m benchmarks.bench_noise [--quick] [--out DIR] [--draws N] [--threads 1]
 [--n 32 64 128]``.
