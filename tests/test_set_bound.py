@@ -170,6 +170,8 @@ def test_checkpoints_sound():
         pytest.skip("no checkpoints")
     for p in paths:
         cell, meta = rp.load_with_metadata(p)
+        if cell.state_size != cell.n:                # LSTM: refused by name (test below)
+            continue
         X = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, :2]
         eps = {k: 1e-5 * np.linalg.norm(v) for k, v in cell.recurrent.items()}
         _check(cell, sets.Ball(radius=eps), X, count=1)
