@@ -581,3 +581,66 @@ def test_distractor_numbers_match_readme():
             assert max(abs(by[p]["auc_rank"] - by[0.0]["auc_rank"]) for p in by) <= auc
             assert max(abs(by[p]["C"] - by[0.0]["C"]) for p in by) <= dC
         assert (min(d), max(d)) == (lo, hi), (cell_kind, d)
+
+
+# ----- certified tolerances of the memorization checkpoints (issue 12) --------------------------
+_SETCERT = os.path.join(os.path.dirname(__file__), "..", "validation", "data",
+                        "set_certificates.json")
+
+
+def _readme_set_certificate_rows():
+    text = open(README).read()
+    sec = text[text.index("### Certified tolerances of the memorization checkpoints"):]
+    sec = sec[:sec.index("\n### ", 5)]
+    rows = {}
+    for line in sec.splitlines():
+        m = re.match(r"\| (elman|mgru) D(\d+) \| (\d+) \| (\d+) \| (\d+) / (\d+) \| ([\d.e-]+) / "
+                     r"(?:≥ )?([\d.e-]+).*? \| ([\d.e-]+) / ([\d.e-]+) \|", line)
+        if m:
+            rows[f"{m[1]}_memorization_D{m[2]}"] = m.groups()[2:]
+    return rows
+
+
+def _sig2(x):
+    return float(f"{x:.1e}")
+
+
+def test_set_certificate_table_matches_its_data_file():
+    """Every row of the README's tolerance table is the shipped output of exp_set_certificates
+    (integers exactly, the rest to the two digits shown)."""
+    import json
+    with open(_SETCERT) as f:
+        data = {r["checkpoint"]: r for r in json.load(f)["table"]}
+    rows = _readme_set_certificate_rows()
+    assert len(rows) == 5 and set(rows) <= set(data)
+    for name, (n, T, bc, bm, dc, dm, nc, nm) in rows.items():
+        r = data[name]
+        assert (int(n), int(T), int(bc), int(bm)) == (r["n"], r["T"], r["bits_certified"],
+                                                      r["bits_measured"]), name
+        for shown, key in ((dc, "drift_certified"), (dm, "drift_measured"),
+                           (nc, "noise_certified"), (nm, "noise_measured")):
+            assert float(shown) == _sig2(r[key]), (name, key, shown, r[key])
+
+
+@pytest.mark.slow
+def test_certified_bit_width_of_mgru_d10_recomputed():
+    """The README's certified bit width of the MGRU D10 checkpoint (any rounding), recomputed by
+    the library, and the measured round-to-nearest width; the certified width's members never flip a
+    recall (a real rounding onto that grid, checked by simulation)."""
+    import json
+    from validation.exp_set_certificates import RANGE, STEPS
+    cell = rp.load(os.path.join(CKPT, "mgru_memorization_D10.npz"))
+    task = rp.tasks.memorization_all(2, 5, 10)
+    lo, hi = RANGE["bits"]
+    tol = rp.certified_tolerance(cell, task, kind="bits", rounding="any", lo=lo, hi=hi,
+                                 steps=STEPS, seed=0)
+    with open(_SETCERT) as f:
+        row = {r["checkpoint"]: r for r in json.load(f)["table"]}["mgru_memorization_D10"]
+    assert tol.certified == row["bits_certified"] == 15
+    assert tol.measured == row["bits_measured"] == 7
+    def recall(c):
+        return rp.metrics.sequence_accuracy(c.readout(c.run(task.X)), task)
+
+    assert recall(cell) == 1.0
+    for b in (tol.certified, tol.certified + 2):          # real roundings onto certified grids
+        assert recall(rp.quantize(cell, bits=b)) == 1.0
