@@ -36,14 +36,16 @@ config         full   rank 8         rank 16        rank 30        <= 1 pt     w
 GRU, 1 layer   0.948  0.939 / 0.865  0.944 / 0.915  0.948 / 0.948  r 8 / 30    86 s
 GRU, 2 layers  0.981  0.970 / 0.931  0.976 / 0.969  0.981 / 0.981  r 10 / 30   306 s
 LSTM, 1 layer  0.944  0.904 / 0.735  0.937 / 0.891  0.944 / 0.944  r 10 / 30   200 s
+LSTM, 2 layers 0.939  0.924 / 0.856  0.937 / 0.913  (r 24: 0.939   r 16 / 32   774 s
+                                                     / 0.928)                   (5 ranks)
 =============  =====  =============  =============  =============  ==========  =======
 
 "<= 1 pt": the measured recommendation of ``--tolerance-accuracy 0.01`` and the
 certified one (provably no loss; at r = 30 >= n/2 the storage is dense, ratio
 1). The exported file reloads strict with exactly the reported accuracy in
 every case. The 2-layer LSTM (state 4n = 128) did not finish 17 ranks within
-50 min on the loaded machine: the certified bound of a stacked LSTM is the
-slow part.
+50 min on the loaded machine; it was run with ``--ranks 0:32:8`` (5 ranks,
+774 s): the certified bound of a stacked LSTM is the slow part.
 
 Run: ``python -m validation.exp_torch_digits --quick`` (1-layer GRU, n = 32,
 every 4th rank) or ``python -m validation.exp_torch_digits`` (1- and 2-layer
