@@ -4,7 +4,7 @@
 
 Each benchmark script runs in its own process (``python -m benchmarks.<script>``),
 so that thread settings, memory peaks and crashes stay local to it, under a
-time budget (15 minutes for the full run, 5 for ``--quick``). Their JSON
+time budget (20 minutes for the full run, 7 for ``--quick``). Their JSON
 documents are collected into ``DIR`` (default ``benchmarks/results``), and a
 summary (goals met or not, then each benchmark's table) goes to stdout and to
 ``DIR/summary.md``. A script that is missing, fails or runs out of time is
@@ -41,8 +41,17 @@ BENCHMARKS = [
      "our bound in the auto_LiRPA setting (item 3; theirs: external figures)", 60, 40),
     ("sweep", "bench_sweep", 3, "rank_sweep against per-rank simulation", 200, 90),
     ("scaling", "bench_scaling", 7, "time and memory scaling in n and T (item 4)", 200, 60),
+    ("set_bound", "bench_set_bound", 12,
+     "set certificates: soundness, tightness against the attack, cost, noise (issue 12)", 240, 120,
+     {"args": ["--quick"], "note": "run with --quick: its full mode takes about 10 minutes alone; "
+      "full: python -m benchmarks.bench_set_bound"}),
+    ("generic_bound", "bench_generic_bound", 13,
+     "certified_bound through the generic rounding step: GRU, LSTM, stacks (issue 13)", 90, 60),
+    ("allocation", "bench_allocation", 13,
+     "rank allocation under a parameter budget against exhaustive search (issue 13)", 120, 60,
+     {"args": ["--quick"], "note": "run with --quick; full: python -m benchmarks.bench_allocation"}),
 ]
-BUDGET = {"full": 900.0, "quick": 300.0, "smoke": 120.0}
+BUDGET = {"full": 1200.0, "quick": 420.0, "smoke": 120.0}
 
 
 def _source(module: str) -> str | None:

@@ -341,7 +341,7 @@ def _check_export_path(args) -> None:
 
 # ----------------------------------------------------------------------------- files
 def _load_torch_file(path: str, nonlinearity: str):
-    """A one-layer nn.RNN (tanh) or nn.GRU state_dict file, read with ``weights_only=True``
+    """An nn.RNN (tanh), nn.GRU or nn.LSTM state_dict file (any num_layers), read with ``weights_only=True``
     and converted by :func:`rnnperturb.from_torch` (optional Linear readout)."""
     from rnnperturb._checks import describe
     from rnnperturb.io.pytorch import from_torch, read_torch_file
@@ -817,9 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     a = sub.add_parser("analyze", help="rank-by-rank deviation analysis of a weights file",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch one-layer nn.RNN/"
-                                "nn.GRU state_dict (.pt/.pth, read with weights_only=True); a "
-                                "regular file")
+    a.add_argument("file", help=".npz checkpoint (project schema) or PyTorch nn.RNN (tanh)/"
+                                "nn.GRU/nn.LSTM state_dict, any num_layers, optional Linear head "
+                                "(.pt/.pth, read with weights_only=True); a regular file")
     a.add_argument("--inputs", help=".npz with key X, shape (T, B, m) or (T, m), and optional "
                                     "integer labels y, shape (B,) scored at the last step or "
                                     "(T, B) scored where >= 0 (adds accuracy and certified "
