@@ -80,15 +80,10 @@ def evaluations(meta: dict) -> list[tuple[str, float | None]]:
 
 def kept_rank(ranks, relative, *, level: float = 0.99):
     """Smallest rank from which on *every* larger evaluated rank keeps
-    ``relative >= level`` (None if even full rank does not)."""
-    ranks = np.asarray(ranks)
-    ok = np.asarray(relative) >= level
-    order = np.argsort(ranks)
-    ranks, ok = ranks[order], ok[order]
-    if not ok[-1]:
-        return None
-    bad = np.nonzero(~ok)[0]
-    return int(ranks[0] if bad.size == 0 else ranks[bad[-1] + 1])
+    ``relative >= level`` (None if even full rank does not); see
+    :func:`validation.rank_stats.kept_from`."""
+    from validation.rank_stats import kept_from
+    return kept_from(ranks, np.asarray(relative) >= level)
 
 
 def _data_aware(cell, r, mom):
