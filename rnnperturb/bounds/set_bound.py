@@ -138,7 +138,18 @@ exceeds the half-width of ``state_bounds`` is replaced by that box. A second
 run without set symbols encloses the exact nominal trajectory around the same
 centres, so :math:`|h'_t - h_t| \le |A_uu| + (|A_\xi|\mathbf 1 + b) + \zeta^0_t`
 with :math:`\zeta^0_t` the second run's radius. The linear part's norm
-supremum is computed from :math:`A_u` exactly as below. It is tighter than the
+supremum is computed from :math:`A_u` exactly as below.
+
+**A state larger than h** (the LSTM's :math:`[h, c]`, a stack's layers'
+states; N = ``cell.state_size`` > n): the forms carry all N rows (error groups
+are N-vectors), ``split`` takes rows (exact; a piece keeps the whole form's
+norm bounds, which hold for any of its rows) and ``concat`` stacks rows (norm
+bounds add in quadrature, :math:`\|[w_1; w_2]\|\le(\rho_1^2+\rho_2^2)^{1/2}`,
+the same for the group blocks' spectral norms). A component that
+``state_bounds`` leaves unbounded (the LSTM's c) is never clipped. The
+reported deviation (``state='h'``) is that of the output rows
+(:meth:`~rnnperturb.cells.protocol.Cell.output_rows`); ``state='full'``
+reports all N. The mean-value method assumes N = n and refuses other cells. It is tighter than the
 mean-value method because the remainder of each activation is evaluated on the
 exact per-coordinate range of its pre-activation (no :math:`|W|\varepsilon`
 wrapping, no factor 2 from the supremum of the Jacobian over the box).
@@ -364,8 +375,8 @@ class IntervalNamespace:
         """Pieces of an :class:`Interval` (or array) along the last axis (exact)."""
         from rnnperturb.cells.namespace import split as _split
         if getattr(a, "outranks_interval", False):
-            raise NotImplementedError("split: affine forms of a state made of several pieces "
-                                      "(LSTM, stacked networks) are not supported by set_bound")
+            raise NotImplementedError("split: affine forms go through the affine namespace "
+                                      "(AFFINE), not the interval one")
         lo, hi = Interval.parts(a)
         lo, hi = np.broadcast_arrays(lo, hi)
         return tuple(Interval(l, h) for l, h in zip(_split(lo, sections), _split(hi, sections)))
@@ -375,8 +386,8 @@ class IntervalNamespace:
         """Concatenation of intervals (or arrays) along the last axis (exact)."""
         from rnnperturb.cells.namespace import concat as _concat
         if any(getattr(p, "outranks_interval", False) for p in parts):
-            raise NotImplementedError("concat: affine forms of a state made of several pieces "
-                                      "(LSTM, stacked networks) are not supported by set_bound")
+            raise NotImplementedError("concat: affine forms go through the affine namespace "
+                                      "(AFFINE), not the interval one")
         los, his = zip(*(Interval.parts(p) for p in parts))
         return Interval(_concat(los), _concat(his))
 
@@ -394,10 +405,6 @@ class _SetOps:
     """The set resolved on one cell: the componentwise suprema the bound needs."""
 
     def __init__(self, cell, S):
-        N = getattr(cell, "state_size", cell.n)
-        if N != cell.n:
-            raise ValueError(f"cell: expected a cell whose state is its hidden vector (state "
-                             f"size n = {cell.n}) for set bounds, found state size {N}")
         if not isinstance(S, PerturbationSet):
             raise ValueError(f"S: expected a set of rnnperturb.sets (Ball, Box, quantization, "
                              f"drift), found {type(S).__name__}")
@@ -918,6 +925,7 @@ class _AffCtx:
     def __init__(self, cell, ops, B, use_set=True):
         self.ops = ops
         self.n = n = cell.n
+        self.N = N = cell.state_size         # the state (and error-group) dimension
         self.B = B
         self.is_ball = ops.is_ball
         self.names = ops.names if use_set else ()
@@ -929,9 +937,9 @@ class _AffCtx:
         self.Nu = len(self.names) * n * n
         # entrywise rounding of an (n, n) or (n, N_u) block changes its norm (or the
         # supremum over the set) by at most sqrt(N_u + n) u relative: up(., kw) covers it
-        self.kw = self.Nu + n
+        self.kw = self.Nu + N
         self.exact_pre = True
-        self.gr = np.zeros((B, 0, n))
+        self.gr = np.zeros((B, 0, N))
         self.grho = np.zeros((B, 0))
         self._mat = {}
         if not ops.is_ball:
@@ -975,9 +983,9 @@ class _AffCtx:
         (the groups' radii ``gr``, ``grho``: the context's by default)."""
         gr = self.gr if gr is None else gr
         grho = self.grho if grho is None else grho
-        B, n = Ax.shape[0], self.n
+        B, rows, n = Ax.shape[0], Ax.shape[1], self.N
         G = Ax.shape[2] // n
-        A4 = Ax.reshape(B, n, G, n)
+        A4 = Ax.reshape(B, rows, G, n)
         t1 = up(np.einsum("bigj,bgj->big", np.abs(A4), gr), n)
         t2 = np.sqrt(up(np.einsum("bigj,bigj->big", A4, A4), n)) * (1 + 2 * U64)
         t2 = up(t2 * grho[:, None, :], 1)
@@ -1010,7 +1018,7 @@ class Affine:
         self.r = np.zeros_like(self.c) if r is None else r
         B = self.c.shape[0]
         self.rho = _rn(self.r) if rho is None else rho
-        G = 0 if Ax is None else Ax.shape[2] // ctx.n
+        G = 0 if Ax is None else Ax.shape[2] // ctx.N
         self.phi = np.zeros((B, G)) if phi is None else phi
         self._lu = self._lu_ub = self._nu = self._nu_ub = self._err = None
 
@@ -1169,9 +1177,9 @@ class Affine:
 
 def _xabs(Ax, ctx):
     """Cheap per-row bound of the group part: |A_x| times the group radii."""
-    B, n = Ax.shape[0], ctx.n
+    B, rows, n = Ax.shape[0], Ax.shape[1], ctx.N
     G = Ax.shape[2] // n
-    return up(np.einsum("bigj,bgj->bi", np.abs(Ax.reshape(B, n, G, n)), ctx.gr), G * n)
+    return up(np.einsum("bigj,bgj->bi", np.abs(Ax.reshape(B, rows, G, n)), ctx.gr), G * n)
 
 
 def _lmul(A, X):
@@ -1231,6 +1239,79 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
     return out
 
 
+def _aff_rows(a, idx):
+    r"""The rows ``idx`` of an affine form (exact). The fresh error's norm bound and
+    the group blocks' spectral norms of the whole form hold for any of its rows."""
+    idx = np.asarray(idx)
+    r = a.r[..., idx]
+    out = Affine(a.ctx, a.c[..., idx], None if a.Au is None else a.Au[:, idx],
+                 None if a.Ax is None else a.Ax[:, idx], r,
+                 np.minimum(a.rho, _nrm(r)), a.phi)
+    if a._lu is not None:
+        out._lu = np.broadcast_to(a._lu, a.c.shape)[..., idx]
+    elif a._lu_ub is not None:
+        out._lu_ub = np.broadcast_to(a._lu_ub, a.c.shape)[..., idx]
+    nu = a._nu if a._nu is not None else a._nu_ub
+    if nu is not None:
+        out._nu_ub = nu
+    return out
+
+
+def _aff_concat(parts):
+    r"""Rows of several forms (arrays and intervals as constant forms) one after the
+    other. Norms add in quadrature: :math:`\|[w_1; w_2]\|_2\le(
+ho_1^2+
+ho_2^2)^{1/2}`,
+    the same for the group blocks' spectral norms and the symbolic part's norm."""
+    ctx = next(p.ctx for p in parts if isinstance(p, Affine))
+    forms = []
+    for p in parts:
+        if isinstance(p, Affine):
+            forms.append(p)
+            continue
+        if isinstance(p, Interval):
+            m = 0.5 * (p.lo + p.hi)
+            rr = _un(np.maximum(_un(p.hi - m), _un(m - p.lo)))
+        else:
+            m = np.asarray(p, np.float64)
+            rr = np.zeros_like(m)
+        m, rr = np.broadcast_arrays(m, rr)
+        m = np.broadcast_to(m, (ctx.B,) + m.shape[-1:]).copy()
+        rr = np.broadcast_to(rr, m.shape).copy()
+        forms.append(Affine(ctx, m, None, None, rr))
+    B = ctx.B
+    rows = [f.c.shape[-1] for f in forms]
+    c = np.concatenate([f.c for f in forms], axis=-1)
+    r = np.concatenate([np.broadcast_to(f.r, f.c.shape) for f in forms], axis=-1)
+    rho = np.minimum(_un(np.sqrt(up(sum(f.rho ** 2 for f in forms), 2 * len(forms)))),
+                     _nrm(r))
+    Au = None
+    if any(f.Au is not None for f in forms):
+        Au = np.concatenate([f.Au if f.Au is not None else np.zeros((B, k, ctx.Nu))
+                             for f, k in zip(forms, rows)], axis=1)
+    Ax, phi = None, None
+    if any(f.Ax is not None for f in forms):
+        G = max(f.Ax.shape[2] for f in forms if f.Ax is not None)
+        blocks, phis = [], []
+        for f, k in zip(forms, rows):
+            if f.Ax is None or f.Ax.shape[2] == 0:
+                blocks.append(np.zeros((B, k, G)))
+                phis.append(np.zeros((B, G // ctx.N)))
+            elif f.Ax.shape[2] != G:
+                raise ValueError(f"concat: expected forms over the same {G // ctx.N} error "
+                                 f"groups, found {f.Ax.shape[2] // ctx.N}")
+            else:
+                blocks.append(f.Ax)
+                phis.append(f.phi)
+        Ax = np.concatenate(blocks, axis=1)
+        phi = _un(np.sqrt(up(sum(p_ ** 2 for p_ in phis), 2 * len(phis))))
+    out = Affine(ctx, c, Au, Ax, r, rho, phi)
+    nus = [f._nu if f._nu is not None else f._nu_ub for f in forms]
+    if all(v is not None for v in nus):
+        out._nu_ub = _un(np.sqrt(up(sum(np.asarray(v) ** 2 for v in nus), 2 * len(nus))))
+    return out
+
+
 class AffineNamespace(IntervalNamespace):
     """Namespace of :class:`Affine` forms (falls back to intervals for others)."""
 
@@ -1257,6 +1338,25 @@ class AffineNamespace(IntervalNamespace):
         if isinstance(h, Affine) or isinstance(c, Affine) or isinstance(f, Affine):
             return h + f * (c - h)
         return IntervalNamespace.lerp(h, c, f)
+
+    @staticmethod
+    def split(a, sections):
+        """Pieces of an :class:`Affine` form along its rows (exact: rows are kept)."""
+        if not isinstance(a, Affine):
+            return IntervalNamespace.split(a, sections)
+        from rnnperturb.cells.namespace import piece_sizes
+        out, i = [], 0
+        for k in piece_sizes(a.c.shape[-1], sections):
+            out.append(_aff_rows(a, np.arange(i, i + k)))
+            i += k
+        return tuple(out)
+
+    @staticmethod
+    def concat(parts):
+        """Concatenation of :class:`Affine` forms (and arrays/intervals) along the rows."""
+        if not any(isinstance(p, Affine) for p in parts):
+            return IntervalNamespace.concat(parts)
+        return _aff_concat(parts)
 
 
 #: The affine-form namespace.
@@ -1374,24 +1474,32 @@ def _consolidate(a, mid_b, half_b, window, exact=4):
     return out
 
 
-def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
+def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0, out_rows=None):
     T, B = X3.shape[0], X3.shape[1]
-    n = cell.n
+    N = cell.state_size
+    n = N if out_rows is None else len(out_rows)          # the reported components
     names = ops.names
     ctx = _AffCtx(cell, ops, B, True)
     ctx0 = _AffCtx(cell, ops, B, False)
     P = dict(cell.params)
     W = {k: np.asarray(v, np.float64) for k, v in cell.recurrent.items()}
     lo_b, hi_b = cell.state_bounds(h0a)
-    lo_b = np.broadcast_to(np.asarray(lo_b, np.float64), (B, n))
-    hi_b = np.broadcast_to(np.asarray(hi_b, np.float64), (B, n))
-    mid_b = 0.5 * (lo_b + hi_b)
-    half_b = up(0.5 * (hi_b - lo_b) + np.abs(mid_b) * 4 * U64, 2)
-    width = np.broadcast_to(np.asarray(cell.trivial_cap(h0a, B), np.float64), (B, n))
+    lo_b = np.broadcast_to(np.asarray(lo_b, np.float64), (B, N))
+    hi_b = np.broadcast_to(np.asarray(hi_b, np.float64), (B, N))
+    with np.errstate(invalid="ignore"):
+        mid_b = 0.5 * (lo_b + hi_b)
+        half_b = up(0.5 * (hi_b - lo_b) + np.abs(mid_b) * 4 * U64, 2)
+    # an unbounded component (the LSTM's c, [-inf, inf]): never clipped (half-width inf)
+    fin_b = np.isfinite(mid_b)
+    mid_b = np.where(fin_b, mid_b, 0.0)
+    half_b = np.where(fin_b, half_b, np.inf)
+    width = np.broadcast_to(np.asarray(cell.trivial_cap(h0a, B), np.float64), (B, N))
+    if out_rows is not None:
+        width = width[:, out_rows]
     cap = _nrm(width)
-    hp = Affine(ctx, h0a.copy(), np.zeros((B, n, ctx.Nu)) if names else None,
-                np.zeros((B, n, 0)), np.zeros((B, n)))
-    hz = Affine(ctx0, h0a.copy(), None, np.zeros((B, n, 0)), np.zeros((B, n)))
+    hp = Affine(ctx, h0a.copy(), np.zeros((B, N, ctx.Nu)) if names else None,
+                np.zeros((B, N, 0)), np.zeros((B, N)))
+    hz = Affine(ctx0, h0a.copy(), None, np.zeros((B, N, 0)), np.zeros((B, N)))
     rec, rec0 = _aff_rec(ctx, W), _aff_rec(ctx0, W)
     res = {key: np.empty((T, B, n)) for key in ("coord", "lin_coord", "rem", "rem0")}
     bound, lin_norm, rem_norm = np.empty((T, B)), np.empty((T, B)), np.empty((T, B))
@@ -1406,6 +1514,9 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
         hz = cell.forward(AFFINE, P, hz, x, rec0)[0]
         if not isinstance(hp, Affine):
             raise TypeError("forward: expected the state to stay an affine form")
+        full_hp, full_hz = hp, hz
+        if out_rows is not None:                 # the reported rows (the output)
+            hp, hz = _aff_rows(hp, out_rows), _aff_rows(hz, out_rows)
         rem, remn = hp.err()
         z0, z0n = hz.err()
         dc = np.abs(hp.c - hz.c) * (1 + 2 * U64)
@@ -1434,7 +1545,7 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
                 if iters:
                     fin = np.all(np.isfinite(lam), axis=1) & (Lam < 1e6 * cap)
                     if np.any(fin):
-                        ones = {k: np.ones(n * n) for k in names}
+                        ones = {k: np.ones(Ms[k].shape[-1]) for k in names}
                         # a warm start from the previous step's weights converged to worse
                         # weights (bound 1.28x vs 1.17x the attack): cold start every step
                         sdp, omega = _box_sdp({k: Ms[k][fin] for k in names}, ones, names, iters,
@@ -1452,8 +1563,8 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
         res["rem"][t], res["rem0"][t] = rem, rem0
         rem_norm[t] = up(remn + rem0n, 1)
         lin_norm[t] = Lam
-        hp = _consolidate(hp, mid_b, half_b, window)
-        hz = _consolidate(hz, mid_b, half_b, window)
+        hp = _consolidate(full_hp, mid_b, half_b, window)
+        hz = _consolidate(full_hz, mid_b, half_b, window)
     return SetTrace(bound=bound, coord=res["coord"], lin_coord=res["lin_coord"],
                     lin_norm=lin_norm, rem_coord=res["rem"], rem0_coord=res["rem0"],
                     lin_fro=lin_fro, lin_op=lin_op, cap=cap, restarts=0, rem_norm=rem_norm,
@@ -1461,7 +1572,7 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0):
 
 
 def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
-              method: str = "affine") -> SetTrace:
+              method: str = "affine", state: str = "h") -> SetTrace:
     r"""The set bound with all its pieces (see the module docstring).
 
     Parameters
@@ -1485,23 +1596,36 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         ``'affine'``: the cell's ``forward`` in affine arithmetic over the set
         symbols (module docstring, "Affine method"); ``'mean_value'``: the
         linearisation plus the interval mean-value remainder; ``'best'``: both,
-        the smaller (each is sound).
+        the smaller (each is sound). For a cell whose state is more than h
+        (N > n: LSTM, stacked networks) only ``'affine'`` is supported.
+    state : {'h', 'full'}
+        Which deviation the arrays report: ``'h'`` the output
+        (:meth:`~rnnperturb.cells.protocol.Cell.output_rows`: the LSTM's h, a
+        stack's top h; the whole state when N = n), ``'full'`` the whole state
+        (N components; the LSTM's c may be unbounded: then the bound is the cap, inf).
 
     Returns
     -------
     SetTrace
-        Arrays of shape (T, B, ...) (a leading batch axis of 1 for (T, m) inputs).
+        Arrays of shape (T, B, ...) (a leading batch axis of 1 for (T, m) inputs),
+        the last axis the reported components.
     """
     ops = _SetOps(cell, S)
+    rows = cell.output_rows(state)
+    rows = None if rows is None else np.asarray(rows, dtype=np.intp)
     window = check_int("window", window, low=1, high=100_000)
     if method not in ("affine", "mean_value", "best"):
         raise ValueError(f"method: expected 'affine', 'mean_value' or 'best', found {method!r}")
     X3, single = as_inputs(X, cell.m, cell.dtype)
     cell = _cell64(cell)
     T, B = X3.shape[0], X3.shape[1]
-    h0a = as_h0(h0, cell.n, B, single, np.float64)
+    h0a = as_h0(h0, cell.state_size, B, single, np.float64)
     X3 = X3.astype(np.float64)
     n = cell.n
+    if method != "affine" and cell.state_size != n:
+        raise ValueError(f"method: expected 'affine' for a cell whose state is more than its "
+                         f"hidden vector (state size {cell.state_size}, n = {n}; the "
+                         f"mean-value method assumes N = n), found {method!r}")
     polish = 0
     if isinstance(box_refine, str) and box_refine == "auto":
         iters = 6 if (not ops.is_ball and n <= 64) else 0
@@ -1515,7 +1639,7 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     else:
         iters = check_int("box_refine", box_refine, low=0, high=1000)
     if method == "affine":
-        return _trace_affine(cell, ops, X3, h0a, window, iters, polish)
+        return _trace_affine(cell, ops, X3, h0a, window, iters, polish, rows)
     if method == "mean_value":
         return _trace_mean_value(cell, ops, X3, h0a, window, iters, polish)
     a = _trace_affine(cell, ops, X3, h0a, window, iters, polish)
@@ -1657,7 +1781,7 @@ def _trace_mean_value(cell, ops, X3, h0a, window, iters, polish=0):
 
 
 def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
-              method: str = "affine", componentwise: bool = False):
+              method: str = "affine", componentwise: bool = False, state: str = "h"):
     r"""Sound upper bound on :math:`\sup_{\Delta W\in S}\|h'_t - h_t\|_2` for every step.
 
     The bound holds for the exact (real-arithmetic) trajectories of ``cell``
@@ -1674,8 +1798,8 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         From :mod:`rnnperturb.perturb.sets` (``Ball``, ``Box``,
         ``quantization``, ``drift``).
     X : array_like, shape (T, B, m) or (T, m)
-    h0 : array_like, shape (B, n) or (n,), optional
-        Common initial state (zeros when None).
+    h0 : array_like, shape (B, N) or (N,), optional
+        Common initial state (zeros when None); N = ``cell.state_size``.
     window : int
         Steps of exact multi-step propagation of the remainder.
     box_refine : 'auto', 'tight', bool or int
@@ -1684,6 +1808,9 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         See :func:`set_trace`.
     componentwise : bool
         Return the componentwise bound (T, B, n) or (T, n) instead.
+    state : {'h', 'full'}
+        ``'h'`` (default): the deviation of the output (the LSTM's h, a stack's top
+        h; the state itself for Elman/MGRU/GRU); ``'full'``: of the whole state (N).
 
     Returns
     -------
@@ -1691,7 +1818,10 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         ``bound[t-1]`` for :math:`h_t`, at most the trivial cap.
     """
     X3, single = as_inputs(X, cell.m, cell.dtype)
-    tr = set_trace(cell, S, X3, h0, window=window, box_refine=box_refine, method=method)
+    if single and h0 is not None:
+        h0 = np.asarray(h0, np.float64).reshape(-1)
+    tr = set_trace(cell, S, X3, h0, window=window, box_refine=box_refine, method=method,
+                   state=state)
     res = tr.coord if componentwise else tr.bound
     return res[:, 0] if single else res
 
@@ -1699,22 +1829,23 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
 # ========================================================================= attack
 def carried_matrices(cell, X, h0=None, names=None) -> dict:
     r"""The carried matrices :math:`M^k_T` of the tangent-linear model at the last step,
-    :math:`\ell_T = \sum_k M^k_T\,\mathrm{vec}\,\Delta W_k`; dict name -> (B, n, n*n)
-    (float; not a bound)."""
+    :math:`\ell_T = \sum_k M^k_T\,\mathrm{vec}\,\Delta W_k`; dict name -> (B, N, n*n)
+    over the whole state (N = ``cell.state_size``; float; not a bound)."""
     X3, single = as_inputs(X, cell.m, cell.dtype)
     cell = _cell64(cell)
     T, B = X3.shape[0], X3.shape[1]
-    h = as_h0(h0, cell.n, B, single, np.float64)
+    N = cell.state_size
+    h = as_h0(h0, N, B, single, np.float64)
     n = cell.n
     names = tuple(cell.recurrent_names) if names is None else tuple(names)
-    Ms = {k: np.zeros((B, n, n * n)) for k in names}
+    Ms = {k: np.zeros((B, N, n * n)) for k in names}
     idx = np.arange(n)
     for t in range(T):
         h, J, forcing = cell.linearise(h, X3[t].astype(np.float64))
         for k in names:
             diag, Bt, a = forcing[k]
             M = J @ Ms[k]
-            M4 = M.reshape(B, n, n, n)
+            M4 = M.reshape(B, N, n, n)
             if diag:
                 M4[:, idx, idx, :] += Bt[:, :, None] * a[:, None, :]
             else:
@@ -1723,8 +1854,9 @@ def carried_matrices(cell, X, h0=None, names=None) -> dict:
     return Ms
 
 
-def _objective_and_grad(cell, names, X3, h0, HT, dW):
-    """||h'_T - h_T|| and the gradient of 0.5 ||h'_T - h_T||^2 w.r.t. dW (adjoint)."""
+def _objective_and_grad(cell, names, X3, h0, HT, dW, rows=None):
+    """||h'_T - h_T|| (the rows ``rows`` of the state, all when None) and the gradient
+    of 0.5 ||h'_T - h_T||^2 w.r.t. dW (adjoint)."""
     other = cell.replace(**{k: cell.recurrent[k] + dW[k] for k in names})
     h = h0
     tape = []
@@ -1732,7 +1864,11 @@ def _objective_and_grad(cell, names, X3, h0, HT, dW):
         hn, J, forcing = other.linearise(h, X3[t])
         tape.append((J, forcing))
         h = hn
-    e = h - HT                                            # (1, n)
+    e = h - HT                                            # (1, N)
+    if rows is not None:
+        keep = np.zeros(e.shape[-1], bool)
+        keep[rows] = True
+        e = np.where(keep, e, 0.0)
     mu = e.copy()
     grad = {k: np.zeros((cell.n, cell.n)) for k in names}
     for J, forcing in reversed(tape):
@@ -1747,7 +1883,8 @@ def _objective_and_grad(cell, names, X3, h0, HT, dW):
     return float(np.linalg.norm(e)), grad
 
 
-def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 4):
+def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 4,
+               state: str = "h"):
     r"""Projected gradient ascent of :math:`\|h'_T - h_T\|_2` over the set (a lower
     bound on :math:`\sup_S`).
 
@@ -1766,8 +1903,12 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
     X : array_like, shape (T, m) or (T, 1, m)
         One sequence.
     seed : int or numpy.random.Generator
-    h0 : array_like, shape (n,), optional
+    h0 : array_like, shape (N,), optional
+        N = ``cell.state_size``.
     iters, restarts : int
+    state : {'h', 'full'}
+        The deviation maximised: the output's (default; the LSTM's h, a stack's
+        top h) or the whole state's.
 
     Returns
     -------
@@ -1777,6 +1918,8 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
         The member of S that attains it (every recurrent matrix).
     """
     ops = _SetOps(cell, S)
+    rows = cell.output_rows(state)
+    rows = None if rows is None else np.asarray(rows, dtype=np.intp)
     rng = as_generator(seed)
     iters = check_int("iters", iters, low=0, high=100_000)
     restarts = check_int("restarts", restarts, low=0, high=10_000)
@@ -1787,10 +1930,11 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
                          f"{X3.shape[1]} sequences")
     X3 = X3.astype(np.float64)
     h0a = as_h0(None if h0 is None else np.asarray(h0, np.float64).reshape(-1),
-                cell.n, 1, True, np.float64)
+                cell.state_size, 1, True, np.float64)
     names = ops.names
     n = cell.n
-    HT = cell.run(X3, h0a)[-1]
+    sel = slice(None) if rows is None else rows
+    HT = cell.run(X3, h0a, state="full")[-1]
     zero = {k: np.zeros((n, n)) for k in cell.recurrent_names}
     if not names:
         return 0.0, zero
@@ -1805,10 +1949,10 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
 
     def simulate(d):
         other = cell.replace(**{k: cell.recurrent[k] + d[k] for k in names})
-        return float(np.linalg.norm(other.run(X3, h0a)[-1] - HT))
+        return float(np.linalg.norm((other.run(X3, h0a, state="full")[-1] - HT)[..., sel]))
 
     starts = []
-    Ms = carried_matrices(cell, X3, h0a, names)
+    Ms = {k: v[:, sel] for k, v in carried_matrices(cell, X3, h0a, names).items()}
     if ops.is_ball:
         A = np.concatenate([ops.eps[k] * Ms[k][0] for k in names], axis=1)
         _, _, Vt = np.linalg.svd(A, full_matrices=False)
@@ -1860,7 +2004,7 @@ def set_attack(cell, S, X, seed=0, *, h0=None, iters: int = 40, restarts: int = 
         if val > best:
             best, best_d = val, d
         for it in range(iters):
-            _, gr = _objective_and_grad(cell, names, X3, h0a, HT, d)
+            _, gr = _objective_and_grad(cell, names, X3, h0a, HT, d, rows)
             alpha = 0.5 * (1 - it / max(iters, 1)) + 0.02
             if ops.is_ball:
                 gn = np.sqrt(sum(np.sum(gr[k] ** 2) for k in names))
