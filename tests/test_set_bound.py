@@ -309,3 +309,20 @@ def test_state_larger_than_h_mean_value_refused():
         set_bound(cell, sets.Ball(radius=1e-3), np.zeros((3, 2)), method="mean_value")
     with pytest.raises(ValueError, match="state"):
         set_bound(cell, sets.Ball(radius=1e-3), np.zeros((3, 2)), state="c")
+
+
+def test_certified_recall_over_a_set_state_larger_than_h():
+    """rp.certified_recall over a set on an LSTM and a stack with a readout: a certified
+    sequence is recalled by every sampled member; at radius 0 exactly the nominally
+    recalled sequences are certified (the bound is rounding only)."""
+    import rnnperturb as rp
+    from rnnperturb.cells import random_stacked
+    task = rp.tasks.memorization_all(2, 2, 3)
+    for cell in (random_cell("lstm", 4, 4, n_out=3, seed=3),
+                 random_stacked(["lstm", "gru"], 4, 4, n_out=3, seed=3)):
+        r0 = rp.certified_recall(cell, sets.Ball(radius=0.0), task)
+        assert np.array_equal(np.asarray(r0.certified), np.asarray(r0.predicted))
+        for S in (sets.Ball(radius=1e-2), sets.drift(cell, rel=1e-1),
+                  sets.quantization(cell, bits=6)):
+            r = rp.certified_recall(cell, S, task)
+            assert not np.any(np.asarray(r.certified) & ~np.asarray(r.correct))
