@@ -1582,7 +1582,8 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     S : Ball or Box
         A set of :mod:`rnnperturb.perturb.sets`.
     X : array_like, shape (T, B, m) or (T, m)
-    h0 : array_like, shape (B, n) or (n,), optional
+    h0 : array_like, shape (B, N) or (N,), optional
+        N = ``cell.state_size`` (the whole state: the LSTM's [h, c], a stack's layers).
     window : int
         Steps over which the remainder is propagated by exact multi-step
         propagators (memory O(window n^2)).
