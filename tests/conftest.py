@@ -65,3 +65,21 @@ def pytest_runtest_makereport(item, call):
             and "torch" in str(call.excinfo.value)):
         rep.outcome = "failed"
         rep.longrepr = f"skipped for want of torch under CI: {call.excinfo.value}"
+
+
+def torch_rnn_with_head(torch, kind, layers, *, m=3, n=5, k=4):
+    """A float64 ``nn.GRU``/``nn.LSTM``/``nn.RNN`` (``kind`` 'gru'/'lstm'/'rnn') of ``layers``
+    layers with a ``Linear`` head on every step, as a user would write it; its weights are
+    torch's default initialisation (callers seed torch or overwrite them)."""
+    rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[kind]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn_cls(m, n, num_layers=layers, dtype=torch.float64)
+            self.fc = torch.nn.Linear(n, k, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0])
+
+    return Net()

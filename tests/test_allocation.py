@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
+from conftest import torch_rnn_with_head
 from benchmarks.bench_allocation import check, exhaustive as _reference, formula_params
 from benchmarks.bench_allocation import scenarios as _scenarios
 from rnnperturb.report.allocation import allocate_ranks, rank_levels
@@ -228,18 +229,7 @@ def test_tables_are_truncate_svd_bit_for_bit(dtype):
 
 def _torch_net(torch, kind, layers, rng, m=3, n=5, k=4):
     """A torch nn.GRU/nn.LSTM with a Linear readout, float64, weights drawn from ``rng``."""
-    rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind]
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = rnn_cls(m, n, num_layers=layers, dtype=torch.float64)
-            self.fc = torch.nn.Linear(n, k, dtype=torch.float64)
-
-        def forward(self, x):
-            return self.fc(self.rnn(x)[0])
-
-    net = Net()
+    net = torch_rnn_with_head(torch, kind, layers, m=m, n=n, k=k)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.tensor(rng.uniform(-0.6, 0.6, tuple(p.shape))))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rnnperturb as rp
+from conftest import torch_rnn_with_head
 from rnnperturb.bounds.recall import certified_recall, label_task
 from rnnperturb.report.cli import main
 from rnnperturb.report.rank_analysis import analyze_ranks, recommend_accuracy
@@ -163,20 +164,8 @@ def test_kback_checkpoint_has_no_sequence_accuracy(capsys):
 
 
 def _torch_module(torch, kind="gru", layers=1, m=3, n=5, k=4, seed=3):
-    rnn_cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[kind]
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = rnn_cls(m, n, num_layers=layers, dtype=torch.float64)
-            self.fc = torch.nn.Linear(n, k, dtype=torch.float64)
-
-        def forward(self, x):
-            h, _ = self.rnn(x)
-            return self.fc(h)
-
     torch.manual_seed(seed)
-    return Net()
+    return torch_rnn_with_head(torch, kind, layers, m=m, n=n, k=k)
 
 
 @pytest.mark.parametrize("kind, layers, gates", [("gru", 1, "rzn"), ("lstm", 2, "ifgo"),
