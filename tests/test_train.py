@@ -152,6 +152,37 @@ def test_get_recipe():
         get_recipe("transformer", "kback")
 
 
+def test_cosine_lr_schedule(monkeypatch):
+    """lr_at follows its defining cosine (endpoints, midpoint, monotone); None keeps lr constant
+    and stays out of as_dict (recipes saved before the option still match); train() hands the
+    scheduled lr to Adam at every step."""
+    r = Recipe(name="x", cell="mgru", task="kback", lr=1e-2, lr_final=1e-3, max_steps=101)
+    assert r.lr_at(1) == pytest.approx(1e-2, rel=1e-15)
+    assert r.lr_at(101) == pytest.approx(1e-3, rel=1e-15)
+    assert r.lr_at(51) == pytest.approx(0.5 * (1e-2 + 1e-3), rel=1e-14)
+    s = np.arange(1, 102)
+    lrs = np.array([r.lr_at(int(i)) for i in s])
+    np.testing.assert_allclose(lrs, 1e-3 + 0.5 * 9e-3 * (1 + np.cos(np.pi * (s - 1) / 100)),
+                               rtol=1e-14)
+    assert np.all(np.diff(lrs) < 0)
+    assert r.lr_at(5, 5) == pytest.approx(1e-3, rel=1e-15)       # a shorter run decays fully
+    const = r.replace(lr_final=None)
+    assert const.lr_at(1) == const.lr_at(101) == 1e-2
+    assert "lr_final" not in const.as_dict() and r.as_dict()["lr_final"] == 1e-3
+    seen = []
+    real_step = tr.Adam.step
+
+    def spy(self, g):
+        seen.append(self.lr)
+        return real_step(self, g)
+
+    monkeypatch.setattr(tr.Adam, "step", spy)
+    rec = get_recipe("mgru", "kback").replace(lr=1e-2, lr_final=1e-3, max_steps=5, min_steps=5,
+                                              hidden=4)
+    tr.train(rec, steps=5, quiet=True, n_test=10)
+    np.testing.assert_allclose(seen, [rec.lr_at(i, 5) for i in range(1, 6)], rtol=0)
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--cell", "transformer", "--task", "kback"], "invalid choice: 'transformer'"),
     (["--cell", "mgru", "--task", "copy"], "invalid choice: 'copy'"),

@@ -295,6 +295,7 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
         if not np.isfinite(loss):
             raise FloatingPointError(f"{recipe.name}: loss became {loss} at step {step}")
         g, gnorm = clip_by_global_norm(g, recipe.clip)
+        opt.lr = recipe.lr_at(step, steps)
         opt.step(g)
         losses.append(loss)
         gnorms.append(gnorm)
