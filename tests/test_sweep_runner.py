@@ -216,3 +216,27 @@ def test_sweep_statistics_recomputed_from_shipped_files():
             for k in ("kept_99", "kept_all32", "margin_kept"):
                 assert st[m][k] == r["stats"][m][k], (r["shipped"], m, k)
             assert st[m]["auc_rank"] == pytest.approx(r["stats"][m]["auc_rank"], abs=1e-9)
+
+
+def test_ship_merges_into_an_existing_index(tmp_path):
+    """A second --ship adds to sweep.json: earlier entries stay, a re-run configuration is
+    replaced (not duplicated), and the index lists failures (shipped None) too."""
+    cache, out = str(tmp_path / "cache"), str(tmp_path / "out")
+    a = run_sweep([Config(seed=0, **TINY), Config(seed=1, **TINY)], cache_dir=cache,
+                  serial=True, quiet=True)
+    b = run_sweep([Config(seed=1, **TINY), Config(seed=2, **TINY)], cache_dir=cache,
+                  serial=True, quiet=True)
+    sweep.ship(a, cache, out)
+    sweep.ship(b, cache, out)
+    idx = json.loads((tmp_path / "out" / "sweep.json").read_text())["results"]
+    assert [e["seed"] for e in idx] == [0, 1, 2]
+    assert [e["key"] for e in idx] == [a[0]["key"], b[0]["key"], b[1]["key"]]
+    for e in idx:
+        full = e["n_correct"] == e["n_sequences"]
+        assert (e["shipped"] is not None) == full
+        if full:
+            assert (tmp_path / "out" / (e["shipped"] + ".npz")).exists()
+    (tmp_path / "out" / "sweep.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"sweep\.json: expected a JSON object with a 'results' "
+                                         r"list, found list"):
+        sweep.ship(b, cache, out)

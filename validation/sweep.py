@@ -306,11 +306,24 @@ def ship_name(result: dict) -> str:
 
 def ship(results: list[dict], cache_dir: str, out_dir: str) -> list[str]:
     """Copy the checkpoints recalling every sequence to ``out_dir`` (see the module notes) and
-    write ``out_dir/sweep.json`` with every result's scalars (failures included)."""
+    write ``out_dir/sweep.json`` with every result's scalars (failures included).
+
+    An existing ``sweep.json`` is merged, not replaced: its entries whose configuration key is
+    not among ``results`` are kept first, in their order, so that a later sweep (another cache,
+    another machine) adds to what was shipped before."""
     import shutil
 
     os.makedirs(out_dir, exist_ok=True)
     written, summary = [], []
+    index = os.path.join(out_dir, "sweep.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            old = json.load(f)
+        if not isinstance(old, dict) or not isinstance(old.get("results"), list):
+            raise ValueError(f"{index}: expected a JSON object with a 'results' list, "
+                             f"found {type(old).__name__}")
+        new_keys = {r["key"] for r in results}
+        summary = [e for e in old["results"] if e.get("key") not in new_keys]
     for r in results:
         entry = {k: v for k, v in r.items() if k != "stats"}
         entry["stats"] = {m: {k: v for k, v in st.items() if k != "curve"}
@@ -325,7 +338,7 @@ def ship(results: list[dict], cache_dir: str, out_dir: str) -> list[str]:
             entry["shipped"] = name
             written.append(name)
         summary.append(entry)
-    _write_atomic({"results": summary}, os.path.join(out_dir, "sweep.json"))
+    _write_atomic({"results": summary}, index)
     return written
 
 
