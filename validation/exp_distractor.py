@@ -27,8 +27,9 @@ import rnnperturb as rp
 from rnnperturb import tasks
 from validation.experiments import CHECKPOINT_DIR, cli
 from validation.rank_stats import kept_from
+from validation.train import repeat_sequences, with_distractor
 
-__all__ = ["run", "headline", "distractor_inputs", "RHOS", "SIGMA"]
+__all__ = ["run", "headline", "distractor_inputs", "statistics", "RHOS", "SIGMA"]
 
 NAME = "distractor"
 RHOS = (0.0, 0.5, 0.9, 0.98)
@@ -40,18 +41,22 @@ def distractor_inputs(task, L: int, D: int, *, rho: float, sigma: float, draws: 
                       seed) -> tuple:
     r"""Inputs with an AR(1) distractor on the blank channel during the delay.
 
+    Each sequence is repeated ``draws`` times (adjacent) and each copy gets its own path of
+    :func:`validation.train.with_distractor` (the generator shared with training).
+
     Parameters
     ----------
     task : Task
         ``memorization_all`` task, ``X`` of shape (T, 32, K + 2); channel K is the blank.
     L, D : int
+        Must equal the task's.
     rho : float
         Lag-one autocorrelation, in [0, 1).
     sigma : float
         Standard deviation of the distractor.
     draws : int
         Distractor draws per sequence.
-    seed : int or Generator
+    seed : int, sequence of int or Generator
         Innovations (the same for every rho given the same seed).
 
     Returns
@@ -59,24 +64,57 @@ def distractor_inputs(task, L: int, D: int, *, rho: float, sigma: float, draws: 
     X : ndarray, shape (T, 32 * draws, K + 2)
     targets, recall : ndarrays, shape (T, 32 * draws)
     """
-    if not 0.0 <= rho < 1.0:
-        raise ValueError(f"rho: expected a value in [0, 1), found {rho!r}")
-    rng = np.random.default_rng(seed)
-    T, B, m = task.X.shape
-    K = m - 2
-    eps = rng.standard_normal((D, B * draws))
-    z = np.empty_like(eps)
-    z[0] = eps[0]
-    for t in range(1, D):
-        z[t] = rho * z[t - 1] + np.sqrt(1.0 - rho * rho) * eps[t]
-    X = np.repeat(task.X, draws, axis=1).copy()
-    X[L:L + D, :, K] += sigma * z
-    return X, np.repeat(task.targets, draws, axis=1), np.repeat(task.recall, draws, axis=1)
+    if (int(task.params["L"]), int(task.params["D"])) != (L, D):
+        raise ValueError(f"L, D: expected the task's ({task.params['L']}, {task.params['D']}), "
+                         f"found ({L!r}, {D!r})")
+    t = with_distractor(repeat_sequences(task, draws), rho=rho, sigma=sigma,
+                        seed=np.random.default_rng(seed))
+    return t.X, t.targets, t.recall
 
 
 def _recall_acc(cell, X, targets, recall):
     Y = cell.readout(cell.run(X))
     return float((Y.argmax(-1) == targets)[recall].mean())
+
+
+def statistics(cell, X, targets, recall, *, L: int, D: int, ranks, smalls=None) -> dict:
+    r"""Full recall, kept rank, AUC rank and C_t of one net under one set of distractor inputs.
+
+    Parameters
+    ----------
+    cell : Cell
+        With a readout, hidden size n.
+    X : ndarray, shape (T, B, m)
+        Inputs with the distractor (B a multiple of 8: sequences repeated over draws, adjacent).
+    targets, recall : ndarrays, shape (T, B)
+    L, D : int
+    ranks : sequence of int
+        Increasing ranks, the last one n (the full net).
+    smalls : dict, optional
+        ``rank -> truncated cell`` (plain SVD) to reuse across calls.
+
+    Returns
+    -------
+    dict
+        ``full_recall`` (recall accuracy of the full net), ``kept_99`` (smallest rank from which
+        every evaluated rank keeps >= 99 % of it), ``auc_rank`` (step times the sum of
+        1 - min(a_r / a_n, 1) over ranks < n), ``C`` (mean over the recall steps of the
+        frozen/fresh ratio of ``rp.noise_response``, std 1, on every 8th sequence) and
+        ``recall_curve`` (accuracy per rank).
+    """
+    ranks = list(ranks)
+    if smalls is None:
+        smalls = {r: (rp.truncate_svd(cell, rank=r) if r < cell.n else cell) for r in ranks}
+    times = list(range(L + D + 2, 2 * L + D + 2))
+    acc = np.array([_recall_acc(smalls[r], X, targets, recall) for r in ranks])
+    rel = acc / acc[-1]
+    Xc = X[:, ::8]
+    fz = rp.noise_response(cell, Xc, std=1.0, times=times)
+    fr = rp.noise_response(cell, Xc, std=1.0, frozen=False)[np.asarray(times) - 1]
+    step = ranks[1] - ranks[0]
+    return {"full_recall": float(acc[-1]), "kept_99": kept_from(ranks, rel >= 0.99),
+            "auc_rank": float(step * np.sum(1 - np.minimum(rel[:-1], 1))),
+            "C": float(np.mean(fz / fr)), "recall_curve": [float(a) for a in acc]}
 
 
 def _nets(quick):
@@ -101,21 +139,13 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
         if ranks[-1] != cell.n:
             ranks.append(cell.n)
         smalls = {r: (rp.truncate_svd(cell, rank=r) if r < cell.n else cell) for r in ranks}
-        times = list(range(L + D + 2, 2 * L + D + 2))
         for rho in RHOS:
             X, tg, rc = distractor_inputs(task, L, D, rho=rho, sigma=SIGMA,
                                           draws=2 if quick else DRAWS, seed=[seed, 41])
-            acc = np.array([_recall_acc(smalls[r], X, tg, rc) for r in ranks])
-            rel = acc / acc[-1]
-            Xc = X[:, ::8]
-            fz = rp.noise_response(cell, Xc, std=1.0, times=times)
-            fr = rp.noise_response(cell, Xc, std=1.0, frozen=False)[np.asarray(times) - 1]
-            step = ranks[1] - ranks[0]
+            st = statistics(cell, X, tg, rc, L=L, D=D, ranks=ranks, smalls=smalls)
             rows.append({"checkpoint": name, "cell": kind, "seed": int(meta["seed"]), "rho": rho,
-                         "sigma": SIGMA, "full_recall": float(acc[-1]),
-                         "kept_99": kept_from(ranks, rel >= 0.99),
-                         "auc_rank": float(step * np.sum(1 - np.minimum(rel[:-1], 1))),
-                         "C": float(np.mean(fz / fr))})
+                         "sigma": SIGMA, "full_recall": st["full_recall"],
+                         "kept_99": st["kept_99"], "auc_rank": st["auc_rank"], "C": st["C"]})
             if not quiet:
                 print(rows[-1])
     return {"name": NAME, "rows": rows,

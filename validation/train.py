@@ -4,7 +4,7 @@ Command line::
 
     python -m validation.train --cell {elman,mgru} \
         --task {memorization,kback,kback_mix,ar_signal} [--delay D] [--hidden 64] \
-        [--seed S] [--steps N] [--quiet] [--out PATH]
+        [--seed S] [--steps N] [--distractor-rho RHO] [--quiet] [--out PATH]
 
 retrains a checkpoint with its named recipe (:mod:`validation.recipes`) and
 writes ``PATH`` (``.npz``, the project's schema, float64) and
@@ -29,6 +29,7 @@ sequences for sampled tasks.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -47,10 +48,10 @@ from rnnperturb.report.progress import progress
 from . import bptt
 from .kalman import kalman_nmse
 from .optim import Adam, clip_by_global_norm
-from .recipes import CELLS, TASKS, Recipe, checkpoint_name, get_recipe
+from .recipes import CELLS, RECIPES, TASKS, Recipe, checkpoint_name, distractor_name, get_recipe
 
-__all__ = ["init_params", "sample_task", "kback_mix", "evaluate", "train", "TrainResult", "main",
-           "CHECKPOINT_DIR"]
+__all__ = ["init_params", "sample_task", "kback_mix", "ar1", "with_distractor", "repeat_sequences", "evaluate", "train",
+           "TrainResult", "main", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 
@@ -85,12 +86,95 @@ def kback_mix(K: int = 4, k: int = 2, T: int = 50, *, repeat_lo: float = 0.0,
                        "repeat": p})
 
 
+def ar1(steps: int, width: int, *, rho: float, seed) -> np.ndarray:
+    r"""Stationary AR(1) paths of unit variance and lag-one autocorrelation ``rho``.
+
+    :math:`z_0 = \varepsilon_0`, :math:`z_t = \rho z_{t-1} + \sqrt{1-\rho^2}\,\varepsilon_t`
+    with i.i.d. standard normal innovations :math:`\varepsilon` (drawn as one
+    ``(steps, width)`` array, so the same seed gives the same innovations for every ``rho``:
+    common random numbers).
+
+    Parameters
+    ----------
+    steps, width : int
+        Path length T and number of paths B.
+    rho : float
+        In [0, 1).
+    seed : int or Generator
+
+    Returns
+    -------
+    ndarray, shape (steps, width)
+    """
+    rho = float(rho)
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho: expected a value in [0, 1), found {rho!r}")
+    eps = as_generator(seed).standard_normal((steps, width))
+    z = np.empty_like(eps)
+    if steps:
+        z[0] = eps[0]
+    c = np.sqrt(1.0 - rho * rho)
+    for t in range(1, steps):
+        z[t] = rho * z[t - 1] + c * eps[t]
+    return z
+
+
+def with_distractor(task: tasks.Task, *, rho: float, sigma: float, seed) -> tasks.Task:
+    r"""A memorization task whose blank delay carries an AR(1) distractor.
+
+    On the ``D`` blank steps of the delay (0-based ``L .. L + D - 1``) the blank channel ``K``
+    carries :math:`1 + \sigma z_t` instead of 1, with :math:`z` from :func:`ar1` (one path per
+    sequence). Every other input (symbols, trigger, the blank during recall), the targets and
+    the masks are unchanged.
+
+    Parameters
+    ----------
+    task : Task
+        Memorization task (``params`` with ``K``, ``L``, ``D``), ``X`` of shape (T, B, K + 2).
+    rho : float
+        Lag-one autocorrelation, in [0, 1).
+    sigma : float
+        Standard deviation of the distractor (>= 0).
+    seed : int or Generator
+        The innovations (the same for every ``rho`` given the same seed).
+
+    Returns
+    -------
+    Task
+        ``X`` of shape (T, B, K + 2); ``params`` gains ``distractor_rho``, ``distractor_sigma``.
+    """
+    if task.name != "memorization":
+        raise ValueError(f"task: expected a 'memorization' task, found {task.name!r}")
+    sigma = float(sigma)
+    if not (np.isfinite(sigma) and sigma >= 0.0):
+        raise ValueError(f"sigma: expected a finite value >= 0, found {sigma!r}")
+    K, L, D = (int(task.params[k]) for k in ("K", "L", "D"))
+    X = task.X.copy()
+    X[L:L + D, :, K] += sigma * ar1(D, X.shape[1], rho=rho, seed=seed)
+    return dataclasses.replace(task, X=X, params={**task.params, "distractor_rho": float(rho),
+                                                  "distractor_sigma": sigma})
+
+
+def repeat_sequences(task: tasks.Task, draws: int) -> tasks.Task:
+    """Each sequence of ``task`` repeated ``draws`` times (adjacent), B -> B * draws."""
+    return dataclasses.replace(task, X=np.repeat(task.X, draws, axis=1),
+                               targets=np.repeat(task.targets, draws, axis=1),
+                               mask=np.repeat(task.mask, draws, axis=1),
+                               recall=np.repeat(task.recall, draws, axis=1))
+
+
 def sample_task(recipe: Recipe, rng, batch: int, D: int | None = None) -> tasks.Task:
-    """A batch of the recipe's task (memorization at delay ``D`` if given)."""
+    """A batch of the recipe's task (memorization at delay ``D`` if given).
+
+    A recipe with a ``distractor`` adds it (:func:`with_distractor`) from the same ``rng``.
+    """
     p = dict(recipe.task_params)
     if recipe.task == "memorization":
-        return tasks.memorization(p["K"], p["L"], p["D"] if D is None else D, batch=batch,
-                                  seed=rng)
+        t = tasks.memorization(p["K"], p["L"], p["D"] if D is None else D, batch=batch, seed=rng)
+        if recipe.distractor is not None:
+            t = with_distractor(t, rho=recipe.distractor[0], sigma=recipe.distractor[1],
+                                seed=rng)
+        return t
     if recipe.task == "kback":
         return tasks.kback(p["K"], p["k"], p["T"], repeat=p["repeat"], batch=batch, seed=rng)
     if recipe.task == "kback_mix":
@@ -156,14 +240,33 @@ def _chunked_outputs(cell, X, chunk=1000):
                            for i in range(0, X.shape[1], chunk)], axis=1)
 
 
-def _mem_check(kind, params, K, L, D, confidence):
+#: Distractor draws per sequence in the training check (32 x 8 sequences) and the final test.
+CHECK_DRAWS = 8
+TEST_DRAWS = 100
+
+
+def memorization_check_task(K: int, L: int, D: int, *, distractor=None, draws: int = CHECK_DRAWS,
+                            seed=0) -> tasks.Task:
+    """All ``K**L`` sequences; with ``distractor = (rho, sigma)`` each repeated ``draws`` times
+    with its own distractor path (:func:`with_distractor`, ``seed``)."""
     task = tasks.memorization_all(K, L, D)
-    Y = bptt.outputs(kind, params, task.X).astype(np.float64)
-    acc = metrics.sequence_accuracy(Y, task)
+    if distractor is None:
+        return task
+    return with_distractor(repeat_sequences(task, draws), rho=distractor[0], sigma=distractor[1],
+                           seed=seed)
+
+
+def _p_correct(Y, task):
     P = np.exp(Y - Y.max(-1, keepdims=True))
     P /= P.sum(-1, keepdims=True)
-    pz = np.take_along_axis(P, task.targets[..., None], -1)[..., 0]
-    pmin = float(pz[task.recall].min())
+    return np.take_along_axis(P, task.targets[..., None], -1)[..., 0]
+
+
+def _mem_check(kind, params, K, L, D, confidence, task=None):
+    task = tasks.memorization_all(K, L, D) if task is None else task
+    Y = bptt.outputs(kind, params, task.X).astype(np.float64)
+    acc = metrics.sequence_accuracy(Y, task)
+    pmin = float(_p_correct(Y, task)[task.recall].min())
     return acc >= 1.0 and pmin >= confidence, {"sequence": acc, "min_p_recall": pmin}
 
 
@@ -187,6 +290,16 @@ def evaluate(cell, recipe: Recipe, *, seed=0, n_test: int = 10_000) -> dict:
         out.update(n_sequences=task.B, n_correct=int(round(out["sequence"] * task.B)),
                    min_p_recall=float(pz[task.recall].min()),
                    chance=metrics.chance_level(task))
+        if recipe.distractor is not None:
+            t = memorization_check_task(p["K"], p["L"], p["D"], distractor=recipe.distractor,
+                                        draws=TEST_DRAWS, seed=[int(seed), 7])
+            Y = cell.readout(cell.run(t.X))
+            d = metrics.score(Y, t)
+            d.update(n_sequences=t.B, n_correct=int(round(d["sequence"] * t.B)),
+                     min_p_recall=float(_p_correct(Y, t)[t.recall].min()),
+                     recall_accuracy=float((Y.argmax(-1) == t.targets)[t.recall].mean()),
+                     rho=recipe.distractor[0], sigma=recipe.distractor[1], draws=TEST_DRAWS)
+            out["distractor"] = d
         return out
     rng = np.random.default_rng([int(seed), 7])
     task = sample_task(recipe, rng, n_test)
@@ -238,6 +351,9 @@ def _meta(recipe: Recipe) -> dict:
             "kback_mix": ("K", "k", "T", "repeat_lo", "repeat_hi"),
             "ar_signal": ("tau", "noise", "horizon", "T")}[recipe.task]
     meta.update({k: p[k] for k in keys})
+    if recipe.distractor is not None:
+        meta.update(distractor_rho=float(recipe.distractor[0]),
+                    distractor_sigma=float(recipe.distractor[1]))
     return meta
 
 
@@ -275,6 +391,8 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
     stage = 0
     history = []
     check_set = None
+    if recipe.task == "memorization" and recipe.distractor is not None:
+        check_sets = {}
     if recipe.task != "memorization":
         check_set = sample_task(recipe, np.random.default_rng([seed, 3]), 1000)
         if recipe.task == "ar_signal":
@@ -302,7 +420,13 @@ def train(recipe: Recipe, *, seed: int | None = None, steps: int | None = None,
         if step % recipe.check_every:
             continue
         if recipe.task == "memorization":
-            ok, info = _mem_check(recipe.cell, params, p["K"], p["L"], D, recipe.confidence)
+            ct = None
+            if recipe.distractor is not None:
+                if D not in check_sets:
+                    check_sets[D] = memorization_check_task(
+                        p["K"], p["L"], D, distractor=recipe.distractor, seed=[seed, 5])
+                ct = check_sets[D]
+            ok, info = _mem_check(recipe.cell, params, p["K"], p["L"], D, recipe.confidence, ct)
         elif recipe.task == "ar_signal":
             Y = bptt.outputs(recipe.cell, params, check_set.X).astype(np.float64)
             ratio = metrics.nmse(Y, check_set) / kal
@@ -341,6 +465,8 @@ def _command(recipe, seed, steps, n):
     cmd = f"python -m validation.train --cell {recipe.cell} --task {recipe.task}"
     if recipe.task == "memorization":
         cmd += f" --delay {recipe.task_params['D']}"
+    if recipe.distractor is not None:
+        cmd += f" --distractor-rho {recipe.distractor[0]:g}"
     return cmd + f" --hidden {n} --seed {seed} --steps {steps}"
 
 
@@ -376,6 +502,9 @@ def _parser():
     ap.add_argument("--hidden", type=int, default=None, help="hidden size n (default 64)")
     ap.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's)")
     ap.add_argument("--steps", type=int, default=None, help="step budget (default: recipe's)")
+    ap.add_argument("--distractor-rho", type=float, default=None,
+                    help="memorization only: train the distractor recipe of this rho "
+                         "(validation.recipes.DISTRACTOR_RHOS)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--out", default=None,
                     help="output .npz (default validation/checkpoints/<name>.npz)")
@@ -398,10 +527,21 @@ def main(argv=None) -> int:
             ap.error(f"--{name}: expected an integer >= 1, found {v}")
     if a.seed is not None and a.seed < 0:
         ap.error(f"--seed: expected an integer >= 0, found {a.seed}")
-    out = a.out or os.path.join(CHECKPOINT_DIR, checkpoint_name(a.cell, a.task, a.delay) + ".npz")
+    recipe = get_recipe(a.cell, a.task, a.delay)
+    if a.distractor_rho is not None:
+        if a.task != "memorization":
+            ap.error(f"--distractor-rho: expected no value for --task {a.task} (memorization "
+                     f"only), found {a.distractor_rho}")
+        name = distractor_name(a.cell, a.delay, a.distractor_rho)
+        if name not in RECIPES:
+            have = sorted(r.distractor[0] for r in RECIPES.values() if r.distractor is not None
+                          and (r.cell, r.task_params["D"]) == (a.cell, a.delay))
+            ap.error(f"--distractor-rho: expected one of {have} for --cell {a.cell} --delay "
+                     f"{a.delay}, found {a.distractor_rho}")
+        recipe = RECIPES[name]
+    out = a.out or os.path.join(CHECKPOINT_DIR, recipe.name + ".npz")
     if not out.endswith(".npz"):
         ap.error(f"--out: expected a path ending in .npz, found {out!r}")
-    recipe = get_recipe(a.cell, a.task, a.delay)
     res = train(recipe, seed=a.seed, steps=a.steps, hidden=a.hidden, quiet=a.quiet)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     jpath = save_result(res, out)
