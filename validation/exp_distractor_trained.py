@@ -288,8 +288,9 @@ def main(argv=None) -> int:
     if a.train:
         runs = train_all(cells=a.cells, rhos=a.rhos, seeds=a.seeds, out_dir=a.ckpt_dir,
                          quiet=a.quiet)
+        index = os.path.join(a.ckpt_dir, "training.json")
         print(f"trained {len(runs)} nets ({sum(r['shipped'] is None for r in runs)} failed) in "
-              f"{time.perf_counter() - t0:.1f} s; index {os.path.join(a.ckpt_dir, 'training.json')}")
+              f"{time.perf_counter() - t0:.1f} s; index {index}")
         return 0
     res = run(quick=a.quick, seed=a.seed, quiet=a.quiet, ckpt_dir=a.ckpt_dir)
     head = headline(res)

@@ -50,8 +50,8 @@ from .kalman import kalman_nmse
 from .optim import Adam, clip_by_global_norm
 from .recipes import CELLS, RECIPES, TASKS, Recipe, checkpoint_name, distractor_name, get_recipe
 
-__all__ = ["init_params", "sample_task", "kback_mix", "ar1", "with_distractor", "repeat_sequences", "evaluate", "train",
-           "TrainResult", "main", "CHECKPOINT_DIR"]
+__all__ = ["init_params", "sample_task", "kback_mix", "ar1", "with_distractor", "repeat_sequences",
+           "memorization_check_task", "evaluate", "train", "TrainResult", "main", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 
