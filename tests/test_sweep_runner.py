@@ -85,6 +85,58 @@ def test_key_stable_and_distinct():
     assert len(keys) == 6
 
 
+def test_memorization_keys_unchanged_by_the_task_configs():
+    """Memorization configurations keep the fields and keys of the memorization-only runner: the
+    default delay is stored as D = 10, the key is sha256 of the same 7-field JSON, and every key
+    in the shipped sweep.json (written by the earlier runner) is reproduced from its fields."""
+    import hashlib
+    old = {"cell": "mgru", "task": "memorization", "D": 10, "hidden": 64, "seed": 1,
+           "recipe": None, "max_steps": None}
+    ref = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode())
+    assert Config(cell="mgru").as_dict() == old
+    assert Config(cell="mgru").key() == Config(cell="mgru", D=10).key() == ref.hexdigest()
+    fields = ("cell", "task", "D", "hidden", "seed", "recipe", "max_steps")
+    mem = [r for r in _shipped() if r.get("task", "memorization") == "memorization"]
+    assert len(mem) >= 40
+    for r in mem:
+        assert Config(**{f: r[f] for f in fields}).key() == r["key"], r
+    # a task configuration has its own key (D None), distinct from every memorization one
+    t = Config(cell="mgru", task="kback", seed=1)
+    assert t.as_dict() == {**old, "task": "kback", "D": None}
+    assert t.key() not in {r["key"] for r in mem} | {ref.hexdigest()}
+
+
+def test_task_config_trains_scores_and_ships(tmp_path):
+    """A tiny k-back and AR configuration through the serial sweep: the stored result carries the
+    recipe's test metric and the statistics of exp_task_seeds.task_statistics recomputed from the
+    stored checkpoint; ship() copies a passing net under <cell>_<task>_s<seed> and records a
+    failing one (not shipped)."""
+    from validation.exp_task_seeds import task_statistics
+    cache, out = str(tmp_path / "c"), str(tmp_path / "o")
+    cfgs = [Config(cell="mgru", task="kback", hidden=6, seed=2, max_steps=20),
+            Config(cell="elman", task="ar_signal", hidden=5, seed=3, max_steps=5)]
+    res = run_sweep(cfgs, cache_dir=cache, serial=True, quiet=True)
+    for c, r in zip(cfgs, res):
+        assert (r["task"], r["D"], r["steps"], r["solved"]) == (c.task, None, c.max_steps, False)
+        cell, meta = rp.load_with_metadata(os.path.join(cache, c.key() + ".npz"))
+        assert (int(meta["seed"]), meta["task"], cell.n) == (c.seed, c.task, c.hidden)
+        st = task_statistics(cell, meta)
+        assert st["kept"] == r["stats"]["kept"] and st["C"] == pytest.approx(r["stats"]["C"])
+        assert set(st["kept"]) == {"own:svd", "own:data"}
+    assert res[0]["test_metric"] == res[0]["final_test"]["per_step"]
+    assert res[1]["test_metric"] == pytest.approx(res[1]["final_test"]["nmse"]
+                                                  / res[1]["final_test"]["kalman_nmse"])
+    good = dict(res[0], solved=True)                # as if it had passed its check
+    names = sweep.ship([good, res[1]], cache, out)
+    assert names == ["mgru_kback_n6_s2"]
+    assert sweep.ship_name(dict(good, hidden=64)) == "mgru_kback_s2"
+    idx = json.loads((tmp_path / "o" / "sweep.json").read_text())["results"]
+    assert [e["shipped"] for e in idx] == ["mgru_kback_n6_s2", None]
+    assert all("curves" not in e["stats"] for e in idx)
+    assert (tmp_path / "o" / "mgru_kback_n6_s2.npz").read_bytes() == \
+        (tmp_path / "c" / (cfgs[0].key() + ".npz")).read_bytes()
+
+
 def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cell.*'nosuchcell'"):
         Config(cell="nosuchcell", D=10)
@@ -95,8 +147,18 @@ def test_bad_config_raises_before_submit(tmp_path, monkeypatch):
     c = Config(cell="mgru", D=20, recipe="mgru_memorization_D20_matched_identity", seed=4)
     r = c.build_recipe()
     assert (r.forget_bias, r.lr, r.seed, r.max_steps) == (-3.0, 3e-3, 4, 30000)
+    with pytest.raises(ValueError, match=r"task: expected one of .*found 'nosuchtask'"):
+        Config(cell="mgru", task="nosuchtask")
+    with pytest.raises(ValueError, match=r"D: expected None for task 'kback'.*found 10"):
+        Config(cell="mgru", task="kback", D=10)
+    with pytest.raises(ValueError, match=r"recipe: expected None or one of \['mgru_kback'\].*"
+                                         r"task 'kback', found 'mgru_kback_mix'"):
+        Config(cell="mgru", task="kback", recipe="mgru_kback_mix")
     with pytest.raises(ValueError, match="task"):
-        Config(cell="mgru", task="kback")
+        Config(cell="lstm", task="kback")            # no k-back recipe for the LSTM
+    k = Config(cell="elman", task="ar_signal", seed=5)
+    assert k.D is None and k.build_recipe().name == "elman_ar_signal"
+    assert (k.build_recipe().seed, k.build_recipe().max_steps) == (5, 3000)
     monkeypatch.setattr(sweep, "run_config", lambda c: pytest.fail("submitted"))
     with pytest.raises(TypeError, match=r"configs\[1\]"):
         run_sweep([Config(**TINY), {"cell": "lstm"}], cache_dir=str(tmp_path), serial=True)
@@ -179,10 +241,11 @@ def test_seed_checkpoints_recall_all_sequences():
     and every failed configuration is listed in sweep.json rather than shipped."""
     from rnnperturb import tasks
     res = _shipped()
+    files = sorted(f[:-4] for f in os.listdir(SEED_DIR) if f.endswith(".npz"))
+    assert files == sorted(r["shipped"] for r in res if r["shipped"] is not None)
+    res = [r for r in res if r.get("task", "memorization") == "memorization"]
     shipped = [r for r in res if r["shipped"] is not None]
     assert len(shipped) >= 28
-    files = sorted(f[:-4] for f in os.listdir(SEED_DIR) if f.endswith(".npz"))
-    assert files == sorted(r["shipped"] for r in shipped)
     seen = set()
     for r in shipped:
         cell, meta = rp.load_with_metadata(os.path.join(SEED_DIR, r["shipped"] + ".npz"))
@@ -204,7 +267,8 @@ def test_sweep_statistics_recomputed_from_shipped_files():
     n = 32 nets, the cheapest, and one MGRU D = 10 net at n = 64; the identity-aware method on one
     of them)."""
     from validation.rank_stats import rank_statistics
-    shipped = [r for r in _shipped() if r["shipped"] is not None]
+    shipped = [r for r in _shipped() if r["shipped"] is not None
+               and r.get("task", "memorization") == "memorization"]
     small = [r for r in shipped if r["hidden"] == 32] + [
         r for r in shipped if (r["cell"], r["D"], r["hidden"], r["recipe"]) == ("mgru", 10, 64, None)][:1]
     assert len(small) >= 1

@@ -4,7 +4,8 @@ Inputs: the memorization checkpoints of ``validation/checkpoints/seeds/`` (train
 ``python -m validation.sweep --plan issue14 --workers 1 --cache CACHE --ship
 validation/checkpoints/seeds``; ``sweep.json`` there lists every configuration, failures included)
 and the shipped seed-1 checkpoints ``validation/checkpoints/<cell>_memorization_D<D>`` (n = 64,
-default recipes). Per net:
+default recipes); the k-back and AR-signal seeds listed in the same ``sweep.json`` are
+:mod:`validation.exp_task_seeds`'. Per net:
 
 * the rank statistics of :func:`validation.rank_stats.rank_statistics` (plain and identity-aware
   SVD): ``kept_99`` (>= 99 % recall accuracy, one wrong bit in 160 allowed), ``kept_all32``
@@ -74,6 +75,8 @@ def _nets(quiet: bool):
         sweep = json.load(f)["results"]
     out, failures = [], []
     for r in sweep:
+        if r.get("task", "memorization") != "memorization":
+            continue                 # the k-back / AR seeds: validation.exp_task_seeds
         base = {"cell": r["cell"], "variant": "matched_" + _variant(r["recipe"])
                 if r["recipe"] else "default", "D": r["D"], "n": r["hidden"], "seed": r["seed"],
                 "steps": r["steps"], "n_correct": r["n_correct"], "solved_check": r["solved"],
