@@ -396,6 +396,32 @@ class SafeRank:
     n : int
     bound_ratio : ndarray, shape (R,)
         Median over recall steps and sequences of bound / exact ``||e_t||``.
+        Over a set: bound :math:`\beta_t` over the largest deviation of the
+        ``samples`` members tried (NaN when ``samples=0``).
+    perturbation : set, GaussianNoise, callable or None
+        The ``perturbation`` argument (None: the truncation alone).
+    sets : tuple or None
+        Over a set: the set used at each rank of ``ranks`` (the callable's
+        answer for that truncated net).
+    search : str
+        ``'sweep'`` (every rank of ``ranks`` given or default) or
+        ``'bisection'`` (a set without ``ranks``: the ranks evaluated by the
+        bisection).
+    nominal_safe_rank : int or None
+        Over a set: the smallest rank in 0..n at which the truncated network
+        itself recalls every sequence (every rank scanned, exact float64
+        runs). No rank below it is certified over a set that contains 0.
+        None without a set.
+
+    Over a set (``certified_safe_rank(..., perturbation=S)``) the per-rank
+    fields mean: ``certified_accuracy``, the fraction of sequences recalled
+    by *every* member of the set around the truncated network :math:`W_r`
+    (noise: with probability >= its confidence over the draw, jointly over the
+    sequences); ``accuracy``, the fraction recalled by :math:`W_r` and by each
+    of the ``samples`` seeded members drawn (an empirical upper estimate of
+    the worst case); ``predicted_accuracy``, the fraction recalled by
+    :math:`W_r` itself. The safe ranks are the smallest *evaluated* ranks with
+    full accuracy in these senses.
     """
 
     ranks: np.ndarray
@@ -411,6 +437,10 @@ class SafeRank:
     gap_fraction: float | None
     n: int
     bound_ratio: np.ndarray
+    perturbation: object = None
+    sets: tuple | None = None
+    search: str = "sweep"
+    nominal_safe_rank: int | None = None
 
 
 def _first_full(ranks, acc):
@@ -430,7 +460,8 @@ def _full_from(ranks, acc):
 
 def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
                         componentwise: bool = True, bound_fn=None,
-                        quiet: bool = True) -> SafeRank:
+                        quiet: bool = True, perturbation=None, samples: int = 8,
+                        seed=0, window: int = 32, box_refine=False) -> SafeRank:
     r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
 
     Every recurrent matrix is truncated to the same rank r by plain SVD
@@ -438,33 +469,88 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
     every sequence of ``task`` is certified (:func:`certified_recall`),
     measured and predicted to first order.
 
+    Over a set (``perturbation=S``): at each rank r the truncated network
+    :math:`W_r` is the nominal network, and its recall is certified for *every*
+    member :math:`W_r + \Delta W`, :math:`\Delta W \in S`
+    (:func:`rnnperturb.bounds.set_recall.certified_set_recall` on the truncated
+    cell, with :math:`W_r`'s own margins; the readout is kept). A rank is
+    certified when every sequence is. E.g. "the rank-r network, then quantized
+    to 8 bits by any rounding of *its* weights, recalls everything":
+    ``perturbation=lambda c: rp.sets.quantization(c, bits=8, rounding="any")``.
+
     Parameters
     ----------
-    cell : ElmanRNN or MGRU
+    cell : Cell
         With a readout.
     task : Task
         E.g. ``rp.tasks.memorization_all(2, 5, D)``.
     ranks : sequence of int, optional
-        Ranks in [0, n]; default every rank 0..n.
+        Ranks in [0, n]; every one is evaluated. Default: every rank 0..n
+        without a set; a bisection over a set (below).
     tier : {'auto', 'fast', 'tight'}
-        Tier of the certified bound (default ``'auto'``).
+        Tier of the certified bound (default ``'auto'``; not used over a set).
     componentwise : bool
     bound_fn : callable, optional
         ``bound_fn(cell, other, X) -> (T, B)``: a sound bound on
         :math:`\|e_t\|_2` to use instead of the certified bound (experiments,
-        tests).
+        tests; not with ``perturbation``).
     quiet : bool
         No progress bar when True.
+    perturbation : set, GaussianNoise or callable, optional
+        A set of :mod:`rnnperturb.perturb.sets` (``Ball``, ``Box``,
+        ``quantization``, ``drift``) or
+        :class:`rnnperturb.bounds.set_recall.GaussianNoise`, used as given at
+        every rank; or a callable ``truncated_cell -> set`` called on each
+        :math:`W_r` (sets defined by the weights, such as quantization's grid
+        or a relative drift, must be built from the truncated weights).
+    samples : int
+        Over a set: seeded members drawn per rank for the measured
+        ``accuracy`` (box vertices, sphere points, noise draws).
+    seed : int or Generator
+        Of those members (the same seed at every rank).
+    window, box_refine
+        Over a set: passed to :func:`rnnperturb.bounds.set_bound.set_trace`.
 
     Returns
     -------
     SafeRank
+        Over a set, see :class:`SafeRank` for the meaning of the fields.
+
+    Notes
+    -----
+    Default ranks over a set. One set certificate on 32 sequences costs minutes
+    at n = 64, so without ``ranks`` the search is a bisection: rank n first (if
+    it is not certified, nothing is searched), then between the largest rank
+    known to fail and the smallest known certified. Ranks below
+    ``nominal_safe_rank`` fail without evaluation (a certificate needs the
+    truncated net's own margins to be positive), and so does a bisection rank
+    at which :math:`W_r` itself misses a sequence (it is not listed in
+    ``ranks``). That certification is monotone in r is *not* proven, so the
+    answer is "a certified rank" -- every listed rank with
+    ``certified_accuracy == 1`` is individually certified, and the rank just
+    below the answer is known to fail (evaluated, or its truncated net misses
+    a sequence) -- not necessarily the smallest; the smallest needs a full
+    sweep, ``ranks=range(n + 1)``. About :math:`1 + \log_2(n + 1 -`
+    ``nominal_safe_rank``:math:`)` set certificates.
     """
     from rnnperturb.perturb.low_rank import truncate_svd
 
     c64 = _float64(cell)
     _check_task(task, c64)
     n = c64.n
+    if tier not in ("auto", "fast", "tight"):
+        raise ValueError(f"tier: expected 'auto', 'fast' or 'tight', found {tier!r}")
+    if ranks is not None and (isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__")):
+        raise ValueError(f"ranks: expected a sequence of integers in [0, {n}], found "
+                         f"{type(ranks).__name__} {ranks!r}")
+    if perturbation is not None:
+        if bound_fn is not None:
+            raise ValueError("bound_fn: expected None with perturbation= (the set bound is "
+                             "used), found a callable")
+        from rnnperturb.bounds.set_recall import safe_rank_over_set
+        return safe_rank_over_set(c64, task, perturbation, ranks=ranks,
+                                  componentwise=componentwise, samples=samples, seed=seed,
+                                  window=window, box_refine=box_refine, quiet=quiet)
     if ranks is None:
         ranks = range(n + 1)
     ranks = np.array(sorted({check_int("ranks", r, low=0, high=n) for r in ranks}), dtype=int)

@@ -107,14 +107,23 @@ def _recalls(cell, task):
     return ok.all(axis=0)
 
 
-def _sampled_correct(c64, S, task, samples, seed):
-    """(B,) bool: recalled by every one of ``samples`` seeded members of S (and by the
-    nominal net)."""
+def _sampled_correct(c64, S, task, samples, seed, deviation=False):
+    r"""(B,) bool: recalled by every one of ``samples`` seeded members of S (and by the
+    nominal net). With ``deviation``, also the largest :math:`\|h'_t - h_t\|_2` over those
+    members, (T, B) (zeros when ``samples`` is 0)."""
     ok = _recalls(c64, task)
     rng = as_generator(seed)
+    X3 = H = dev = None
+    if deviation:
+        X3, _ = as_inputs(task.X, c64.m, np.float64)
+        H = c64.run(X3)
+        dev = np.zeros(X3.shape[:2])
     for _ in range(samples):
-        ok = ok & _recalls(_apply(c64, S.sample(c64, rng)), task)
-    return ok
+        member = _apply(c64, S.sample(c64, rng))
+        ok = ok & _recalls(member, task)
+        if deviation:
+            dev = np.maximum(dev, np.linalg.norm(member.run(X3) - H, axis=-1))
+    return (ok, dev) if deviation else ok
 
 
 def _set_bounds(c64, S, X3, *, union, window=32, box_refine=False, method="affine",
@@ -535,3 +544,122 @@ def _tolerance_search(evaluate, need_idx, prio, from_y, ylo, yhi, tol, shift, *,
         last = (a_h, False, min(head[int(i)] for i in failed))
         a_h = None
         same_side = 0
+
+
+def _set_at(perturbation, small):
+    r"""The set around the truncated cell ``small``: ``perturbation`` itself, or
+    ``perturbation(small)`` for a callable; checked against ``small`` (matrix names,
+    shapes)."""
+    if isinstance(perturbation, (PerturbationSet, GaussianNoise)):
+        S = perturbation
+    elif callable(perturbation):
+        S = perturbation(small)
+        if not isinstance(S, (PerturbationSet, GaussianNoise)):
+            raise ValueError(f"perturbation: expected the callable to return a set of "
+                             f"rnnperturb.perturb.sets (Ball, Box, quantization, drift) or "
+                             f"GaussianNoise for the truncated cell, found {describe(S)}")
+    else:
+        raise ValueError(f"perturbation: expected a set of rnnperturb.perturb.sets (Ball, Box, "
+                         f"quantization, drift), GaussianNoise, or a callable truncated cell "
+                         f"-> set, found {describe(perturbation)}")
+    if isinstance(S, PerturbationSet):
+        try:
+            S.radii(small)
+        except ValueError as exc:
+            raise ValueError(f"perturbation: {exc}") from None
+    return S
+
+
+def safe_rank_over_set(cell, task, perturbation, *, ranks=None, componentwise: bool = True,
+                       samples: int = 8, seed=0, window: int = 32, box_refine=False,
+                       quiet: bool = True):
+    r"""The certified-safe rank under a set of perturbations of the truncated network.
+
+    The implementation of ``certified_safe_rank(cell, task, perturbation=S)``
+    (:func:`rnnperturb.bounds.recall.certified_safe_rank`; see there for the
+    parameters and the meaning of the result). At each evaluated rank r the
+    SVD truncation :math:`W_r` (:func:`rnnperturb.truncate_svd`, every recurrent
+    matrix) is the nominal network, the set is ``perturbation`` (or
+    ``perturbation(W_r)``) around it, and :func:`certified_set_recall` certifies
+    the recall of every member with :math:`W_r`'s own margins.
+    """
+    from rnnperturb.bounds.recall import SafeRank, _check_task, _first_full, _full_from
+    from rnnperturb.perturb.low_rank import truncate_svd
+    from rnnperturb.report.progress import progress
+    c64 = cell.astype(np.float64)
+    _check_task(task, c64)
+    n = c64.n
+    samples = check_int("samples", samples, low=0)
+    if isinstance(perturbation, (PerturbationSet, GaussianNoise)) or not callable(perturbation):
+        _set_at(perturbation, c64)                      # a bad set fails before any work
+    if ranks is not None:
+        ranks = sorted({check_int("ranks", r, low=0, high=n) for r in ranks})
+        if not ranks:
+            raise ValueError("ranks: expected at least one rank, found none")
+    X3, _ = as_inputs(task.X, c64.m, np.float64)
+    rec = np.asarray(task.recall, bool)
+    # the truncated nets' own recall at every rank (cheap): a certificate at rank r implies
+    # that W_r recalls every certified sequence (its margins must exceed a bound >= 0)
+    smalls = {}
+
+    def small(r):
+        if r not in smalls:
+            smalls[r] = truncate_svd(c64, rank=int(r))
+        return smalls[r]
+    nominal_ok = {r: bool(_recalls(small(r), task).all()) for r in range(n + 1)}
+    nominal_safe = next((r for r in range(n + 1) if nominal_ok[r]), None)
+    rows = {}
+
+    def evaluate(r):
+        s = small(r)
+        S = _set_at(perturbation, s)
+        res = certified_set_recall(s, S, task, samples=0, componentwise=componentwise,
+                                   window=window, box_refine=box_refine)
+        ok, dev = _sampled_correct(s, S, task, samples, seed, deviation=True)
+        m = rec & (dev > 0)
+        bd = np.asarray(res.bound)
+        ratio = (float(np.median(bd[m] / dev[m])) if m.any() else 1.0) if samples else np.nan
+        rows[r] = (S, float(np.mean(res.certified)), float(np.mean(ok)),
+                   float(np.mean(res.predicted)), ratio)
+        return bool(np.all(res.certified))
+
+    if ranks is not None:
+        search = "sweep"
+        for r in progress(ranks, desc="certified recall over the set", quiet=quiet):
+            evaluate(r)
+    else:
+        search = "bisection"
+        lo0 = -1 if nominal_safe is None else nominal_safe - 1     # every rank <= lo0 fails
+        state = {}
+
+        def order():
+            yield n
+            if not state[n]:
+                return
+            lo, hi = lo0, n                     # lo: not certified (or -1), hi: certified
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                yield mid
+                if state[mid]:
+                    hi = mid
+                else:
+                    lo = mid
+        total = 1 + max(0, int(np.ceil(np.log2(max(n - lo0, 1)))))
+        for r in progress(order(), total=total, desc="certified recall over the set (bisection)",
+                          quiet=quiet):
+            # a rank whose truncated net already fails cannot be certified: skip the set
+            state[r] = evaluate(r) if (nominal_ok[r] or r == n) else False
+    ev = np.array(sorted(rows), dtype=int)
+    ca = np.array([rows[r][1] for r in ev])
+    acc = np.array([rows[r][2] for r in ev])
+    pa = np.array([rows[r][3] for r in ev])
+    cs, es = _first_full(ev, ca), _first_full(ev, acc)
+    gap = None if cs is None or es is None else cs - es
+    return SafeRank(ranks=_ro(ev), certified_accuracy=_ro(ca), accuracy=_ro(acc),
+                    predicted_accuracy=_ro(pa), certified_safe_rank=cs, empirical_safe_rank=es,
+                    predicted_safe_rank=_first_full(ev, pa),
+                    certified_safe_from=_full_from(ev, ca), empirical_safe_from=_full_from(ev, acc),
+                    gap=gap, gap_fraction=None if gap is None else gap / n, n=n,
+                    bound_ratio=_ro(np.array([rows[r][4] for r in ev])),
+                    perturbation=perturbation, sets=tuple(rows[r][0] for r in ev), search=search,
+                    nominal_safe_rank=nominal_safe)

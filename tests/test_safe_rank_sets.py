@@ -1,0 +1,258 @@
+"""Certified-safe rank over a set of perturbations of the truncated network (issue 12):
+``rp.certified_safe_rank(cell, task, perturbation=S)``. Checked against exact simulation of
+set members applied to the truncated nets, against the single-perturbation certificate and
+the truncated nets' own recall, and across nested sets."""
+import numpy as np
+import pytest
+
+import rnnperturb as rp
+from rnnperturb.bounds.set_recall import GaussianNoise, certified_set_recall
+from rnnperturb.perturb.elementwise import quantize_matrix
+from rnnperturb.tasks.generators import Task
+
+KINDS = ("elman", "mgru")
+
+
+def _net(kind, seed=0, n=8, m=3, T=8, B=8, vscale=4.0):
+    """A small random net with a readout, and a task whose targets are its own answers on
+    the last two steps (the full net recalls every sequence; low ranks do not)."""
+    c = rp.random_cell(kind, n=n, m=m, spectral_norm=0.8, n_out=3, seed=seed).astype(np.float64)
+    c = c.replace(V=vscale * np.asarray(c.V))
+    X = np.random.default_rng(seed).standard_normal((T, B, m))
+    rec = np.zeros((T, B), bool)
+    rec[-2:] = True
+    y = np.argmax(c.readout(c.run(X)), -1)
+    return c, Task("toy", X, np.where(rec, y, 0), rec, 3, "classification", rec)
+
+
+def _recalls(cell, task):
+    """(B,) exact float64 simulation: the arg-max is the target at every recall step."""
+    ok = (np.argmax(cell.readout(cell.run(task.X)), -1) == task.targets) | ~task.recall
+    return ok.all(axis=0)
+
+
+def _with(cell, dW):
+    return cell.replace(**{k: np.asarray(cell.recurrent[k]) + dW[k] for k in dW})
+
+
+def _members(cell, S, seed):
+    """Members of a Ball/Box around ``cell``: seeded boundary, spike and interior samples
+    (box vertices, sphere points) and, for a box, its two extreme corners."""
+    out = [S.sample(cell, seed + i, how=h) for i in range(4)
+           for h in ("boundary", "spike", "interior")]
+    if isinstance(S, rp.sets.Box):
+        E = S.radii(cell)
+        out += [{k: E[k] * (1 - 1e-12) for k in E}, {k: -E[k] * (1 - 1e-12) for k in E}]
+    return out
+
+
+def _roundings(cell, bits):
+    """The actual round-to-nearest (quantize()), toward zero, floor and ceiling onto the
+    b-bit grid of ``cell``'s own weights, as dW."""
+    out = {"nearest": {}, "trunc": {}, "floor": {}, "ceil": {}}
+    for k in cell.recurrent_names:
+        W = np.asarray(cell.recurrent[k], np.float64)
+        Wq, s = quantize_matrix(W, bits=bits)
+        out["nearest"][k] = Wq - W
+        for name, f in (("trunc", np.trunc), ("floor", np.floor), ("ceil", np.ceil)):
+            out[name][k] = (s * f(W / s) - W) if s > 0 else np.zeros_like(W)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["elman", pytest.param("mgru", marks=pytest.mark.slow)])
+def test_zero_set_is_the_truncated_nets_own_recall(kind):
+    """Radius 0: the set certificate at rank r tests W_r's own margins, so it certifies
+    exactly the sequences W_r recalls (exact simulation), never fewer than the
+    single-perturbation certificate (which bounds W_r's deviation from the full net), and
+    its swept safe rank is the measured one, <= today's certified safe rank."""
+    c, task = _net(kind)
+    n = c.n
+    ranks = range(n + 1)
+    plain = rp.certified_safe_rank(c, task, ranks=ranks)
+    truth = np.array([_recalls(rp.truncate_svd(c, rank=r), task).mean() for r in ranks])
+    for S in (rp.sets.Box(radius=0.0), rp.sets.Ball(radius=0.0), GaussianNoise(std=0.0)):
+        z = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=S, samples=2)
+        assert z.search == "sweep" and list(z.ranks) == list(ranks)
+        np.testing.assert_array_equal(z.certified_accuracy, truth)
+        np.testing.assert_array_equal(z.accuracy, truth)        # members = W_r itself
+        np.testing.assert_array_equal(z.predicted_accuracy, truth)
+        np.testing.assert_array_equal(plain.accuracy, truth)
+        assert np.all(plain.certified_accuracy <= z.certified_accuracy)
+        assert z.certified_safe_rank == plain.empirical_safe_rank == z.nominal_safe_rank
+        assert plain.certified_safe_rank >= z.certified_safe_rank
+    # per sequence: the single-perturbation certificate implies the zero-set one
+    for r in ranks:
+        small = rp.truncate_svd(c, rank=r)
+        one = rp.certified_recall(c, small, task).certified
+        zero = certified_set_recall(small, rp.sets.Box(radius=0.0), task, samples=0).certified
+        assert np.all(zero[one])
+        np.testing.assert_array_equal(zero, _recalls(small, task))
+    # the example is not degenerate: some rank is certified with a set but not alone
+    assert np.any(plain.certified_accuracy < z.certified_accuracy)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_certified_ranks_are_recalled_by_members(kind):
+    """Soundness: at every rank certified over the set, members of the set around the
+    truncated net (box vertices and corners, sphere points, and the actual round-to-nearest,
+    truncation, floor and ceiling of the truncated weights onto their 7-bit grid) recall
+    every sequence in exact simulation."""
+    c, task = _net(kind, seed=0)
+    ranks = range(c.n + 1)
+    bits = 7
+    cases = [rp.sets.Ball(radius=0.03), rp.sets.Box(radius=3e-3),
+             lambda w: rp.sets.quantization(w, bits=bits, rounding="any")]
+    checked = 0
+    for S in cases:
+        sr = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=S, samples=4, seed=5)
+        for r, ca, Sr in zip(sr.ranks, sr.certified_accuracy, sr.sets):
+            if ca < 1.0:
+                continue
+            small = rp.truncate_svd(c, rank=int(r))
+            members = _members(small, Sr, seed=10 * int(r))
+            if callable(S) and not isinstance(S, rp.sets.PerturbationSet):
+                members += list(_roundings(small, bits).values())
+                assert Sr.contains(small, _roundings(small, bits)["nearest"])
+                q = rp.quantize(small, bits=bits)
+                assert _recalls(q, task).all()                  # quantize() itself
+            for dW in members:
+                assert _recalls(_with(small, dW), task).all(), (r, S)
+                checked += 1
+        assert sr.certified_safe_rank is not None                # something to check
+        assert sr.certified_safe_rank > 0                        # and not every rank
+    assert checked > 100
+
+
+@pytest.mark.parametrize("kind", ["elman", pytest.param("mgru", marks=pytest.mark.slow)])
+def test_larger_set_never_certifies_more(kind):
+    """Nested sets (radius growing): per rank the certified accuracy never grows, the set of
+    certified ranks shrinks, and the safe rank never decreases; the radii span a change."""
+    c, task = _net(kind, seed=0)
+    ranks = range(c.n + 1)
+    for make in (lambda e: rp.sets.Ball(radius=e), lambda e: rp.sets.Box(radius=e / c.n)):
+        prev, safe, seen = None, [], set()
+        for eps in (0.0, 0.01, 0.1, 0.3):
+            sr = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=make(eps), samples=0)
+            ca = np.asarray(sr.certified_accuracy)
+            if prev is not None:
+                assert np.all(ca <= prev)
+            prev = ca
+            seen.add(tuple(ca))
+            safe.append(c.n + 1 if sr.certified_safe_rank is None else sr.certified_safe_rank)
+        assert safe == sorted(safe)
+        assert len(seen) > 2 and safe[0] < safe[-1]
+
+
+def test_callable_builds_the_set_from_each_truncated_net():
+    """perturbation=callable: called once per evaluated rank with that rank's truncated
+    net (never the full net), and the set it returns is the quantization box of that net's
+    own grid: radius = quantize_matrix(W_r) step / 2 (nearest), the full net's step differs."""
+    c, task = _net("mgru", seed=3)
+    seen = []
+
+    def make(w):
+        seen.append(w)
+        return rp.sets.quantization(w, bits=8, rounding="nearest")
+
+    sr = rp.certified_safe_rank(c, task, ranks=[2, 5, 8], perturbation=make, samples=0)
+    assert [int(r) for r in sr.ranks] == [2, 5, 8] and len(seen) == 3 and len(sr.sets) == 3
+    assert sr.perturbation is make
+    for r, w, Sr in zip(sr.ranks, seen, sr.sets):
+        ref = rp.truncate_svd(c, rank=int(r))
+        for k in c.recurrent_names:
+            np.testing.assert_array_equal(w.recurrent[k], ref.recurrent[k])
+            _, step = quantize_matrix(np.asarray(ref.recurrent[k]), bits=8)
+            E = Sr.radii(ref)[k]
+            np.testing.assert_allclose(E, 0.5 * step, rtol=1e-12)
+            _, full_step = quantize_matrix(np.asarray(c.recurrent[k]), bits=8)
+            if r < c.n:
+                assert abs(float(step) - float(full_step)) > 1e-6 * float(full_step)
+        dq = {k: np.asarray(rp.quantize(ref, bits=8).recurrent[k]) - np.asarray(ref.recurrent[k])
+              for k in c.recurrent_names}
+        assert Sr.contains(ref, dq)
+
+
+def test_bisection_returns_a_certified_rank():
+    """Default ranks over a set: a bisection. Rank n first; every listed rank with full
+    certified accuracy is individually certified (re-checked with certified_set_recall);
+    the answer agrees with a full sweep's certified ranks and the rank below it fails."""
+    c, task = _net("elman", seed=0)
+    S = lambda w: rp.sets.quantization(w, bits=7, rounding="any")     # noqa: E731
+    b = rp.certified_safe_rank(c, task, perturbation=S, samples=0)
+    full = rp.certified_safe_rank(c, task, ranks=range(c.n + 1), perturbation=S, samples=0)
+    assert b.search == "bisection" and c.n in b.ranks and len(b.ranks) < c.n + 1
+    assert b.certified_safe_rank is not None
+    ok_full = {int(r): a == 1.0 for r, a in zip(full.ranks, full.certified_accuracy)}
+    for r, a in zip(b.ranks, b.certified_accuracy):
+        small = rp.truncate_svd(c, rank=int(r))
+        again = certified_set_recall(small, S(small), task, samples=0).certified.all()
+        assert (a == 1.0) == again == ok_full[int(r)]
+    r0 = b.certified_safe_rank
+    assert ok_full[r0] and not ok_full[r0 - 1]
+    assert full.certified_safe_rank <= r0
+    assert b.nominal_safe_rank == full.nominal_safe_rank <= full.certified_safe_rank
+
+
+def test_bisection_stops_when_full_rank_fails():
+    """Rank n not certified: nothing is searched (no certified upper end to bisect from),
+    even where a lower rank would certify (6 bits: rank 5 does, rank 8 does not -- the
+    grid of each truncated net differs, so certification is not monotone in r)."""
+    c, task = _net("elman", seed=0)
+    S = lambda w: rp.sets.quantization(w, bits=6, rounding="any")     # noqa: E731
+    b = rp.certified_safe_rank(c, task, perturbation=S, samples=0)
+    assert list(b.ranks) == [c.n] and b.certified_safe_rank is None
+    sw = rp.certified_safe_rank(c, task, ranks=[5], perturbation=S, samples=0)
+    assert sw.certified_safe_rank == 5
+    b = rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=10.0), samples=0)
+    assert list(b.ranks) == [c.n] and b.certified_safe_rank is None
+    assert b.certified_accuracy[0] < 1.0
+
+
+def test_noise_over_ranks_is_below_zero_noise():
+    """GaussianNoise at every rank: never more certified than the zero set; seeded draws at a
+    certified rank recall every sequence (a 0.99-confidence statement, checked on 8 draws)."""
+    c, task = _net("mgru", seed=0)
+    ranks = range(c.n + 1)
+    z = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=GaussianNoise(std=0.0),
+                               samples=0)
+    g = GaussianNoise(std=1e-3, confidence=0.99)
+    s = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=g, samples=8, seed=1)
+    assert np.all(s.certified_accuracy <= z.certified_accuracy)
+    assert s.certified_safe_rank is not None
+    small = rp.truncate_svd(c, rank=s.certified_safe_rank)
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        assert _recalls(_with(small, g.sample(small, rng)), task).all()
+
+
+def test_errors_name_the_argument():
+    c, task = _net("elman")
+    with pytest.raises(ValueError, match="perturbation: expected a set"):
+        rp.certified_safe_rank(c, task, perturbation=3)
+    with pytest.raises(ValueError, match="perturbation: expected a set"):
+        rp.certified_safe_rank(c, task, perturbation=rp.truncate_svd(c, rank=2))
+    with pytest.raises(ValueError, match="perturbation: expected the callable to return"):
+        rp.certified_safe_rank(c, task, perturbation=lambda w: 0.1, ranks=[3])
+    with pytest.raises(ValueError, match=r"perturbation: radius: expected keys among \['W'\], "
+                                         r"found \['Wf'\]"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius={"Wf": 0.1}))
+    with pytest.raises(ValueError, match=r"perturbation: radius\['W'\]: expected shape \(8, 8\)"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Box(radius={"W": np.ones((3, 3))}))
+    with pytest.raises(ValueError, match="perturbation: radius"):   # from the callable
+        rp.certified_safe_rank(c, task, ranks=[3],
+                               perturbation=lambda w: rp.sets.Ball(radius={"Wh": 0.1}))
+    with pytest.raises(ValueError, match="bound_fn: expected None with perturbation="):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1),
+                               bound_fn=lambda a, b, X: np.zeros(X.shape[:2]))
+    with pytest.raises(ValueError, match="ranks: expected a sequence of integers"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), ranks=3)
+    with pytest.raises(ValueError, match="ranks: expected at least one rank"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), ranks=[])
+    with pytest.raises(ValueError, match="ranks: expected"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), ranks=[9])
+    with pytest.raises(ValueError, match="samples: expected"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), samples=-1)
+    with pytest.raises(ValueError, match="tier: expected"):
+        rp.certified_safe_rank(c, task, tier="exact")
+    with pytest.raises(ValueError, match="task: expected"):
+        rp.certified_safe_rank(c, "task", perturbation=rp.sets.Ball(radius=0.1))
