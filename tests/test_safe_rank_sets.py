@@ -256,3 +256,50 @@ def test_errors_name_the_argument():
         rp.certified_safe_rank(c, task, tier="exact")
     with pytest.raises(ValueError, match="task: expected"):
         rp.certified_safe_rank(c, "task", perturbation=rp.sets.Ball(radius=0.1))
+
+
+def test_cli_set_recommendation_is_certified_safe_rank(tmp_path, capsys):
+    """analyze --tolerance-accuracy with --bits: the certified rank under the set is
+    certified_safe_rank(perturbation=) on the sequences the full net gets right (a sweep of
+    --ranks, else the bisection); at that rank the actual quantize() and truncation toward
+    zero of the truncated weights keep every correct prediction (exact simulation)."""
+    import json
+    from rnnperturb.bounds.recall import label_task
+    from rnnperturb.bounds.set_recall import _subset
+    from rnnperturb.report.cli import main
+    rng = np.random.default_rng(2)
+    n, m, k, B, T = 6, 3, 3, 40, 8
+    cell = rp.ElmanRNN(W=0.6 * rng.standard_normal((n, n)), U=rng.standard_normal((n, m)),
+                       b=np.zeros(n), V=2 * rng.standard_normal((k, n)), c=np.zeros(k))
+    X = rng.standard_normal((T, B, m))
+    y = np.argmax(cell.readout(cell.run(X)[-1]), -1)
+    y = np.where(rng.random(B) < 0.2, (y + 1) % k, y)           # full accuracy < 1
+    rp.save(tmp_path / "e.npz", cell)
+    np.savez(tmp_path / "X.npz", X=X, y=y)
+    base = ["analyze", str(tmp_path / "e.npz"), "--inputs", str(tmp_path / "X.npz"),
+            "--tolerance-accuracy", "0.01", "--bits", "12", "--samples", "2"]
+    task = label_task(cell, X, y)
+    right = np.flatnonzero(_recalls(cell, task))
+    make = lambda w: rp.sets.quantization(w, bits=12, rounding="any")     # noqa: E731
+    for extra, ranks in ((["--ranks", "3:6"], [3, 4, 5, 6]), ([], None)):
+        assert main(base + extra + ["--json"]) == 0
+        rec = json.loads(capsys.readouterr().out)["set_recommendations"][0]
+        sr = rp.certified_safe_rank(cell, _subset(task, right), ranks=ranks, perturbation=make,
+                                    samples=2)
+        assert rec["search"] == ("sweep" if ranks else "bisection") == sr.search
+        assert rec["ranks_evaluated"] == [int(r) for r in sr.ranks]
+        np.testing.assert_allclose(rec["certified_accuracy"],
+                                   np.asarray(sr.certified_accuracy) * right.size / B,
+                                   rtol=1e-12)
+        r = sr.certified_safe_rank
+        assert r is not None and rec["rank"] == {"W": r} and rec["sequences"] == right.size
+        small = rp.truncate_svd(cell, rank=r)
+        for member in (rp.quantize(small, bits=12),
+                       _with(small, _roundings(small, 12)["trunc"])):
+            ok = np.argmax(member.readout(member.run(X)[-1]), -1) == y
+            assert ok[right].all()
+    assert main(base + ["--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"recommendation (accuracy, certified under 12 bits, any rounding): rank {r}," in out
+    assert main(base[:4] + ["--bits", "12", "--json"]) == 0       # no --tolerance-accuracy
+    assert "set_recommendations" not in json.loads(capsys.readouterr().out)

@@ -45,7 +45,16 @@ beside them the measured deviation and accuracy of ``quantize()``
 seeded noise draws (mean accuracy; ``accuracy_min`` in JSON). The box bounds
 are computed without the SDP-dual refinement unless ``--box-refine`` (on a
 digits GRU, n = 32: 16 % tighter for drift, 7x the time). These bounds cost
-O(n^4) per step and sequence: keep the inputs small.
+O(n^4) per step and sequence: keep the inputs small. With
+``--tolerance-accuracy`` each set also gets a certified recommendation: a rank r
+whose truncated network, then changed by any member of the set built from *its*
+weights (``--bits``: every rounding onto the rank-r network's own grid), provably
+keeps every prediction the full network gets right
+(:func:`rnnperturb.certified_safe_rank` with ``perturbation=``; a sweep of
+``--ranks``, else a bisection over ranks that returns a certified rank, not proven
+the smallest; JSON ``set_recommendations``, whose ``certified_accuracy`` per
+evaluated rank counts, like the rows', the scored sequences right at full rank
+and certified for every member).
 
 Where the certified bound is not implemented for the cell, the certified
 columns are ``n/a`` (JSON ``null``) with one note saying why, and
@@ -502,6 +511,8 @@ def _compute(args):
                                  method="certified", tier=args.tier)
     res.alloc = _allocation(args, res, certified) if args.budget_params is not None else None
     res.sets, more = _set_rows(args, cell, X, res.task, quiet)
+    res.set_recs = (_set_recommendations(args, res, ranks, quiet)
+                    if res.acc_rec is not None and res.sets else [])
     res.notes = notes + more
     res.export = _export(args, res) if args.export is not None else None
     return res
@@ -619,6 +630,51 @@ def _set_rows(args, cell, X, task, quiet):
     return rows, notes
 
 
+def _set_recommendations(args, res, ranks, quiet) -> list:
+    r"""``--tolerance-accuracy`` with ``--bits`` / ``--drift`` / ``--noise-std``: for each set,
+    a rank whose truncated network provably keeps every prediction the full network gets
+    right for *every* member of the set built from the truncated weights (quantization:
+    that network's own grid), by :func:`rnnperturb.certified_safe_rank` with
+    ``perturbation=`` on those sequences: a sweep over ``--ranks``, else its bisection
+    (a certified rank, not proven the smallest)."""
+    from rnnperturb.bounds.recall import certified_safe_rank
+    from rnnperturb.bounds.set_recall import _recalls, _subset
+    from rnnperturb.perturb.low_rank import truncate_svd
+    from rnnperturb.perturb.cost import compression_cost
+    cell, task = res.cell, res.task
+    c64 = cell.astype(np.float64)
+    scored = np.asarray(task.recall, bool).any(axis=0)
+    keep = np.flatnonzero(_recalls(c64, task) & scored)
+    n_scored = max(int(scored.sum()), 1)             # certified accuracy over the scored ones
+    out = []
+    for kind, value, make in _set_items(args):
+        rec = {"set": kind, "value": value, "rank": None, "params": None,
+               "compression_ratio": None, "search": None, "ranks_evaluated": [],
+               "certified_accuracy": [], "sequences": int(keep.size)}
+        if kind == "bits":
+            rec["rounding"] = args.rounding
+        if kind == "noise_std":
+            rec["confidence"] = args.confidence
+        out.append(rec)
+        if keep.size == 0:
+            continue
+        try:
+            sr = certified_safe_rank(c64, _subset(task, keep), ranks=ranks, perturbation=make,
+                                     samples=args.samples, seed=args.seed, quiet=quiet,
+                                     box_refine="auto" if args.box_refine else False)
+        except NotImplementedError:        # noted once by the set rows
+            continue
+        rec.update(search=sr.search, ranks_evaluated=[int(r) for r in sr.ranks],
+                   certified_accuracy=[round(float(a) * keep.size) / n_scored
+                                       for a in sr.certified_accuracy])
+        if sr.certified_safe_rank is not None:
+            r = sr.certified_safe_rank
+            cost = compression_cost(cell, truncate_svd(cell, rank=r))
+            rec.update(rank={k: r for k in cell.recurrent_names}, params=int(cost.params),
+                       compression_ratio=float(cost.ratio_params))
+    return out
+
+
 def _export(args, res) -> dict:
     """Write the chosen truncation (``--export-rank``, else the accuracy recommendation,
     else the deviation recommendation) to ``--export`` in the input's format."""
@@ -656,6 +712,15 @@ def _export(args, res) -> dict:
 
 def _fmt(v, spec: str = ".4g", none: str = "n/a") -> str:
     return none if v is None else format(v, spec)
+
+
+def _set_name(row: dict) -> str:
+    """``8 bits, any rounding`` / ``drift |dW| <= 0.001|W|`` / ``noise std 0.0001 (99%)``."""
+    if row["set"] == "bits":
+        return f"{row['value']} bits, {row['rounding']} rounding"
+    if row["set"] == "drift":
+        return f"drift |dW| <= {row['value']:g}|W|"
+    return f"noise std {row['value']:g} ({100 * row['confidence']:g}%)"
 
 
 def _rank_text(rank: dict) -> str:
@@ -705,6 +770,8 @@ def _analyze(args) -> str:
             out["allocation"] = res.alloc
         if res.sets:
             out["sets"] = res.sets
+        if res.set_recs:
+            out["set_recommendations"] = res.set_recs
         if res.export is not None:
             out["export"] = res.export
         return json.dumps(_json_safe(out), indent=1, allow_nan=False) + "\n"
@@ -789,12 +856,7 @@ def _analyze(args) -> str:
         lines.append(f"{'set':>28} {'certified':>12} {'measured':>12}"
                      + ("" if not labels else f" {'cert.acc':>9} {'accuracy':>9}"))
         for row in res.sets:
-            if row["set"] == "bits":
-                name = f"{row['value']} bits, {row['rounding']} rounding"
-            elif row["set"] == "drift":
-                name = f"drift |dW| <= {row['value']:g}|W|"
-            else:
-                name = f"noise std {row['value']:g} ({100 * row['confidence']:g}%)"
+            name = _set_name(row)
             lines.append(f"{name:>28} {_fmt(row['certified_max']):>12} "
                          f"{row['measured_max']:12.4g}"
                          + ("" if not labels else
@@ -803,6 +865,22 @@ def _analyze(args) -> str:
         lines.append(f"measured: quantize() (round-to-nearest) for bits; {args.samples} seeded "
                      f"box vertices (drift) or draws (noise), seed {args.seed}: max deviation, "
                      f"mean accuracy")
+    for rec in res.set_recs:
+        name = _set_name(rec)
+        how = ("sweep of --ranks" if rec["search"] == "sweep" else
+               "bisection over ranks: a certified rank, not proven the smallest")
+        if rec["search"] is None:
+            lines.append(f"recommendation (accuracy, certified under {name}): n/a (no "
+                         f"certificate over the set for this cell, or no correct prediction)")
+        elif rec["rank"] is None:
+            lines.append(f"recommendation (accuracy, certified under {name}): no evaluated rank "
+                         f"is proven to keep every correct prediction for every member "
+                         f"(ranks {','.join(map(str, rec['ranks_evaluated']))}; {how})")
+        else:
+            lines.append(f"recommendation (accuracy, certified under {name}): rank "
+                         f"{_rank_text(rec['rank'])}, then any member of the set around its "
+                         f"weights, provably loses none ({rec['params']} stored parameters, "
+                         f"ratio {rec['compression_ratio']:.3f}; {how})")
     if res.export is not None:
         e = res.export
         lines.append(f"exported: rank {_rank_text(e['rank'])} ({e['chosen_by']}) to "
