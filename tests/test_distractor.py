@@ -2,6 +2,7 @@
 and the shipped nets trained with a distractor (validation/checkpoints/seeds/distractor/)."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -250,3 +251,101 @@ def test_shipped_statistics_recomputed_from_a_file():
     assert st["kept_99"] == int(row["kept_99"])
     for k in ("full_recall", "auc_rank", "C"):
         assert st[k] == pytest.approx(float(row[k]), rel=1e-9, abs=1e-12), k
+
+
+# ----------------------------------------------------------------------- README against the data
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+DATA = os.path.join(os.path.dirname(__file__), "..", "validation", "data", "distractor_trained.json")
+_NUM = r"([+−-]?[\d.]+)"
+_LABEL = {"elman": "tanh RNN", "mgru": "MGRU"}
+
+
+def _num(s):
+    return float(s.replace("−", "-"))
+
+
+def _close(shown, value):
+    """``shown`` (README text) is ``value`` rounded to the digits shown."""
+    dec = len(shown.split(".")[1]) if "." in shown else 0
+    return abs(_num(shown) - value) <= 0.5 * 10 ** -dec + 1e-9
+
+
+def _section():
+    text = open(README).read()
+    sec = text[text.index("### Coherence as a cause"):]
+    return sec[:sec.index("\n### ", 5)]
+
+
+def test_trained_distractor_numbers_match_readme():
+    """The README's table (mean ± sd (min–max) per cell and rho of the kept rank, AUC rank and C_t
+    of the nets trained with the distractor) and its trend lines (slope, bootstrap interval,
+    permutation p, per cell) are the shipped output of exp_distractor_trained."""
+    if not os.path.exists(DATA):
+        pytest.skip("validation/data/distractor_trained.json not shipped yet")
+    head = json.load(open(DATA))["headline"]
+    sec = _section()
+    cell_of = {v: k for k, v in _LABEL.items()}
+    stat = r"{0} ± {0} \({0}–{0}\)".format(_NUM)
+    rows = re.findall(r"^\| (tanh RNN|MGRU) \| ([\d.]+) \| (\d+) \((\d+)\) \| " + stat + r" \| "
+                      + stat + r" \| " + stat + r" \|$", sec, flags=re.M)
+    assert len(rows) == 8, rows
+    for lab, rho, n, failed, *vals in rows:
+        kind = cell_of[lab]
+        assert int(failed) == sum(r["cell"] == kind and r["rho"] == float(rho)
+                                  for r in json.load(open(DATA))["failures"])
+        for i, key in enumerate(("kept_99", "auc_rank", "C")):
+            per = head[f"{kind}_{key}_vs_rho"][str(float(rho))]
+            v = per["values"]
+            assert len(v) == int(n)
+            mean, sd, lo, hi = vals[4 * i:4 * i + 4]
+            for shown, got in ((mean, per["mean"]), (sd, per["sd"]), (lo, min(v)), (hi, max(v))):
+                assert _close(shown, got), (lab, rho, key, shown, got)
+    for label, key in (("kept rank", "kept_99"), ("AUC rank", "auc_rank"), ("C_t", "C")):
+        m = re.search(r"\*\*" + re.escape(label) + r"\*\*[^:\n]*: tanh RNN slope " + _NUM
+                      + r" \(" + _NUM + "…" + _NUM + r", p = ([\d.]+)\), MGRU slope " + _NUM
+                      + r" \(" + _NUM + "…" + _NUM + r", p = ([\d.]+)\)", sec)
+        assert m, label
+        g = m.groups()
+        for kind, (b, lo, hi, p) in (("elman", g[:4]), ("mgru", g[4:])):
+            t = head[f"{kind}_{key}_trend"]
+            for shown, got in ((b, t["slope"]), (lo, t["slope_ci95"][0]),
+                               (hi, t["slope_ci95"][1]), (p, t["p_perm"])):
+                assert _close(shown, got), (label, kind, shown, got)
+
+
+def test_trained_distractor_prose_matches_data():
+    """The conclusion's numbers: runs and failures, the change of the mean kept rank from rho = 0
+    to 0.98, the range of its sds, the C_t means at both ends with the MGRU's p (and x 6,
+    Bonferroni over the six tests), and the range of the MGRU's mean kept rank."""
+    if not os.path.exists(DATA):
+        pytest.skip("validation/data/distractor_trained.json not shipped yet")
+    data = json.load(open(DATA))
+    head = data["headline"]
+    sec = " ".join(_section().split())
+    m = re.search(r"All (\d+) runs trained .*?; (\d+) failures; (\d+) min of training", sec)
+    assert m and int(m[1]) == len(data["training"]) and int(m[2]) == len(data["failures"])
+    assert _close(m[3], sum(data["meta"]["training_wall_time_s"].values()) / 60)
+
+    def mean(kind, key, rho):
+        return head[f"{kind}_{key}_vs_rho"][rho]["mean"]
+
+    m = re.search(r"the mean kept rank moves by " + _NUM + r" \(tanh RNN\) and " + _NUM
+                  + r" \(MGRU\) ranks of 64, within the seed spread \(sds ([\d.]+)–([\d.]+) and "
+                  r"([\d.]+)–([\d.]+)\)", sec)
+    assert m
+    for shown, kind in ((m[1], "elman"), (m[2], "mgru")):
+        assert _close(shown, mean(kind, "kept_99", "0.98") - mean(kind, "kept_99", "0.0"))
+    for (lo, hi), kind in (((m[3], m[4]), "elman"), ((m[5], m[6]), "mgru")):
+        sds = [v["sd"] for v in head[f"{kind}_kept_99_vs_rho"].values()]
+        assert _close(lo, min(sds)) and _close(hi, max(sds)), kind
+    m = re.search(r"the MGRU's from ([\d.]+) to ([\d.]+) \(p = ([\d.]+), ([\d.]+) after a Bonferroni "
+                  r"correction for the six tests\), the tanh RNN's from ([\d.]+) to ([\d.]+)", sec)
+    assert m
+    p = head["mgru_C_trend"]["p_perm"]
+    for shown, got in ((m[1], mean("mgru", "C", "0.0")), (m[2], mean("mgru", "C", "0.98")),
+                       (m[3], p), (m[4], 6 * p), (m[5], mean("elman", "C", "0.0")),
+                       (m[6], mean("elman", "C", "0.98"))):
+        assert _close(shown, got), (shown, got)
+    m = re.search(r"the MGRU keeps (\d+)–(\d+) ranks on average at every ρ", sec)
+    means = [v["mean"] for v in head["mgru_kept_99_vs_rho"].values()]
+    assert m and (int(m[1]), int(m[2])) == (int(np.floor(min(means))), int(np.floor(max(means))))
