@@ -348,6 +348,173 @@ def test_f32value_error_bound(kind):
         assert np.all(err <= F.gamma() * M + F.alpha), float(np.max(err - F.gamma() * M))
 
 
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_fused_f32_tangent_error_bound(kind):
+    r"""The cells' fused float32 tangent (tangent_f32, in place in work buffers, products
+    of two coefficients rounded in float64 first): |result - exact map| <= gamma_D
+    |L|_maj |Z| + alpha with the majorant of the plain tangent, checked against a
+    longdouble evaluation of the exact map (also on tiny columns, where float32
+    underflows); its values agree with the plain float32 evaluation to float32
+    accuracy and its depth is not larger."""
+    from rnnperturb.cells.namespace import FLOAT
+    from rnnperturb.verified.linalg import ABS, AbsValue, F32Matrix, F32Value
+    rng = np.random.default_rng(6)
+    n, B, S = 16, 3, 2
+    cell = random_cell(kind, n, 2, spectral_norm=2.0, seed=rng)
+    P = {k: np.asarray(v, np.float64) for k, v in cell.params.items()}
+    Ps = dict(P, **{k: np.stack([P[k], P[k] + 0.1 * rng.standard_normal((n, n))])
+                    for k in cell.recurrent_names})
+    h = np.tanh(rng.standard_normal((S, B, 1, n)))
+    x = rng.standard_normal((B, 2))
+    aux = cell.forward(FLOAT, Ps, h[:, :, 0], x,
+                       lambda k, a: a @ np.swapaxes(Ps[k], -1, -2)[:, None][:, 0])[1]
+    aux = {k: v[:, :, None, :] for k, v in aux.items()}
+    M32 = {k: F32Matrix(Ps[k]) for k in cell.recurrent_names}
+    ld = np.longdouble
+    Pl = {k: np.asarray(v, ld) for k, v in Ps.items()}
+    for scale in (1.0, 1e-40):
+        Z = (rng.standard_normal((S, B, n, n)) * scale).astype(np.float32)
+        Z0 = Z.copy()
+        bufs = [np.full_like(Z, np.nan) for _ in range(3)]
+        F = cell.tangent_f32(h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
+                             lambda nm, v, o: v.matvec(M32[nm], out=o), bufs)
+        assert np.array_equal(Z, Z0) and any(F.val is b for b in bufs)
+        G = cell.tangent(FLOAT, Ps, h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
+                         lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+        assert F.depth <= G.depth
+        ex = cell.tangent(FLOAT, Ps, h, aux, Z.astype(ld),
+                          lambda nm, v: (v.reshape(S, -1, n) @ np.swapaxes(Pl[nm], -1, -2)
+                                         ).reshape(v.shape), lambda nm: 0.0)
+        # the majorant on the columns as a leading axis (n_j, S, B, n), as _Blocks runs it
+        M = cell.tangent(ABS, Ps, h[:, :, 0], {k: v[:, :, 0] for k, v in aux.items()},
+                         AbsValue(np.abs(Z).astype(np.float64).transpose(2, 0, 1, 3)),
+                         lambda nm, v: v.matvec(Ps[nm]), lambda nm: 0.0).bound()
+        M = M.transpose(1, 2, 0, 3)
+        err = np.abs(F.val.astype(ld) - ex)
+        assert np.all(err <= F.gamma() * M + F.alpha), float(np.max(err - F.gamma() * M))
+        assert np.all(np.abs(F.val - G.val) <= 2 * F.gamma() * M + 2 * F.alpha)
+        if scale == 1.0:
+            assert np.max(err) > 0          # float32 really rounds: the check is not empty
+
+
+def test_mgru_fused_majorant_bounds_the_exact_majorant():
+    """MGRU.tangent_abs (products of two coefficients taken first): its bound() is
+    never below the exact majorant |L|_maj v of the tangent (longdouble), and within
+    float64 accuracy of the plain AbsValue evaluation."""
+    from rnnperturb.cells.namespace import FLOAT
+    from rnnperturb.verified.linalg import ABS, AbsValue
+    rng = np.random.default_rng(10)
+    S, B, n = 2, 3, 16
+    ld = np.longdouble
+    for sn, scale in ((0.5, 1.0), (3.0, 1e-300), (3.0, 1e300)):
+        cell = random_cell("mgru", n, 2, spectral_norm=sn, bias_scale=1.0, seed=rng)
+        P = {k: np.asarray(v, np.float64) for k, v in cell.params.items()}
+        P2 = dict(P, Wf=np.stack([P["Wf"], 1.1 * P["Wf"]]), Wh=np.stack([P["Wh"], -P["Wh"]]))
+        h = np.tanh(rng.standard_normal((S, B, n)) * 2)
+        aux = cell.forward(FLOAT, P2, h, rng.standard_normal((B, 2)),
+                           lambda k, a: a @ np.swapaxes(P2[k], -1, -2))[1]
+        v = np.abs(rng.standard_normal((2, S, B, n))) * scale
+        absT = {k: np.abs(np.swapaxes(P2[k], -1, -2)) for k in ("Wf", "Wh")}
+        got = cell.tangent_abs(h, aux, AbsValue(v), lambda nm, w: w.absmatvec(absT[nm]))
+        plain = cell.tangent(ABS, P2, h, aux, AbsValue(v), lambda nm, w: w.matvec(P2[nm]),
+                             lambda nm: 0.0)
+        f, c = (aux[k].astype(ld) for k in ("f", "c"))
+        o, sg = 1 - aux["f"], aux["f"] * (1 - aux["f"])          # the float64 coefficients
+        tau, d = 1 - aux["c"] * aux["c"], aux["c"] - h
+        A = {k: np.abs(np.swapaxes(P2[k], -1, -2)).astype(ld) for k in ("Wf", "Wh")}
+        vl = v.astype(ld)
+        Av = vl @ A["Wf"]
+        exact = (np.abs(o).astype(ld) * vl + np.abs(sg).astype(ld) * np.abs(d).astype(ld) * Av
+                 + np.abs(f) * np.abs(tau).astype(ld)
+                 * ((np.abs(sg).astype(ld) * np.abs(h).astype(ld) * Av + np.abs(f) * vl)
+                    @ A["Wh"]))
+        assert np.all(got.bound() >= exact) and np.all(plain.bound() >= exact)
+        assert np.allclose(got.val, plain.val, rtol=1e-13, atol=0)
+
+
+def test_f32value_in_place_operations_match_the_operators():
+    """F32Value.scaled/plus/matvec with out= give the values and the error bookkeeping
+    of *, + and matvec (rounded=1 adds one rounding to the depth and its underflow)."""
+    from rnnperturb.verified.linalg import ETA32, F32Matrix, F32Value
+    rng = np.random.default_rng(7)
+    Z = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    c = rng.standard_normal((2, 3, 1, 4))
+    A = F32Matrix(rng.standard_normal((2, 4, 4)))
+    F = F32Value(Z, 3, 1e-40, 2.0)
+    for got, ref in ((F.scaled(c, out=np.empty_like(Z)), F * c),
+                     (F.plus(F, out=np.empty_like(Z)), F + F),
+                     (F.matvec(A, out=np.empty_like(Z)), F.matvec(A))):
+        assert np.array_equal(got.val, ref.val)
+        assert (got.depth, got.alpha, got.mu) == (ref.depth, ref.alpha, ref.mu)
+    r1, r0 = F.scaled(c, rounded=1), F.scaled(c)
+    assert r1.depth == r0.depth + 1 and r1.alpha > r0.alpha and r1.mu == r0.mu + ETA32
+    W = Z.copy()
+    G = F32Value(W, 0, 0.0, 1.0).scaled(c, out=W)          # in place
+    assert G.val is W and np.array_equal(W, Z * c.astype(np.float32))
+    with pytest.raises(ValueError, match="out"):
+        F.matvec(A, out=np.empty(Z.shape, np.float64))
+
+
+def test_gram_step_f32_is_an_upper_bound():
+    r"""The float32 Gram step of the block recursion (step_f32, J = Z^T with float32
+    columns Z, scaled by powers of two): its lambda_max bound is never below
+    lambda_max of the exact recursion C_t = J C_{t-1} J^T + diag(gamma^2) (longdouble),
+    over many steps with expanding J, at the scale of rounding errors (C ~ 1e-28) and
+    at tiny and large ones; and not vacuous."""
+    from rnnperturb.bounds.trajectory import _Lyapunov
+    rng = np.random.default_rng(13)
+    B, n, T = 4, 12, 25
+    ld = np.longdouble
+    for c0, gs in ((1e-28, 1e-16), (1e-200, 1e-108), (1e20, 1e8)):
+        ly = _Lyapunov(B, n)
+        N0 = np.full(B, np.sqrt(c0))
+        ly.maybe_activate(N0, np.zeros(B), 0.0)
+        C = np.stack([np.eye(n, dtype=ld) * ld(ly.C[0, 0, 0])] * B)
+        for t in range(1, T + 1):
+            Z = (rng.standard_normal((B, n, n)) * 1.5 / np.sqrt(n)).astype(np.float32)
+            gam = np.abs(rng.standard_normal((B, n))) * gs
+            out = ly.step_f32(Z, gam)
+            Jl = np.swapaxes(Z, 1, 2).astype(ld)
+            C = Jl @ C @ np.swapaxes(Jl, 1, 2) + np.stack([np.diag(g.astype(ld) ** 2)
+                                                           for g in gam])
+            lam_true = np.array([np.linalg.eigvalsh(c.astype(np.float64)).max() for c in C])
+            lam_bound = out ** 2 / (1 + n * t)
+            assert np.all(lam_bound >= lam_true * (1 + 1e-12)), (c0, t, lam_bound / lam_true)
+            assert np.all(lam_bound <= lam_true * 10 * n)          # and not vacuous
+
+
+def test_slope_max_ball_is_slope_max_of_widen():
+    """slope_max_ball(kind, a, rad) is slope_max(kind, *widen(a, rad)), bit for bit,
+    also at 0, subnormals, infinities and huge radii."""
+    from rnnperturb.verified.activation import slope_max, slope_max_ball
+    from rnnperturb.verified.linalg import widen
+    rng = np.random.default_rng(8)
+    for kind in ("tanh", "sigmoid"):
+        for sc in (1e-300, 1e-20, 1.0, 800.0):
+            a = rng.standard_normal(20000) * sc
+            a[:9] = [0.0, -0.0, 1e-320, -1e-320, 5e-324, np.inf, -np.inf, 1e308, -3.0]
+            rad = np.abs(rng.standard_normal(20000)) * sc * rng.choice([0, 1e-16, 1e-3, 1, 10],
+                                                                       20000)
+            with np.errstate(all="ignore"):
+                ref, got = slope_max(kind, *widen(a, rad)), slope_max_ball(kind, a, rad)
+            assert np.array_equal(ref, got, equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["elman", "mgru"])
+def test_auto_tier_repeatable_with_pooled_work_arrays(kind):
+    """The default tier reuses float32 work arrays between calls: repeated and
+    interleaved calls (other shapes in between) give identical bounds."""
+    rng = np.random.default_rng(9)
+    cell = random_cell(kind, 10, 2, spectral_norm=3.0, bias_scale=0.5, seed=rng)
+    other = perturbed(cell, 1e-3, rng)
+    X = rng.standard_normal((40, 3, 2))
+    first = certified_bound(cell, other, X)
+    certified_bound(cell, other, X[:, :2])
+    small = random_cell(kind, 4, 2, spectral_norm=3.0, seed=rng)
+    certified_bound(small, perturbed(small, 1e-2, rng), X)
+    assert np.array_equal(first, certified_bound(cell, other, X))
+
+
 def test_stacked_matrices_match_single():
     """VerifiedMatrix, AbsValue and F32Matrix/F32Value on a stack (S, r, c) give, for
     each stack element, what the single matrix gives (the stacked trajectories of

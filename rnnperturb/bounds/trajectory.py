@@ -136,8 +136,11 @@ its trajectories exceeds :data:`AUTO_FRACTION` of the computed
 (and twice its accumulated local rounding), then for the whole batch, in
 *blocks* (:class:`_Blocks`): the block propagators are formed in float32
 (the cell's tangent on the columns, one 2-D GEMM per recurrent matrix for all
-sequences, with a verified float32 error bound) and the Gram recursion runs
-once per block (at most :data:`AUTO_BLOCK` steps, or earlier once the
+sequences, with a verified float32 error bound; in place, in fewer memory
+passes, for a cell with a fused float32 tangent such as
+:meth:`rnnperturb.cells.mgru.MGRU.tangent_f32`) and the Gram recursion runs
+once per block, its products in float32 with a verified error bound
+(:meth:`_Lyapunov.step_f32`) (at most :data:`AUTO_BLOCK` steps, or earlier once the
 block's sign-free forcing has grown :data:`AUTO_GROWTH`-fold); inside a block
 the row norms of the propagator give the bound. On the trained memorization
 checkpoints the bound stays within a relative :math:`10^{-4}` of the computed
@@ -177,7 +180,9 @@ AUTO_BLOCK = 32
 AUTO_GROWTH = 1e4
 #: ``tier="auto"``: the float32 block propagators are advanced in chunks of
 #: sequences of about this many entries (cache-sized; a cost choice only).
-AUTO_CHUNK = 1 << 17
+AUTO_CHUNK = 1 << 19
+#: ``tier="auto"``: bytes of float32 work arrays kept between calls (:class:`_Pool`).
+POOL_BYTES = 1 << 26
 #: Limit of n*n*T*B for rigorous=True (mpmath interval arithmetic is slow).
 RIGOROUS_BUDGET = 4_000_000
 _nrm = vec_norm_upper
@@ -190,6 +195,35 @@ def trivial_cap(cell, h0, B: int) -> np.ndarray:
     :math:`\max(h_{0,i},1) - \min(h_{0,i},-1)`)."""
     h0 = np.broadcast_to(np.asarray(h0, np.float64), (B, cell.state_size))
     return np.asarray(cell.trivial_cap(h0, B), dtype=np.float64)
+
+
+class _Pool:
+    """Work arrays kept between calls of :func:`certified_bound`, by shape and dtype
+    (up to :data:`POOL_BYTES`): the first touch of freshly mapped memory costs about
+    as much as a pass over it, and the block propagators make a few passes per
+    step. A cost choice only: every array taken is overwritten before it is read."""
+
+    def __init__(self):
+        self.free = {}
+        self.nbytes = 0
+
+    def take(self, shape, dtype=np.float32):
+        key = (tuple(shape), np.dtype(dtype).str)
+        try:
+            a = self.free.get(key, []).pop()
+        except IndexError:
+            return np.empty(shape, dtype)
+        self.nbytes -= a.nbytes
+        return a
+
+    def give(self, arrays):
+        for a in arrays:
+            if a is not None and self.nbytes + a.nbytes <= POOL_BYTES:
+                self.free.setdefault((a.shape, a.dtype.str), []).append(a)
+                self.nbytes += a.nbytes
+
+
+_POOL = _Pool()
 
 
 class _Trajectory:
@@ -233,8 +267,10 @@ class _Trajectory:
         S, B = self.S, self.B
         lyap = self.lyap
         linear = lyap is not None and bool(lyap.active.any())
+        # "block" (truthy): the block propagators give a norm bound at every step
         hn, rho_n, N_n, loc, lin = self.cell.rounding_step(
-            self.ctx, h, rho, N, x, absx, xnorm, self.exact, linear)
+            self.ctx, h, rho, N, x, absx, xnorm, self.exact,
+            "block" if linear and self.blocks is not None else linear)
         self.t += 1
         if linear:
             aux, gam = lin
@@ -256,8 +292,8 @@ class _Trajectory:
                 rho_n = np.minimum(rho_n, rho_b)
                 N_n = np.minimum(N_n, N_b)
                 if closing:
-                    J, chi = self.blocks.close()
-                    bound = lyap.step(idx, J, chi)
+                    Z, chi = self.blocks.close32()
+                    bound = lyap.step_f32(Z, chi)
                     ok = np.isfinite(bound)
                     N_n = np.minimum(N_n, np.where(ok, bound, np.inf).reshape(S, B))
         self.loc = _nrm(loc)
@@ -339,9 +375,10 @@ class _Blocks:
     At the end of the block, :math:`r_t = [\hat P_t Z_s,\ \operatorname{diag}(\chi_t)]
     (\zeta, \xi)` with the generators :math:`Z_s` of :class:`_Lyapunov`
     (:math:`Z_sZ_s^T = C_s`, :math:`\|\zeta\|_2^2 \le k_s`) and :math:`|\xi| \le 1`,
-    which is :meth:`_Lyapunov.step` with :math:`\hat J = \hat P_t` (float32 values,
-    exact in float64) and :math:`\gamma = \chi_t`: one Gram update per block
-    instead of one per step, and :math:`\|\zeta\|^2` grows by n per block. At the
+    which is the Gram step with :math:`\hat J = \hat P_t` and :math:`\gamma = \chi_t`
+    (:meth:`_Lyapunov.step_f32`, its products in float32 with their error bound):
+    one Gram update per block instead of one per step, and :math:`\|\zeta\|^2` grows by
+    n per block. At the
     steps inside a block the per-step recursion of the cell (started from the
     Gram bound at the block start) gives the bound; it grows like products of
     per-step norms over at most :data:`AUTO_BLOCK` steps, which is harmless:
@@ -356,12 +393,21 @@ class _Blocks:
         self.ns = F32Namespace()
         self.S, self.B = S, B
         self.M32 = {k: F32Matrix(P[k]) for k in cell.recurrent_names}   # (S, n, n) stacks
-        # Z[c][s, b, j, i] = entry (i, j) of the propagator of sequence b0 + b of chunk c in
-        # stack element s: the sequences are cut into cache-sized chunks (a cost choice
-        # only), so that each chunk's coefficient vectors are computed once per step.
+        # Z[c][s, j, b, i] = entry (i, j) of the propagator of sequence b0 + b of chunk c in
+        # stack element s (columns outermost: the coefficient vectors (s, b, i) of a step
+        # broadcast over j with long contiguous inner loops); the sequences are cut into
+        # chunks of bounded size (a cost choice only).
         bc = max(1, min(B, AUTO_CHUNK // max(S * n * n, 1)))
         self.slices = [slice(b0, min(b0 + bc, B)) for b0 in range(0, B, bc)]
         self.Z = [None] * len(self.slices)
+        # a cell's fused float32 tangent (optional, e.g. MGRU.tangent_f32) works in place
+        # in three preallocated buffers per chunk; else the tangent runs on F32Value
+        self.fused = getattr(cell, "tangent_f32", None)
+        self.spare = [None] * len(self.slices)
+        # likewise a fused majorant (optional, e.g. MGRU.tangent_abs), with |W|^T formed once
+        self.fused_abs = getattr(cell, "tangent_abs", None)
+        self.absT = {k: np.ascontiguousarray(np.abs(np.swapaxes(P[k], -1, -2)))
+                     for k in cell.recurrent_names}
         self.sq = np.zeros((S, B, n))
         self.chi = np.zeros((S, B, n))
         self.a = np.zeros((S, B, n))
@@ -375,8 +421,13 @@ class _Blocks:
         """Start a block at the current step (P = I) for the whole batch, rho (S, B, n), N (S, B)."""
         n, S = self.n, self.S
         eye = np.eye(n, dtype=np.float32)
-        self.Z = [np.array(np.broadcast_to(eye, (S, sl.stop - sl.start, n, n)))
-                  for sl in self.slices]
+        for c, sl in enumerate(self.slices):
+            if self.Z[c] is None:
+                shape = (S, n, sl.stop - sl.start, n)
+                self.Z[c] = _POOL.take(shape)
+                if self.fused is not None:
+                    self.spare[c] = [_POOL.take(shape) for _ in range(3)]
+            np.copyto(self.Z[c], eye[None, :, None, :])
         self.chi = np.zeros_like(self.chi)
         self.a = rho.copy()
         self.s1 = up(rho.sum(axis=-1), n)
@@ -392,18 +443,31 @@ class _Blocks:
         cell, P, M32, n = self.cell, self.P, self.M32, self.n
         sq = self.sq
         depth, alpha, mu = 0, 0.0, 0.0
+        fused = self.fused
         for c, sl in enumerate(self.slices):    # cache-sized chunks of the sequences
-            Fc = cell.tangent(self.ns, P, h[:, sl, None, :],
-                              _tree(lambda v: v[:, sl, None, :], aux),
-                              F32Value(self.Z[c], 0, 0.0, self.mu),
-                              lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+            hc, auxc = h[:, None, sl, :], _tree(lambda v: v[:, None, sl, :], aux)
+            Z0 = F32Value(self.Z[c], 0, 0.0, self.mu)
+            if fused is None:
+                Fc = cell.tangent(self.ns, P, hc, auxc, Z0,
+                                  lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
+            else:
+                bufs = self.spare[c]
+                Fc = fused(hc, auxc, Z0, lambda nm, v, o: v.matvec(M32[nm], out=o), bufs)
+                # the old propagator becomes a work buffer (the result is one of bufs)
+                self.spare[c] = [b for b in bufs if b is not Fc.val] + [self.Z[c]]
+                if len(self.spare[c]) > 3:          # the result was not written into bufs
+                    self.spare[c] = self.spare[c][:3]
             Zc = self.Z[c] = Fc.val
             # squared row norms of the new propagators while the chunk is in cache
-            sq[:, sl] = np.einsum("sbji,sbji->sbi", Zc, Zc)
+            sq[:, sl] = np.einsum("sjbi,sjbi->sbi", Zc, Zc)
             depth, alpha, mu = max(depth, Fc.depth), max(alpha, Fc.alpha), max(mu, Fc.mu)
         F = F32Value(None, depth, alpha, mu)
-        M = cell.tangent(ABS, P, h, aux, AbsValue(np.stack([self.chi, self.a])),
-                         lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0).bound()
+        ca = AbsValue(np.stack([self.chi, self.a]))
+        if self.fused_abs is None:
+            M = cell.tangent(ABS, P, h, aux, ca, lambda nm, v: v.matvec(P[nm]), lambda nm: 0.0)
+        else:
+            M = self.fused_abs(h, aux, ca, lambda nm, v: v.absmatvec(self.absT[nm]))
+        M = M.bound()
         g = F.gamma()
         ab = (F.alpha * self.s1)[..., None]
         self.a = up((1 + g) * M[1] + ab, 2)
@@ -421,13 +485,28 @@ class _Blocks:
         closing = self.count >= self.L or bool(np.any(chin > AUTO_GROWTH * self.forced))
         return rho_b, N_b, closing
 
+    def release(self):
+        """Hand the work arrays back to the pool (the propagators are not used again)."""
+        for c in range(len(self.slices)):
+            _POOL.give([self.Z[c]] + list(self.spare[c] or []))
+            self.Z[c], self.spare[c] = None, None
+
+    def close32(self):
+        r"""The block propagators as float32 columns, Z (S, B, n, n) with
+        :math:`\hat P = Z^T` for every (stack element, sequence) (a strided view where
+        the batch is one chunk), and the forcing bounds chi (S*B, n), flattened over
+        (stack element, sequence)."""
+        S, B, n = self.S, self.B, self.n
+        Z = np.concatenate(self.Z, axis=2) if len(self.Z) > 1 else self.Z[0]
+        return Z.transpose(0, 2, 1, 3), self.chi.reshape(S * B, n)
+
     def close(self):
         """The block propagators (S*B, n, n) float64 and the forcing bounds chi (S*B, n),
         flattened over (stack element, sequence)."""
         S, B, n = self.S, self.B, self.n
-        Z = np.concatenate(self.Z, axis=1) if len(self.Z) > 1 else self.Z[0]
-        J = np.ascontiguousarray(Z.transpose(0, 1, 3, 2), dtype=np.float64)
-        return J.reshape(S * B, n, n), self.chi.reshape(S * B, n)
+        Z, chi = self.close32()
+        J = np.ascontiguousarray(np.swapaxes(Z, -1, -2), dtype=np.float64)
+        return J.reshape(S * B, n, n), chi
 
 
 def _check_tier(tier, rigorous):
@@ -563,6 +642,18 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
     hbound = np.maximum(np.abs(lo), np.abs(hi))          # |h_t| <= hbound, t >= 1
     mode = {"fast": None, "tight": "step", "auto": "block"}[tier]
     traj = _Trajectory(cell, recs, h0a, exact, mode, hbound)
+    try:
+        out, outc = _run(cell, traj, X3, tier, componentwise, rows, width)
+    finally:
+        if traj.blocks is not None:
+            traj.blocks.release()
+    return out, outc
+
+
+def _run(cell, traj, X3, tier, componentwise, rows, width):
+    """The time loop of :func:`_bound_float`."""
+    T, B = X3.shape[0], X3.shape[1]
+    n = cell.state_size if rows is None else len(rows)
     wrep = width if rows is None else width[:, rows]
     cap = _nrm(wrep)
     # the floor from the finite widths (the LSTM's c has none: an infinite floor would keep
@@ -686,13 +777,92 @@ class _Lyapunov:
         out[idx] = np.sqrt(up(lam * k, 1)) * (1 + 4 * U64)
         return out
 
-    def _finish(self, S, E1, gam):
+    def step_f32(self, Z, gam):
+        r"""The step of :meth:`step` for the whole batch, with :math:`\hat J = Z^T`
+        given by float32 columns ``Z`` (k, n, n) (the block propagators of
+        :class:`_Blocks`) and :math:`S = \hat J\tilde C\hat J^T` evaluated in
+        float32 (two GEMMs), its error bounded as follows; returns the bound (k,).
+
+        Scaling: :math:`\sigma = 2^e \ge \max_{ij}|\tilde C_{ij}|` per element
+        (exponent clipped to [-1000, 1000]), :math:`C' = fl_{64}(\tilde C/\sigma)`,
+        :math:`C_{32} = fl_{32}(C')`, :math:`Y = fl_{32}(C_{32}Z)`,
+        :math:`S_{32} = fl_{32}(Z^TY)`, :math:`S = \sigma S_{32}` (float64, exact
+        up to float64 underflow, :math:`\le 2^{-1075}` per entry, which the absolute
+        :math:`10^{-120}` of :func:`~rnnperturb.verified.linalg.up` in the diagonal
+        term covers). With :math:`u = 2^{-24}`, :math:`\eta = 2^{-150}` (float32
+        underflow), :math:`\gamma = \gamma^{(32)}_{n+1}`, :math:`A = |Z|` and the
+        standard bound for dot products of length n in any order,
+        :math:`|fl(x^Ty) - x^Ty| \le \gamma|x|^T|y| + 2n\eta`:
+        :math:`|C_{32} - \tilde C/\sigma| \le u|\tilde C|/\sigma + 2\eta`
+        (float64 underflow :math:`\le 2^{-1075} < \eta`),
+        :math:`|Y - C_{32}Z| \le \gamma|C_{32}|A + 2n\eta`,
+        :math:`|S_{32} - Z^TY| \le \gamma A^T|Y| + 2n\eta`, so
+
+        .. math::
+            |\Delta| := |S_{32} - Z^T\tilde CZ/\sigma| \le
+            K A^T\tfrac{|\tilde C|}{\sigma}A + \eta\bigl((2+3\gamma)aa^T
+            + 2n(1+\gamma)a\mathbf 1^T + 2n\mathbf 1\mathbf 1^T\bigr),\quad
+            K = u + (2\gamma+\gamma^2)(1+u),\ a = A^T\mathbf 1 .
+
+        The row sums of :math:`|\operatorname{sym}\Delta|` are at most
+        :math:`e = \tfrac12 K A^Tw + \tfrac12\eta\bigl(2(2+3\gamma)a\,\Sigma a +
+        2n(1+\gamma)(na + \Sigma a) + 4n^2\bigr)` with :math:`w = (|\tilde C| +
+        |\tilde C|^T)A\mathbf 1/\sigma`; :math:`A^Tw` is evaluated in float32 from
+        :math:`w_{32} \ge w` (rounded up) and bounded by
+        :math:`(fl_{32}(A^Tw_{32}) + 2n\eta)(1+2\gamma)` (non-negative terms), the
+        rest in float64 and rounded up. :math:`\sigma e` then plays the role of the
+        row-sum bound of :meth:`full_piece`, and the proof of the class docstring
+        goes through unchanged. An overflow gives Inf/NaN, i.e. no bound (the
+        caller restarts those elements)."""
+        from rnnperturb.verified.linalg import ETA32, U32, gamma32
+        n = self.n
+        lead = Z.shape[:-2]                              # (k,) or (S, B): k elements
+        shape = lead + (n, n)
+        C = self.C.reshape(shape)
+        absC = (self.absC if self.absC is not None else np.abs(self.C)).reshape(shape)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            _, ex = np.frexp(absC.max(axis=(-2, -1)))
+            ex = np.clip(ex, -1000, 1000)[..., None, None]
+            sig = np.ldexp(1.0, ex)                      # powers of two: exact scaling
+            C32, Y, S32 = (_POOL.take(shape) for _ in range(3))
+            np.multiply(C, np.ldexp(1.0, -ex), out=C32, casting="same_kind")
+            np.matmul(C32, Z, out=Y)                      # C' Z
+            np.matmul(np.swapaxes(Z, -1, -2), Y, out=S32)  # Z^T C' Z = J C' J^T
+            # C~ is not read again: its array takes S (no fresh memory to touch)
+            S = np.multiply(S32, sig, out=C, dtype=np.float64)
+            A = np.abs(Z, out=Y)
+            v = up(A.sum(axis=-1, dtype=np.float64), n)   # A 1
+            w = up((absC @ v[..., None])[..., 0] + (v[..., None, :] @ absC)[..., 0, :],
+                   2 * n + 1)
+            w32 = ((w / sig[..., 0]) * (1 + 2.0 ** -22) + 2.0 ** -149).astype(np.float32)
+            t32 = np.matmul(w32[..., None, :], A)[..., 0, :]   # A^T w32
+            g = gamma32(n + 1)
+            K = U32 + (2 * g + g * g) * (1 + U32)
+            tt = up((t32.astype(np.float64) + 2 * n * ETA32) * (1 + 2 * g), 2)
+            a = up(A.sum(axis=-2, dtype=np.float64), n)   # A^T 1
+            sa = up(a.sum(axis=-1, keepdims=True), n)
+            eta = ETA32 * 0.5 * (2 * (2 + 3 * g) * a * sa + 2 * n * (1 + g) * (n * a + sa)
+                                 + 4 * n * n)
+            E1 = up(sig[..., 0] * (0.5 * K * tt + eta), 8)
+            _POOL.give([C32, Y, S32])
+            k = self.C.shape[0]
+            C, absC, lam = self._finish(S.reshape(k, n, n), E1.reshape(k, n), gam,
+                                        out=absC.reshape(k, n, n))   # |C~| not read again
+        self.C, self.absC = C, absC
+        self.steps += 1
+        kk = 1 + n * self.steps
+        return np.sqrt(up(lam * kk, 1)) * (1 + 4 * U64)
+
+    def _finish(self, S, E1, gam, out=None):
         n = self.n
         idx = np.arange(n)
         S[:, idx, idx] += up(E1 + gam * gam, 2)
         S[:, idx, idx] *= (1 + 4 * U64)
-        A = np.abs(S)
-        rc = 0.5 * up(A.sum(axis=2) + A.sum(axis=1), 2 * n)       # rows and columns of |S|
+        A = np.abs(S, out=out)
+        ones = np.ones(n)
+        # rows and columns of |S| (sums of n non-negative terms in any order, as BLAS
+        # matrix-vector products: relative gamma_n each, covered by up)
+        rc = 0.5 * up(A @ ones + ones @ A, 2 * n)
         lam = np.minimum(rc.max(axis=1), up(np.trace(S, axis1=1, axis2=2), n))
         return S, A, np.maximum(lam, 0.0)
 

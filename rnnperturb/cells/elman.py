@@ -75,6 +75,34 @@ class ElmanRNN(Cell):
         hn = aux["h"]
         return (1 - hn * hn) * (rec("W", dh) + dinp("W"))
 
+    @staticmethod
+    def tangent_f32(h, aux, dh, rec, bufs):
+        r"""The map of :meth:`tangent` (no input tangent) on a float32 stack of
+        tangents, :math:`v \mapsto fl(1-h_t^2)\odot W v`, without temporaries (the
+        block propagators of :class:`rnnperturb.bounds.trajectory._Blocks`; the
+        same operations as :meth:`tangent`, so the same error bound of
+        :class:`~rnnperturb.verified.linalg.F32Value`).
+
+        Parameters
+        ----------
+        h : ndarray, shape (S, 1, B, n)
+            (any shape that broadcasts against the tangents).
+        aux : dict
+            From :meth:`forward`, arrays of the shape of ``h``.
+        dh : F32Value, value (S, k, B, n)
+            k columns of B sequences.
+        rec : callable ``rec(name, v, out)``
+        bufs : list of 3 float32 arrays, shape (S, k, B, n)
+            Work space; the result is in ``bufs[0]``.
+
+        Returns
+        -------
+        F32Value, value (S, k, B, n)
+        """
+        hn = aux["h"]
+        A = rec("W", dh, bufs[0])
+        return A.scaled(1 - hn * hn, out=A.val)
+
     def state_bounds(self, h0):
         h0 = np.asarray(h0, np.float64)
         return np.full(h0.shape, -1.0), np.full(h0.shape, 1.0)
@@ -105,25 +133,27 @@ class ElmanRNN(Cell):
         (:math:`q`: the exact Taylor remainder of tanh about :math:`\tilde a` over
         :math:`\pm\rho^a`).
         """
-        from rnnperturb.verified.activation import (TANH_KAPPA, act_error, slope_max,
+        from rnnperturb.verified.activation import (TANH_KAPPA, act_error, slope_max_ball,
                                                     taylor_remainder_max)
-        from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm, widen
+        from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm
         tiny = 1e-120
         W, U = ctx["W"], ctx["U"]
         eps = act_error("tanh")
         a = h @ W.AT + (x @ U.AT + ctx["b"])
         ah = np.abs(h)
-        loc_a = up(ctx["K"] * (W.absmv(ah, nrm(ah), exact) + U.absmv(absx, xnorm, exact)
-                               + ctx["absb"]), 3)
+        # with exact=True, |W||h| never exceeds the row-norm bound ||W_i|| ||h|| (Cauchy-Schwarz)
+        loc_a = up(ctx["K"] * (W.absmv(ah, None if exact else nrm(ah), exact)
+                               + U.absmv(absx, xnorm, exact) + ctx["absb"]), 3)
         prop_a = W.absmv(rho, N, exact)
         rad = up(prop_a + loc_a, 2)
-        s = slope_max("tanh", *widen(a, rad))
+        s = slope_max_ball("tanh", a, rad)
         hn = np.tanh(a)
         ahn = np.abs(hn)
         loc_h = up(s * loc_a + eps * ahn, 2) + tiny
         rho_n = up(s * prop_a + loc_h, 2)
-        N_n = up(W.dnorm(s) * N + nrm(loc_h), 2)
-        N_n = np.minimum(N_n, nrm(rho_n))
+        N_n = nrm(rho_n)
+        if linear != "block":   # block propagators: the driver has its own norm bound
+            N_n = np.minimum(up(W.dnorm(s) * N + nrm(loc_h), 2), N_n)
         lin = None
         if linear:
             d = 1 - hn * hn

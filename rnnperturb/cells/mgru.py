@@ -90,6 +90,87 @@ class MGRU(Cell):
         dc = (1 - c * c) * (rec("Wh", df * h + f * dh) + dinp("Wh"))
         return (1 - f) * dh + df * (c - h) + f * dc
 
+    @staticmethod
+    def tangent_f32(h, aux, dh, rec, bufs):
+        r"""The map of :meth:`tangent` (no input tangent) on a float32 stack of
+        tangents, in fewer memory passes: the block propagators of
+        :class:`rnnperturb.bounds.trajectory._Blocks`.
+
+        With the coefficient vectors of :meth:`tangent` as it computes them,
+        :math:`\tilde o = fl(1-f)`, :math:`\tilde s = fl(f\tilde o)`,
+        :math:`\tilde d = fl(c-h)`, :math:`\tilde\tau = fl(1-c^2)`, the map is
+
+        .. math::
+            v \mapsto \tilde o\odot v + (\tilde s\tilde d)\odot W_f v
+            + (f\tilde\tau)\odot W_h\bigl((\tilde s h)\odot W_f v + f\odot v\bigr),
+
+        the same exact map as :meth:`tangent` (its products of coefficients,
+        taken in one pass each). The three products of two coefficients are
+        rounded in float64 first (:meth:`F32Value.scaled` with ``rounded=1``:
+        one more factor :math:`(1+\delta)` on their paths, three in all where
+        :meth:`tangent` has four), so the error bound :math:`\gamma_D|L|_{maj}|v| +
+        \alpha` of :class:`~rnnperturb.verified.linalg.F32Value` holds with the
+        majorant :math:`|L|_{maj}` of :meth:`tangent` (:math:`|ab| = |a||b|`).
+
+        Parameters
+        ----------
+        h : ndarray, shape (S, 1, B, n)
+            :math:`h_{t-1}` (any shape that broadcasts against the tangents).
+        aux : dict
+            From :meth:`forward`, arrays of the shape of ``h``.
+        dh : F32Value, value (S, k, B, n)
+            The tangents: k columns of B sequences (``dh.val`` is only read).
+        rec : callable ``rec(name, v, out)``
+            :meth:`F32Value.matvec` by the float32 matrix ``name``, into ``out``.
+        bufs : list of 3 float32 arrays, shape (S, k, B, n)
+            Work space (overwritten); the result is in ``bufs[1]``.
+
+        Returns
+        -------
+        F32Value, value (S, k, B, n)
+        """
+        f, c = aux["f"], aux["c"]
+        omf = 1 - f
+        s = f * omf
+        A = rec("Wf", dh, bufs[0])                                  # W_f v
+        out = A.scaled(s * (c - h), rounded=1, out=bufs[1])         # (s d) W_f v
+        A = A.scaled(s * h, rounded=1, out=A.val)                   # (s h) W_f v
+        A = A.plus(dh.scaled(f, out=bufs[2]), out=A.val)            # ... + f v
+        Wv = rec("Wh", A, bufs[2])                                  # W_h(...)
+        Wv = Wv.scaled(f * (1 - c * c), rounded=1, out=Wv.val)      # (f tau) W_h(...)
+        out = out.plus(Wv, out=out.val)
+        return out.plus(dh.scaled(omf, out=bufs[2]), out=out.val)   # ... + o v
+
+    @staticmethod
+    def tangent_abs(h, aux, v, rec):
+        r"""The majorant of :meth:`tangent` (what it computes on an
+        :class:`~rnnperturb.verified.linalg.AbsValue`) with the products of two
+        coefficients of :meth:`tangent_f32` taken first, in float64
+        (``AbsValue.scaled(..., rounded=1)``: one more rounding on their paths, so
+        ``bound()`` still covers the evaluation; the exact majorant is the same,
+        :math:`|ab| = |a||b|`).
+
+        Parameters
+        ----------
+        h : ndarray, shape (S, B, n)
+        aux : dict
+            From :meth:`forward`, arrays of shape (S, B, n).
+        v : AbsValue, value (..., S, B, n)
+        rec : callable ``rec(name, v)``
+            :math:`|W_{name}| v` (``AbsValue.absmatvec``).
+
+        Returns
+        -------
+        AbsValue, value of the shape of ``v.val``
+        """
+        f, c = aux["f"], aux["c"]
+        omf = 1 - f
+        s = f * omf
+        A = rec("Wf", v)
+        G = A.scaled(s * h, rounded=1) + v.scaled(f)
+        return (A.scaled(s * (c - h), rounded=1)
+                + rec("Wh", G).scaled(f * (1 - c * c), rounded=1) + v.scaled(omf))
+
     def state_bounds(self, h0):
         """Convex combinations of :math:`h_{t-1}` and :math:`c_t \\in (-1, 1)`:
         :math:`[\\min(h_{0,i}, -1), \\max(h_{0,i}, 1)]`."""
@@ -128,8 +209,8 @@ class MGRU(Cell):
         and likewise for :math:`\tanh'` with :math:`\tilde\tau`.
         """
         from rnnperturb.verified.activation import (SIGMOID_KAPPA, TANH_KAPPA, act_error,
-                                                    slope_max)
-        from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm, widen
+                                                    slope_max_ball)
+        from rnnperturb.verified.linalg import U64, up, vec_norm_upper as nrm
         tiny = 1e-120
         ex = exact
         Wf, Wh, Uf, Uh = ctx["Wf"], ctx["Wh"], ctx["Uf"], ctx["Uh"]
@@ -146,7 +227,7 @@ class MGRU(Cell):
         m_hf, m_rf = Wf.absmv(np.stack([ah, rho]), np.stack([vn(ah), N]), ex)
         loc_af = up(ctx["K"] * (m_hf + Uf.absmv(absx, xnorm, ex) + ctx["absbf"]), 3)
         rad_f = up(m_rf + loc_af, 2)
-        sf = slope_max("sigmoid", *widen(af, rad_f))
+        sf = slope_max_ball("sigmoid", af, rad_f)
         with np.errstate(over="ignore"):
             f = 1.0 / (1.0 + np.exp(-af))
         esf = es * f
@@ -162,11 +243,12 @@ class MGRU(Cell):
         # candidate
         ac = p @ Wh.AT + (x @ Uh.AT + ctx["bh"])
         m_p, m_rl, m_r = Wh.absmv(np.stack([ap, rp_loc, rp]),
-                                  np.stack([vn(ap), vn(rp_loc), vn(rp)]), ex)
+                                  None if ex else np.stack([nrm(ap), nrm(rp_loc), nrm(rp)]),
+                                  ex)
         base_c = up(ctx["K"] * (m_p + Uh.absmv(absx, xnorm, ex) + ctx["absbh"]), 3)
         loc_ac = up(base_c + m_rl, 2)
         rad_c = up(base_c + m_r, 2)
-        sc = slope_max("tanh", *widen(ac, rad_c))
+        sc = slope_max_ball("tanh", ac, rad_c)
         c = np.tanh(ac)
         cab = np.abs(c)
         etc = et * cab
@@ -179,17 +261,19 @@ class MGRU(Cell):
         gm = np.minimum(omf + rf, 1.0)          # bound on 1 - f over the box
         rho_n = up(gm * rho + rf * ah + fm * rc + rf * cab + rnd, 5)
         loc_h = up(rf_loc * ah + np.minimum(f + rf_loc, 1.0) * rc_loc + rf_loc * cab + rnd, 4)
-        # sup of ||J||_2 over the box
         cmh = c - h
         acmh = np.abs(cmh)
-        d1 = up(sf * (acmh * (1 + U64) + rc + rho), 3)
-        d3 = up(sf * (ah + rho), 1)
-        n_d1, n_d3 = Wf.dnorm(np.stack([d1, d3]))
-        d2 = up(fm * sc, 1)
-        nu = up(np.max(gm, axis=-1) + n_d1
-                + Wh.dnorm(d2) * up(np.max(fm, axis=-1) + n_d3, 2), 4)
-        N_n = up(nu * N + nrm(loc_h), 2)
-        N_n = np.minimum(N_n, nrm(rho_n))
+        N_n = nrm(rho_n)
+        if linear != "block":
+            # sup of ||J||_2 over the box (with block propagators the driver has a norm
+            # bound of its own at every step, and this one is not needed)
+            d1 = up(sf * (acmh * (1 + U64) + rc + rho), 3)
+            d3 = up(sf * (ah + rho), 1)
+            n_d1, n_d3 = Wf.dnorm(np.stack([d1, d3]))
+            d2 = up(fm * sc, 1)
+            nu = up(np.max(gm, axis=-1) + n_d1
+                    + Wh.dnorm(d2) * up(np.max(fm, axis=-1) + n_d3, 2), 4)
+            N_n = np.minimum(up(nu * N + nrm(loc_h), 2), N_n)
         lin = None
         if linear:
             s_t = f * omf                       # the coefficients of tangent()
@@ -212,7 +296,7 @@ class MGRU(Cell):
             # sums are rounded up before the product)
             R4W = R4 * Wfv
             m3, m4 = Wh.absmv(np.stack([up(fm * v + u4 * Wfv + R4W, 3), up(rf * v + R4W, 2)]),
-                              inf, True)
+                              None, True)
             dJv = Romf * v + R2 * Wfv + R3 * m3 + u3 * m4
             gam = up(dJv + loc_h, 8) + tiny
             lin = ({"f": f, "c": c}, gam)

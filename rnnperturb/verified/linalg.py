@@ -205,7 +205,12 @@ class VerifiedMatrix:
 
         v : (..., B, c), vnorm : (..., B). ``exact=True`` uses |A| v (a matvec), else
         the cheap majorant rowsum(|A|) * max(v); both are combined (min) with
-        the row-norm bound ||A_i||_2 vnorm."""
+        the row-norm bound ||A_i||_2 vnorm. ``vnorm=None`` (only with ``exact=True``):
+        no norm bound known, |A| v alone (rounded up)."""
+        if vnorm is None:
+            if not exact:
+                raise ValueError("vnorm: expected an array with exact=False, found None")
+            return up(v @ self.absT, self.A.shape[-1])
         byrow = self.rn[..., None, :] * vnorm[..., None]
         if exact:
             el = up(v @ self.absT, self.A.shape[-1])
@@ -284,6 +289,18 @@ class AbsValue:
         else:                       # a stack (S, r, c) acting on (..., S, B, c)
             out = v @ np.swapaxes(np.abs(A), -1, -2)
         return AbsValue(out, self.depth + A.shape[-1])
+
+    def scaled(self, c, *, rounded: int = 0):
+        r"""``c * self`` for a coefficient array ``c``; ``rounded``: the number of float64
+        roundings that produced ``c`` from the exact product of the coefficients it
+        stands for (``c = fl(a * b)``: 1; :math:`|fl(ab)| = fl(|a||b|)`), each one
+        more factor :math:`(1+\delta)` on the paths through it (``depth`` + 1)."""
+        return AbsValue(self.val * np.abs(c), self.depth + 1 + int(rounded))
+
+    def absmatvec(self, absAT):
+        """:math:`|A| v` from a precomputed ``absAT`` = :math:`|A|^T` (c, r), or a stack
+        (S, c, r) acting on (..., S, B, c): ``v @ absAT`` (inner dimension c)."""
+        return AbsValue(self.val @ absAT, self.depth + absAT.shape[-2])
 
     def bound(self):
         """A sure upper bound on the exact majorant (covers the rounding of ``val``)."""
@@ -444,22 +461,62 @@ class F32Value:
     def __mul__(self, o):
         if isinstance(o, F32Value):
             raise TypeError("F32Value: the expression must be linear in the argument")
-        c = np.asarray(o)
-        cmax = float(np.max(np.abs(c))) if c.size else 0.0
-        g = (cmax * (1 + 4 * U32) + 2 * ETA32) * (1 + 4 * U32)
-        return F32Value(self.val * c.astype(np.float32), self.depth + 2,
-                        g * self.alpha + 2 * ETA32 * (self.mu + 1), g * self.mu + 2 * ETA32)
+        return self.scaled(o)
 
     __rmul__ = __mul__
 
-    def matvec(self, M):
+    def scaled(self, c, *, rounded: int = 0, out=None):
+        r"""``c * self`` for a float64 coefficient array ``c`` (broadcasting against
+        the value), written into ``out`` when given (``out`` may be ``self.val``: in
+        place, after which ``self`` must not be used again).
+
+        ``rounded``: the number of float64 roundings that produced ``c`` from the
+        exact product of the coefficients it stands for (``c = fl(a * b)`` of two
+        coefficient vectors of the map: 1), so that one pass replaces the
+        products by ``a`` and by ``b``. Each such rounding is one more factor
+        :math:`(1+\delta)`, :math:`|\delta| \le 2^{-53} < u`, on the paths
+        through ``c`` (``depth`` + 1) and one more absolute underflow error
+        :math:`\le 2^{-1075} < 2^{-150}` (``alpha`` and ``mu`` + :math:`2^{-150}(\mu+1)`);
+        the exact map is unchanged (:math:`|ab| = |a||b|`, so the majorant of
+        :class:`AbsValue` is that of the two products). ``rounded=0`` is ``c * self``.
+        """
+        c = np.asarray(c)
+        cmax = float(np.max(np.abs(c))) if c.size else 0.0
+        g = (cmax * (1 + 4 * U32) + 2 * ETA32) * (1 + 4 * U32)
+        k = 2 + int(rounded)
+        c32 = c.astype(np.float32)
+        val = self.val * c32 if out is None else np.multiply(self.val, c32, out=out)
+        return F32Value(val, self.depth + k, g * self.alpha + k * ETA32 * (self.mu + 1),
+                        g * self.mu + k * ETA32)
+
+    def plus(self, o, *, out=None):
+        """``self + o`` (same bookkeeping as ``+``), written into ``out`` when given
+        (``out`` may be either operand's value: in place)."""
+        if not isinstance(o, F32Value):
+            raise TypeError("F32Value: only linear expressions (no constant terms) are supported")
+        g = 1 + 4 * U32
+        val = self.val + o.val if out is None else np.add(self.val, o.val, out=out)
+        return F32Value(val, max(self.depth, o.depth) + 1, (self.alpha + o.alpha) * g,
+                        (self.mu + o.mu) * g)
+
+    def matvec(self, M, out=None):
         """:math:`A v` for a batch of rows, ``v @ A.T`` as one 2-D float32 GEMM; ``M``
         an :class:`F32Matrix` of A. For a stack of S matrices, ``v`` is (S, ...,
-        c) and matrix s acts on ``v[s]`` (one GEMM per matrix)."""
+        c) and matrix s acts on ``v[s]`` (one GEMM per matrix). ``out``: a
+        C-contiguous float32 array of the result's shape to write into (not
+        ``self.val``)."""
         v = self.val
         AT = M.AT32
         lead = v.shape[:1] if AT.ndim == 3 else ()
-        out = (v.reshape(lead + (-1, v.shape[-1])) @ AT).reshape(v.shape[:-1] + (AT.shape[-1],))
+        v2 = v.reshape(lead + (-1, v.shape[-1]))
+        shape = v.shape[:-1] + (AT.shape[-1],)
+        if out is None:
+            out = (v2 @ AT).reshape(shape)
+        else:
+            if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+                raise ValueError(f"out: expected a C-contiguous float32 array of shape {shape}, "
+                                 f"found {out.dtype} {out.shape}")
+            np.matmul(v2, AT, out=out.reshape(v2.shape[:-1] + (AT.shape[-1],)))
         g = (M.rowsum * (1 + 4 * U32) + 2 * M.k * ETA32) * (1 + 2 * gamma32(M.k + 2))
         return F32Value(out, self.depth + M.k + 1,
                         g * self.alpha + 2 * M.k * ETA32 * (self.mu + 1),
