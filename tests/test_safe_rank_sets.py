@@ -303,3 +303,60 @@ def test_cli_set_recommendation_is_certified_safe_rank(tmp_path, capsys):
     assert f"recommendation (accuracy, certified under 12 bits, any rounding): rank {r}," in out
     assert main(base[:4] + ["--bits", "12", "--json"]) == 0       # no --tolerance-accuracy
     assert "set_recommendations" not in json.loads(capsys.readouterr().out)
+
+
+def _readme_paragraph():
+    import pathlib
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("**Truncation, then a set**")
+    return " ".join(text[start:text.index("\n\n", start)].split())
+
+
+_MGRU_D10 = "validation/checkpoints/mgru_memorization_D10.npz"
+
+
+def _mgru_d10():
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / _MGRU_D10
+    if not path.exists():
+        pytest.skip(f"{_MGRU_D10} not shipped")
+    cell, meta = rp.load_with_metadata(str(path))
+    return cell.astype(np.float64), rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"])
+
+
+def test_readme_measured_ranks_of_mgru_d10():
+    """The README's measured numbers: the truncated MGRU D10, and quantize(bits=8) of it, first
+    recall all 32 sequences at rank 13, and do at every rank from there (exact runs)."""
+    import re
+    cell, task = _mgru_d10()
+    para = _readme_paragraph()
+    r0 = int(re.search(r"recall every sequence from rank (\d+) on \(measured\)", para).group(1))
+    n = cell.n
+    own = [_recalls(rp.truncate_svd(cell, rank=r), task).all() for r in range(n + 1)]
+    q8 = [_recalls(rp.quantize(rp.truncate_svd(cell, rank=r), bits=8), task).all()
+          for r in range(n + 1)]
+    assert own.index(True) == r0 and q8.index(True) == r0 and all(q8[r0:])
+
+
+@pytest.mark.slow
+def test_readme_certified_ranks_of_mgru_d10():
+    """The README's certified numbers (5 certificates, several minutes): every rounding of
+    the rank-13 truncation to 16 bits is certified on all 32 sequences (rank 12's truncated
+    net misses one, so 13 is the smallest); at 15 bits ranks 13 and 14 certify 31 and 30 of
+    32 and rank 15 all; 8 bits certifies no sequence at rank 64."""
+    import re
+    cell, task = _mgru_d10()
+    para = _readme_paragraph()
+    r16 = int(re.search(r"every rounding to 16 bits at rank (\d+)", para).group(1))
+    r15 = int(re.search(r"to 15 bits at rank (\d+)", para).group(1))
+    c13, c14 = (int(v) for v in re.search(r"rank 13 certifies (\d+)/32 sequences and rank 14 "
+                                          r"only (\d+)/32", para).groups())
+    assert "certified accuracy 0/32" in para
+    q = lambda b: (lambda w: rp.sets.quantization(w, bits=b, rounding="any"))    # noqa: E731
+    s16 = rp.certified_safe_rank(cell, task, ranks=[r16], perturbation=q(16), samples=0)
+    assert s16.certified_safe_rank == r16 == s16.nominal_safe_rank
+    s15 = rp.certified_safe_rank(cell, task, ranks=[13, 14, r15], perturbation=q(15), samples=0)
+    assert s15.certified_safe_rank == r15
+    np.testing.assert_array_equal(np.asarray(s15.certified_accuracy)[:2] * 32, [c13, c14])
+    s8 = rp.certified_safe_rank(cell, task, ranks=[cell.n], perturbation=q(8), samples=0)
+    assert s8.certified_safe_rank is None and s8.certified_accuracy[0] == 0.0
