@@ -103,3 +103,17 @@ def test_fit_recovers_a_known_law_on_synthetic_nets():
     bad = np.mean([abs(exp_law.predict_rank(x["ranks"], x["S"], 10 * c_true) - x["rank_kept"])
                    for x in test])
     assert bad > 3 * max(err, 0.1)
+
+
+def test_default_split_holds_out_unseen_cells_and_skips_other_tasks():
+    """The law is fitted on the tanh RNN and the MGRU only (n = 64, seeds 1-3: 18 nets); every
+    GRU/LSTM memorization net is held out as 'test_cells'; k-back/AR seeds are not in the split."""
+    split = exp_law.default_split()
+    assert all("memorization" in k for k in split)
+    train = sorted(k for k, v in split.items() if v == "train")
+    assert len(train) == 18
+    assert {k.split("/")[-1].split("_")[0] for k in train} == set(exp_law.TRAIN_CELLS)
+    for k, v in split.items():
+        cell = k.split("/")[-1].split("_")[0]
+        assert (v == "test_cells") == (cell not in exp_law.TRAIN_CELLS), (k, v)
+    assert "gru_memorization_D20" in split and "lstm_memorization_D50" in split

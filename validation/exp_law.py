@@ -156,17 +156,30 @@ def tail_ratio(cell, small) -> float:
     return float(np.sqrt(dn / wn))
 
 
+#: Cells the law is fitted on; the others' nets are held out as ``test_cells``.
+TRAIN_CELLS = ("elman", "mgru")
+
+
 def default_split() -> dict:
-    """Checkpoint name -> split. Train: n = 64, default recipes, seeds 1-3 (D = 10, 20, 50, both
-    cells). Held out: ``test_seeds`` (n = 64, seeds 4-6), ``test_sizes`` (n = 32, 128),
-    ``test_recipes`` (the matched recipes). Seed checkpoints come from ``sweep.json``."""
+    """Checkpoint name -> split. Train: n = 64, default recipes, seeds 1-3 (D = 10, 20, 50) of the
+    tanh RNN and the MGRU. Held out: ``test_seeds`` (n = 64, seeds 4-6), ``test_sizes`` (n = 32,
+    128), ``test_recipes`` (the matched recipes), ``test_cells`` (every GRU and LSTM
+    memorization net, seed 1 and the sweep's seeds: cells the law never saw). Seed checkpoints
+    come from ``sweep.json`` (its k-back and AR-signal entries are not memorization nets and are
+    left out)."""
     from validation.exp_seeds import SEED_DIR
-    out = {f"{c}_memorization_D{D}": "train" for c in ("elman", "mgru") for D in (10, 20, 50)}
+    from validation.experiments import checkpoint_names
+    out = {f"{c}_memorization_D{D}": "train" for c in TRAIN_CELLS for D in (10, 20, 50)}
+    for name in checkpoint_names(task="memorization"):
+        if name.split("_")[0] not in TRAIN_CELLS:
+            out[name] = "test_cells"
     with open(os.path.join(SEED_DIR, "sweep.json")) as f:
         for r in json.load(f)["results"]:
-            if r["shipped"] is None:
+            if r["shipped"] is None or r.get("task", "memorization") != "memorization":
                 continue
-            if r["recipe"] is not None:
+            if r["cell"] not in TRAIN_CELLS:
+                split = "test_cells"
+            elif r["recipe"] is not None:
                 split = "test_recipes"
             elif r["hidden"] != 64:
                 split = "test_sizes"

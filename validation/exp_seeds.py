@@ -3,7 +3,8 @@ r"""Seeds and error bars (issue 14, items 2-3): kept ranks and C_t over seeds, s
 Inputs: the memorization checkpoints of ``validation/checkpoints/seeds/`` (trained by
 ``python -m validation.sweep --plan issue14 --workers 1 --cache CACHE --ship
 validation/checkpoints/seeds``; ``sweep.json`` there lists every configuration, failures included)
-and the shipped seed-1 checkpoints ``validation/checkpoints/<cell>_memorization_D<D>`` (n = 64,
+and the shipped seed-1 checkpoints ``validation/checkpoints/<cell>_memorization_D<D>`` (every
+cell: tanh RNN, MGRU, GRU, LSTM; D = 10, 20, 50; n = 64,
 default recipes); the k-back and AR-signal seeds listed in the same ``sweep.json`` are
 :mod:`validation.exp_task_seeds`'. Per net:
 
@@ -89,9 +90,12 @@ def _nets(quiet: bool):
             for k in STATS:
                 base[f"{m}_{k}"] = st[k]
         out.append(base)
-    for cellname in ("elman", "mgru"):
+    for cellname in ("elman", "mgru", "gru", "lstm"):
         for D in (10, 20, 50):
             name = f"{cellname}_memorization_D{D}"
+            if not os.path.exists(os.path.join(CHECKPOINT_DIR, name + ".npz")):
+                raise FileNotFoundError(f"seed-1 checkpoint {name!r}: expected "
+                                        f"{os.path.join(CHECKPOINT_DIR, name + '.npz')}")
             cell, meta = load(name)
             st = rank_statistics(cell, meta)
             row = {"cell": cellname, "variant": "default", "D": D, "n": cell.n,
@@ -148,7 +152,7 @@ def headline(result: dict) -> dict:
             for k, g in sorted(result["groups"].items())}
 
 
-_LABEL = {"elman": "tanh RNN", "mgru": "MGRU"}
+_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
 _COLS = ("svd_kept_99", "svd_kept_all32", "svd_auc_rank", "svd_margin_kept", "identity_kept_99",
          "C")
 
