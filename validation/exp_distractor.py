@@ -11,6 +11,9 @@ kept rank (smallest r from which recall stays >= 99 % of the full net's under th
 plain SVD), the AUC rank (area above the relative accuracy curve, in ranks) and the frozen/fresh
 ratio :math:`C_t` at the recall steps (first order, ``rp.noise_response``).
 
+Nets *trained* with the distractor at a fixed rho are the clean test:
+:mod:`validation.exp_distractor_trained`.
+
 If coherence *causes* the tolerated rank to change, kept rank and AUC rank must move with
 :math:`\rho` at fixed :math:`\sigma`; :math:`C_t` moving alone is not enough.
 

@@ -22,7 +22,8 @@ difference of means :math:`\rho = 0.98` minus :math:`\rho = 0` with its bootstra
 
 Commands::
 
-    python -m validation.exp_distractor_trained --train [--cells elman mgru] [--seeds 1 2 3]
+    python -m validation.exp_distractor_trained --train        # both cells, seeds 1-6
+    python -m validation.exp_distractor_trained --train --cells mgru --seeds 7 8 9 10 11 12
     python -m validation.exp_distractor_trained --out validation/results [--quick]
 
 ``--train`` trains every (cell, rho, seed), writes the nets that pass the recipe's check to

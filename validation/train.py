@@ -21,6 +21,11 @@ advance the curriculum over the delay or to stop early:
 * kback / kback_mix: per-step accuracy >= ``target`` on a held-out check batch;
 * ar_signal: NMSE <= ``target`` x the Kalman-optimal NMSE on a check batch.
 
+A memorization recipe with a ``distractor = (rho, sigma)`` adds an AR(1) distractor on the blank
+channel during the delay (:func:`with_distractor`) to every training batch, checks all ``K**L``
+sequences with 8 distractor paths each, and also reports the final test with 100 paths each
+(``final_test["distractor"]``); ``--distractor-rho`` selects such a recipe.
+
 The final test uses the library cell (:class:`rnnperturb.MGRU` /
 :class:`rnnperturb.ElmanRNN`) in float64, independent of the training
 forward pass: exact on the 32 memorization sequences, on 10,000 fresh
