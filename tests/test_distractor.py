@@ -349,3 +349,24 @@ def test_trained_distractor_prose_matches_data():
     m = re.search(r"the MGRU keeps (\d+)–(\d+) ranks on average at every ρ", sec)
     means = [v["mean"] for v in head["mgru_kept_99_vs_rho"].values()]
     assert m and (int(m[1]), int(m[2])) == (int(np.floor(min(means))), int(np.floor(max(means))))
+
+
+def test_distractor_matters_for_nets_trained_without_it():
+    """"At σ = 1 the seed-1 nets trained without a distractor lose a–b % of their recall" (over both
+    cells and every rho) against the data file, and one of those values recomputed from the shipped
+    seed-1 MGRU."""
+    if not os.path.exists(DATA):
+        pytest.skip("validation/data/distractor_trained.json not shipped yet")
+    from validation.exp_distractor_trained import recall_without_distractor_training
+    head = json.load(open(DATA))["headline"]
+    losses = {(kind, rho): v for kind in ("elman", "mgru") for rho, v in
+              head[f"{kind}_seed1_without_distractor_training_recall_loss"].items()}
+    assert len(losses) == 8
+    m = re.search(r"At σ = 1 the seed-1 nets trained without a distractor lose (\d+)–(\d+) % of "
+                  r"their recall", " ".join(_section().split()))
+    assert m
+    assert (int(m[1]), int(m[2])) == (round(100 * min(losses.values())),
+                                      round(100 * max(losses.values())))
+    cell, _ = rp.load_with_metadata(os.path.join(tr.CHECKPOINT_DIR, "mgru_memorization_D20.npz"))
+    got = 1 - recall_without_distractor_training(cell, rho=0.98)
+    assert got == pytest.approx(losses[("mgru", "0.98")], abs=1e-12)

@@ -49,6 +49,7 @@ from validation.recipes import DISTRACTOR_RHOS, DISTRACTOR_SIGMA, RECIPES, distr
 from validation.train import memorization_check_task, save_result, train
 
 __all__ = ["run", "headline", "trend", "train_all", "net_statistics", "checkpoint_stem",
+           "recall_without_distractor_training",
            "DIR", "RHOS", "SIGMA", "CELLS", "SEEDS"]
 
 NAME = "distractor_trained"
@@ -159,6 +160,15 @@ def net_statistics(cell, meta: dict, *, seed: int = 0, draws: int = DRAWS,
     return statistics(cell, t.X, t.targets, t.recall, L=L, D=Dm, ranks=ranks)
 
 
+def recall_without_distractor_training(cell, *, rho: float, sigma: float = SIGMA, seed: int = 0,
+                                       draws: int = DRAWS) -> float:
+    """Recall accuracy of a net under the distractor (``rho``, ``sigma``) on the evaluation inputs
+    of :func:`net_statistics` (for the shipped nets trained without one: how much it matters)."""
+    t = memorization_check_task(2, 5, D, distractor=(rho, sigma), draws=draws, seed=[seed, 41])
+    Y = cell.readout(cell.run(t.X))
+    return float((Y.argmax(-1) == t.targets)[t.recall].mean())
+
+
 def _training_index(ckpt_dir):
     with open(os.path.join(ckpt_dir, "training.json")) as f:
         return json.load(f)
@@ -179,10 +189,16 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, ckpt_dir: str
                      "auc_rank": st["auc_rank"], "C": st["C"]})
         if not quiet:
             print(rows[-1], flush=True)
+    plain = {}
+    for kind in CELLS:
+        c0, _ = rp.load_with_metadata(os.path.join(CHECKPOINT_DIR, f"{kind}_memorization_D{D}.npz"))
+        plain[kind] = {str(rho): recall_without_distractor_training(c0, rho=rho, seed=seed)
+                       for rho in RHOS}
     failures = [r for r in idx["runs"] if r["shipped"] is None]
     wall = {c: round(sum(r["wall_time_s"] for r in idx["runs"] if r["cell"] == c), 1)
             for c in CELLS}
     return {"name": NAME, "rows": rows, "training": idx["runs"], "failures": failures,
+            "seed1_trained_without_distractor_recall": plain,
             "meta": {"quick": quick, "seed": seed, "rhos": list(RHOS), "sigma": SIGMA,
                      "draws": DRAWS, "D": D, "training_wall_time_s": wall}}
 
@@ -259,6 +275,10 @@ def headline(result: dict) -> dict:
                 out[f"{kind}_{key}_trend"] = trend([r["rho"] for r in ok],
                                                    [r[key] for r in ok], seed=[result["meta"]
                                                                                ["seed"], 61])
+        plain = result.get("seed1_trained_without_distractor_recall", {}).get(kind)
+        if plain is not None:
+            out[f"{kind}_seed1_without_distractor_training_recall_loss"] = {
+                k: 1.0 - v for k, v in plain.items()}
         out[f"{kind}_nets"] = len(rr)
         out[f"{kind}_failures"] = sum(r["cell"] == kind for r in result.get("failures", []))
     return out

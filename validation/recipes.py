@@ -217,9 +217,9 @@ del _cell, _tag, _kw, _r
 #: Distractor recipes (issue 14, item 6): the default D = 20 recipes of the tanh RNN and the MGRU,
 #: trained with an AR(1) distractor of lag-one autocorrelation rho on the blank channel during the
 #: delay (:func:`validation.train.with_distractor`), the same sigma for every rho so that only the
-#: coherence changes. At sigma = 1 the seed-1 nets trained without a distractor lose 14-35 % of
-#: their recall under it (rho 0 / 0.98: tanh RNN 28 / 35 %, MGRU 19 / 14 %); nets trained with it
-#: recall every sequence.
+#: coherence changes. At sigma = 1 the seed-1 nets trained without a distractor lose 14-42 % of
+#: their recall under it (rho 0 / 0.5 / 0.9 / 0.98: tanh RNN 28 / 42 / 40 / 35 %, MGRU
+#: 19 / 29 / 23 / 14 %); nets trained with it recall every sequence.
 DISTRACTOR_RHOS = (0.0, 0.5, 0.9, 0.98)
 DISTRACTOR_SIGMA = 1.0
 
