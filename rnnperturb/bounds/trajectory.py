@@ -197,6 +197,13 @@ def trivial_cap(cell, h0, B: int) -> np.ndarray:
     return np.asarray(cell.trivial_cap(h0, B), dtype=np.float64)
 
 
+def _f32_up(x):
+    """float32 upper bounds of the float64 values ``x`` (round to nearest, then one step
+    up where that fell below; inf stays inf, NaN stays NaN)."""
+    y = np.asarray(x, np.float64).astype(np.float32)
+    return np.where(y < x, np.nextafter(y, np.float32(np.inf)), y)
+
+
 class _Pool:
     """Work arrays kept between calls of :func:`certified_bound`, by shape and dtype
     (up to :data:`POOL_BYTES`): the first touch of freshly mapped memory costs about
@@ -208,18 +215,22 @@ class _Pool:
         self.nbytes = 0
 
     def take(self, shape, dtype=np.float32):
-        key = (tuple(shape), np.dtype(dtype).str)
+        """A C-contiguous array of ``shape`` (contents undefined)."""
+        shape = tuple(shape)
+        key = (int(np.prod(shape)), np.dtype(dtype).str)
         try:
             a = self.free.get(key, []).pop()
         except IndexError:
             return np.empty(shape, dtype)
         self.nbytes -= a.nbytes
-        return a
+        return a.reshape(shape)
 
     def give(self, arrays):
+        """Keep C-contiguous arrays for later :meth:`take` calls of the same size."""
         for a in arrays:
-            if a is not None and self.nbytes + a.nbytes <= POOL_BYTES:
-                self.free.setdefault((a.shape, a.dtype.str), []).append(a)
+            if (a is not None and a.flags.c_contiguous
+                    and self.nbytes + a.nbytes <= POOL_BYTES):
+                self.free.setdefault((a.size, a.dtype.str), []).append(a)
                 self.nbytes += a.nbytes
 
 
@@ -647,6 +658,7 @@ def _bound_float(cell, other, X3, h0a, tier, componentwise, rows=None):
     finally:
         if traj.blocks is not None:
             traj.blocks.release()
+            traj.lyap.release()
     return out, outc
 
 
@@ -754,6 +766,8 @@ class _Lyapunov:
         self.n = n
         self.C = np.zeros((B, n, n))
         self.absC = None             # |C|, kept from the last whole-batch step
+        self.G = self.Gabs = None    # float32 Gram matrices of step_f32 (C~ = sig G)
+        self.sig = None
         self.steps = np.zeros(B, dtype=np.int64)
         self.active = np.zeros(B, dtype=bool)
         self.acc = np.zeros(B)       # accumulated norms of the local rounding
@@ -761,6 +775,7 @@ class _Lyapunov:
     def step(self, idx, J, gam):
         """Advance the active elements ``idx`` with their matrices ``J`` (k, n, n)
         and ``gam`` (k, n); return the bound (inf where inactive)."""
+        self._sync()
         out = np.full(self.active.shape, np.inf)
         whole = idx.size == self.active.size      # the same values, without index copies
         C = self.C if whole else self.C[idx]
@@ -779,79 +794,122 @@ class _Lyapunov:
 
     def step_f32(self, Z, gam):
         r"""The step of :meth:`step` for the whole batch, with :math:`\hat J = Z^T`
-        given by float32 columns ``Z`` (k, n, n) (the block propagators of
-        :class:`_Blocks`) and :math:`S = \hat J\tilde C\hat J^T` evaluated in
-        float32 (two GEMMs), its error bounded as follows; returns the bound (k,).
+        given by float32 columns ``Z`` (k, n, n) or (S, B, n, n) (the block
+        propagators of :class:`_Blocks`), and the Gram matrices kept in float32 between
+        calls: :math:`\tilde C = \sigma G` with float32 :math:`G` and a power of two
+        :math:`\sigma` per element (the proof of the class docstring holds for any
+        representation whose symmetric part is a Loewner upper bound). Returns the
+        bound (k,).
 
-        Scaling: :math:`\sigma = 2^e \ge \max_{ij}|\tilde C_{ij}|` per element
-        (exponent clipped to [-1000, 1000]), :math:`C' = fl_{64}(\tilde C/\sigma)`,
-        :math:`C_{32} = fl_{32}(C')`, :math:`Y = fl_{32}(C_{32}Z)`,
-        :math:`S_{32} = fl_{32}(Z^TY)`, :math:`S = \sigma S_{32}` (float64, exact
-        up to float64 underflow, :math:`\le 2^{-1075}` per entry, which the absolute
-        :math:`10^{-120}` of :func:`~rnnperturb.verified.linalg.up` in the diagonal
-        term covers). With :math:`u = 2^{-24}`, :math:`\eta = 2^{-150}` (float32
-        underflow), :math:`\gamma = \gamma^{(32)}_{n+1}`, :math:`A = |Z|` and the
-        standard bound for dot products of length n in any order,
-        :math:`|fl(x^Ty) - x^Ty| \le \gamma|x|^T|y| + 2n\eta`:
-        :math:`|C_{32} - \tilde C/\sigma| \le u|\tilde C|/\sigma + 2\eta`
-        (float64 underflow :math:`\le 2^{-1075} < \eta`),
-        :math:`|Y - C_{32}Z| \le \gamma|C_{32}|A + 2n\eta`,
-        :math:`|S_{32} - Z^TY| \le \gamma A^T|Y| + 2n\eta`, so
+        Start: from the float64 :math:`\tilde C` (after :meth:`restart`),
+        :math:`\sigma = 2^e \ge \max|\tilde C|` (e clipped to [-1000, 1000]) and
+        :math:`G = fl_{32}(\tilde C/\sigma)`, so :math:`|\tilde C/\sigma - G| \le
+        (u|G| + 2\eta)/(1-u)`, :math:`u = 2^{-24}`, :math:`\eta = 2^{-150}` (float32
+        underflow; the float64 one, :math:`2^{-1075}`, is below it); later
+        :math:`\tilde C/\sigma = G` exactly. Step: :math:`Y = fl(GZ)`,
+        :math:`S = fl(Z^TY)`, two float32 GEMMs. With :math:`\gamma =
+        \gamma^{(32)}_{n+1}`, :math:`A = |Z|`, :math:`a = A^T\mathbf 1` and the bound
+        :math:`|fl(x^Ty) - x^Ty| \le \gamma|x|^T|y| + 2n\eta` for dot products of
+        length n in any order,
 
         .. math::
-            |\Delta| := |S_{32} - Z^T\tilde CZ/\sigma| \le
-            K A^T\tfrac{|\tilde C|}{\sigma}A + \eta\bigl((2+3\gamma)aa^T
-            + 2n(1+\gamma)a\mathbf 1^T + 2n\mathbf 1\mathbf 1^T\bigr),\quad
-            K = u + (2\gamma+\gamma^2)(1+u),\ a = A^T\mathbf 1 .
+            |\Delta| := |S - Z^T\tilde CZ/\sigma| \le K A^T|G|A +
+            \eta\bigl(3aa^T + 2n(1+\gamma)a\mathbf 1^T + 2n\mathbf 1\mathbf 1^T\bigr),
+            \quad K = 2u + 2\gamma + \gamma^2,
 
-        The row sums of :math:`|\operatorname{sym}\Delta|` are at most
-        :math:`e = \tfrac12 K A^Tw + \tfrac12\eta\bigl(2(2+3\gamma)a\,\Sigma a +
-        2n(1+\gamma)(na + \Sigma a) + 4n^2\bigr)` with :math:`w = (|\tilde C| +
-        |\tilde C|^T)A\mathbf 1/\sigma`; :math:`A^Tw` is evaluated in float32 from
-        :math:`w_{32} \ge w` (rounded up) and bounded by
-        :math:`(fl_{32}(A^Tw_{32}) + 2n\eta)(1+2\gamma)` (non-negative terms), the
-        rest in float64 and rounded up. :math:`\sigma e` then plays the role of the
-        row-sum bound of :meth:`full_piece`, and the proof of the class docstring
-        goes through unchanged. An overflow gives Inf/NaN, i.e. no bound (the
-        caller restarts those elements)."""
+        and the row sums of :math:`|\operatorname{sym}\Delta|` are at most
+        :math:`e = \tfrac12 K A^Tw + \tfrac12\eta\bigl(6a\,\Sigma a + 2n(1+\gamma)(na +
+        \Sigma a) + 4n^2\bigr)`, :math:`w = (|G| + |G|^T)A\mathbf 1` (float32
+        matrix-vector products of non-negative terms, each bounded by
+        :math:`(fl + 2n\eta)(1+2\gamma)` and rounded up before the next), so by
+        Gershgorin :math:`C_t \preceq \sigma\operatorname{sym}(S +
+        \operatorname{diag}(e + \gamma_t^2/\sigma))`. Then :math:`S` is scaled by
+        :math:`2^{-f}`, :math:`2^f \approx \max|S|` (exact but for underflow,
+        :math:`\le\eta` per entry, i.e. :math:`n\eta` more on the diagonal),
+        :math:`\sigma \leftarrow 2^f\sigma`, and the diagonal is raised by
+        :math:`2^{-f}(e + \gamma_t^2/\sigma) + n\eta`, rounded up to float32
+        (raising diagonal entries keeps the order). Finally :math:`\lambda_{\max}(C_t)
+        \le \sigma\min(\max_i\tfrac12\sum_j(|G_{ij}| + |G_{ji}|),\ \operatorname{tr}G)`
+        (:math:`\operatorname{sym}G \succeq C_t/\sigma \succeq 0`), the sums rounded
+        up. An overflow gives Inf/NaN, i.e. no bound (the caller restarts those
+        elements)."""
         from rnnperturb.verified.linalg import ETA32, U32, gamma32
         n = self.n
+        k = self.C.shape[0]
         lead = Z.shape[:-2]                              # (k,) or (S, B): k elements
         shape = lead + (n, n)
-        C = self.C.reshape(shape)
-        absC = (self.absC if self.absC is not None else np.abs(self.C)).reshape(shape)
+        g = gamma32(n + 1)
+        rel = 1 + 2 * g
+        eta = ETA32
+        f32 = np.float32
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            _, ex = np.frexp(absC.max(axis=(-2, -1)))
-            ex = np.clip(ex, -1000, 1000)[..., None, None]
-            sig = np.ldexp(1.0, ex)                      # powers of two: exact scaling
-            C32, Y, S32 = (_POOL.take(shape) for _ in range(3))
-            np.multiply(C, np.ldexp(1.0, -ex), out=C32, casting="same_kind")
-            np.matmul(C32, Z, out=Y)                      # C' Z
-            np.matmul(np.swapaxes(Z, -1, -2), Y, out=S32)  # Z^T C' Z = J C' J^T
-            # C~ is not read again: its array takes S (no fresh memory to touch)
-            S = np.multiply(S32, sig, out=C, dtype=np.float64)
-            A = np.abs(Z, out=Y)
-            v = up(A.sum(axis=-1, dtype=np.float64), n)   # A 1
-            w = up((absC @ v[..., None])[..., 0] + (v[..., None, :] @ absC)[..., 0, :],
-                   2 * n + 1)
-            w32 = ((w / sig[..., 0]) * (1 + 2.0 ** -22) + 2.0 ** -149).astype(np.float32)
-            t32 = np.matmul(w32[..., None, :], A)[..., 0, :]   # A^T w32
-            g = gamma32(n + 1)
-            K = U32 + (2 * g + g * g) * (1 + U32)
-            tt = up((t32.astype(np.float64) + 2 * n * ETA32) * (1 + 2 * g), 2)
-            a = up(A.sum(axis=-2, dtype=np.float64), n)   # A^T 1
+            if self.G is None:                # from the float64 C~ (a start or a restart)
+                _, ex = np.frexp(np.abs(self.C).max(axis=(1, 2)))
+                ex = np.clip(ex, -1000, 1000)
+                self.sig = np.ldexp(1.0, ex)
+                self.G = _POOL.take((k, n, n))
+                np.multiply(self.C, np.ldexp(1.0, -ex)[:, None, None], out=self.G,
+                            casting="same_kind")
+                self.Gabs = np.abs(self.G, out=_POOL.take((k, n, n)))
+            G, Gabs = self.G.reshape(shape), self.Gabs.reshape(shape)
+            sig = self.sig.reshape(lead)
+            Y, S, Zc = _POOL.take(shape), _POOL.take(shape), _POOL.take(shape)
+            np.copyto(Zc, Z)                              # contiguous: faster GEMMs
+            np.matmul(G, Zc, out=Y)                       # G Z
+            np.matmul(np.swapaxes(Zc, -1, -2), Y, out=S)  # Z^T G Z = J G J^T
+            A = np.abs(Zc, out=Y)
+            ones = np.ones(n, f32)
+            # sums of non-negative float32 terms (products by 1 exact): (fl)(1 + 2 gamma)
+            v32 = _f32_up(up(np.matmul(A, ones).astype(np.float64) * rel, 1))   # A 1
+            wa = np.matmul(Gabs, v32[..., None])[..., 0]
+            wb = np.matmul(v32[..., None, :], Gabs)[..., 0, :]
+            w = up((wa.astype(np.float64) + wb + 4 * n * eta) * rel, 2)
+            t32 = np.matmul(_f32_up(w)[..., None, :], A)[..., 0, :]   # A^T w
+            tt = up((t32.astype(np.float64) + 2 * n * eta) * rel, 2)
+            a = up(np.matmul(ones, A).astype(np.float64) * rel, 1)   # A^T 1
+            _POOL.give([Zc])
             sa = up(a.sum(axis=-1, keepdims=True), n)
-            eta = ETA32 * 0.5 * (2 * (2 + 3 * g) * a * sa + 2 * n * (1 + g) * (n * a + sa)
-                                 + 4 * n * n)
-            E1 = up(sig[..., 0] * (0.5 * K * tt + eta), 8)
-            _POOL.give([C32, Y, S32])
-            k = self.C.shape[0]
-            C, absC, lam = self._finish(S.reshape(k, n, n), E1.reshape(k, n), gam,
-                                        out=absC.reshape(k, n, n))   # |C~| not read again
-        self.C, self.absC = C, absC
+            K = 2 * U32 + 2 * g + g * g
+            e = up(0.5 * K * tt + 0.5 * eta * (6 * a * sa + 2 * n * (1 + g) * (n * a + sa)
+                                                + 4 * n * n), 8)
+            d = up(e + up(gam.reshape(lead + (n,)) ** 2, 1) / sig[..., None], 2)
+            # rescale S to max ~ 1 (powers of two: exact but for underflow)
+            mx = np.maximum(S.max(axis=(-2, -1)), -S.min(axis=(-2, -1))).astype(np.float64)
+            _, fx = np.frexp(mx)
+            # float32-representable factors, and sigma kept within [2^-1000, 2^1000]
+            es = np.frexp(sig)[1] - 1                     # sig = 2^es
+            fx = np.clip(np.clip(fx, -120, 120), -1000 - es, 1000 - es)
+            S *= np.ldexp(f32(1.0), -fx)[..., None, None]
+            d = up(d * np.ldexp(1.0, -fx)[..., None] + n * eta, 2)
+            idx = np.arange(n)
+            dg = S[..., idx, idx].astype(np.float64) + d
+            S[..., idx, idx] = _f32_up(dg + 2 * U64 * np.abs(dg) + 1e-300)
+            sig_new = sig * np.ldexp(1.0, fx)
+            Sabs = np.abs(S, out=Y)                       # A is not needed any more
+            rc = up(0.5 * (np.matmul(Sabs, ones).astype(np.float64)
+                           + np.matmul(ones, Sabs)) * rel, 2)
+            tr = up(np.trace(S, axis1=-2, axis2=-1, dtype=np.float64), n)
+            lam = np.maximum(np.minimum(rc.max(axis=-1), tr), 0.0) * sig_new
+            _POOL.give([self.G, self.Gabs])
+            self.G, self.Gabs = S.reshape(k, n, n), Sabs.reshape(k, n, n)
+            self.sig = sig_new.reshape(k)
         self.steps += 1
         kk = 1 + n * self.steps
-        return np.sqrt(up(lam * kk, 1)) * (1 + 4 * U64)
+        return np.sqrt(up(lam.reshape(k) * kk, 2)) * (1 + 4 * U64)
+
+    def _sync(self):
+        """Write the float32 Gram matrices of :meth:`step_f32` back to the float64
+        C~ (exact: sigma G), so that :meth:`restart` and :meth:`step` see them."""
+        if self.G is not None:
+            self.C = np.multiply(self.G, self.sig[:, None, None], dtype=np.float64)
+            self.absC = None
+            self.release()
+
+    def release(self):
+        """Hand the float32 Gram matrices back to the pool (they are no longer valid)."""
+        if self.G is not None:
+            _POOL.give([self.G, self.Gabs])
+        self.G = self.Gabs = None
 
     def _finish(self, S, E1, gam, out=None):
         n = self.n
@@ -868,6 +926,7 @@ class _Lyapunov:
 
     def restart(self, idx, N_now):
         """Restart the elements ``idx`` at C = N^2 I (sound at any step)."""
+        self._sync()
         self.C[idx] = 0.0
         self.absC = None
         d = up(N_now[idx] * N_now[idx], 1) * (1 + 4 * U64)
