@@ -307,7 +307,8 @@ class _Trajectory:
                     bound = lyap.step_f32(Z, chi)
                     ok = np.isfinite(bound)
                     N_n = np.minimum(N_n, np.where(ok, bound, np.inf).reshape(S, B))
-        self.loc = _nrm(loc)
+        if self.blocks is None or not lyap.active.all():   # else no longer read (activate)
+            self.loc = _nrm(loc)
         rho_n = np.minimum(np.minimum(rho_n, N_n[..., None]), self.hbound + np.abs(hn))
         self.h, self.rho, self.N = hn, rho_n, N_n
         if self.blocks is not None and linear and closing:

@@ -141,9 +141,11 @@ class ElmanRNN(Cell):
         eps = act_error("tanh")
         a = h @ W.AT + (x @ U.AT + ctx["b"])
         ah = np.abs(h)
-        # with exact=True, |W||h| never exceeds the row-norm bound ||W_i|| ||h|| (Cauchy-Schwarz)
+        # with exact=True, |W||h| and |U||x| never exceed the row-norm bounds ||W_i|| ||h||,
+        # ||U_i|| ||x|| (Cauchy-Schwarz): not formed
         loc_a = up(ctx["K"] * (W.absmv(ah, None if exact else nrm(ah), exact)
-                               + U.absmv(absx, xnorm, exact) + ctx["absb"]), 3)
+                               + U.absmv(absx, None if exact else xnorm, exact)
+                               + ctx["absb"]), 3)
         prop_a = W.absmv(rho, N, exact)
         rad = up(prop_a + loc_a, 2)
         s = slope_max_ball("tanh", a, rad)

@@ -225,7 +225,8 @@ class MGRU(Cell):
         # gate
         af = h @ Wf.AT + (x @ Uf.AT + ctx["bf"])
         m_hf, m_rf = Wf.absmv(np.stack([ah, rho]), np.stack([vn(ah), N]), ex)
-        loc_af = up(ctx["K"] * (m_hf + Uf.absmv(absx, xnorm, ex) + ctx["absbf"]), 3)
+        xn = None if ex else xnorm              # |U||x| <= ||U_i|| ||x||: as for h
+        loc_af = up(ctx["K"] * (m_hf + Uf.absmv(absx, xn, ex) + ctx["absbf"]), 3)
         rad_f = up(m_rf + loc_af, 2)
         sf = slope_max_ball("sigmoid", af, rad_f)
         with np.errstate(over="ignore"):
@@ -245,7 +246,7 @@ class MGRU(Cell):
         m_p, m_rl, m_r = Wh.absmv(np.stack([ap, rp_loc, rp]),
                                   None if ex else np.stack([nrm(ap), nrm(rp_loc), nrm(rp)]),
                                   ex)
-        base_c = up(ctx["K"] * (m_p + Uh.absmv(absx, xnorm, ex) + ctx["absbh"]), 3)
+        base_c = up(ctx["K"] * (m_p + Uh.absmv(absx, xn, ex) + ctx["absbh"]), 3)
         loc_ac = up(base_c + m_rl, 2)
         rad_c = up(base_c + m_r, 2)
         sc = slope_max_ball("tanh", ac, rad_c)
