@@ -432,6 +432,27 @@ def test_mgru_fused_majorant_bounds_the_exact_majorant():
         assert np.allclose(got.val, plain.val, rtol=1e-13, atol=0)
 
 
+def test_elman_fused_majorant_is_the_plain_one():
+    """ElmanRNN.tangent_abs (|W|^T given) computes what the tangent computes on an
+    AbsValue: the same values and depth."""
+    from rnnperturb.cells.namespace import FLOAT
+    from rnnperturb.verified.linalg import ABS, AbsValue
+    rng = np.random.default_rng(14)
+    S, B, n = 2, 3, 9
+    cell = random_cell("elman", n, 2, spectral_norm=2.0, seed=rng)
+    P = {k: np.asarray(v, np.float64) for k, v in cell.params.items()}
+    P2 = dict(P, W=np.stack([P["W"], -P["W"]]))
+    h = np.tanh(rng.standard_normal((S, B, n)))
+    aux = cell.forward(FLOAT, P2, h, rng.standard_normal((B, 2)),
+                       lambda k, a: a @ np.swapaxes(P2[k], -1, -2))[1]
+    v = np.abs(rng.standard_normal((2, S, B, n)))
+    absT = np.abs(np.swapaxes(P2["W"], -1, -2))
+    got = cell.tangent_abs(h, aux, AbsValue(v), lambda nm, w: w.absmatvec(absT))
+    ref = cell.tangent(ABS, P2, h, aux, AbsValue(v), lambda nm, w: w.matvec(P2[nm]),
+                       lambda nm: 0.0)
+    assert np.array_equal(got.val, ref.val) and got.depth == ref.depth
+
+
 def test_f32value_in_place_operations_match_the_operators():
     """F32Value.scaled/plus/matvec with out= give the values and the error bookkeeping
     of *, + and matvec (rounded=1 adds one rounding to the depth and its underflow)."""

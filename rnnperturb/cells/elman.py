@@ -103,6 +103,28 @@ class ElmanRNN(Cell):
         A = rec("W", dh, bufs[0])
         return A.scaled(1 - hn * hn, out=A.val)
 
+    @staticmethod
+    def tangent_abs(h, aux, v, rec):
+        r"""The majorant of :meth:`tangent` (what it computes on an
+        :class:`~rnnperturb.verified.linalg.AbsValue`, the same operations), with
+        :math:`|W|` given: ``rec(name, v)`` is ``AbsValue.absmatvec`` by a
+        precomputed :math:`|W|^T`.
+
+        Parameters
+        ----------
+        h : ndarray, shape (S, B, n)
+        aux : dict
+            From :meth:`forward`, arrays of shape (S, B, n).
+        v : AbsValue, value (..., S, B, n)
+        rec : callable ``rec(name, v)``
+
+        Returns
+        -------
+        AbsValue
+        """
+        hn = aux["h"]
+        return rec("W", v).scaled(1 - hn * hn)
+
     def state_bounds(self, h0):
         h0 = np.asarray(h0, np.float64)
         return np.full(h0.shape, -1.0), np.full(h0.shape, 1.0)
