@@ -386,7 +386,7 @@ def test_mgru_storage_saving_follows_from_the_rank_table():
 
 SEED_DIR = os.path.join(CKPT, "seeds")
 _SEED_COLS = ("kept_99", "kept_all32", "auc_rank", "margin_kept", "identity_kept_99", "C")
-_CELL_LABEL = {"tanh RNN": "elman", "MGRU": "mgru"}
+_CELL_LABEL = {"tanh RNN": "elman", "MGRU": "mgru", "GRU": "gru", "LSTM": "lstm"}
 
 
 def _spread(text):
@@ -453,12 +453,13 @@ def _recall_C(cell, meta):
 
 def _seed_group(key, with_C):
     import json
+    from validation.exp_seeds import _variant as exp_seeds_variant
     cell_kind, variant, D, n = key
     with open(os.path.join(SEED_DIR, "sweep.json")) as fh:
         res = json.load(fh)["results"]
     vals, failed = [], 0
     for r in res:
-        v = ("matched_" + r["recipe"].split("_matched_")[1]) if r["recipe"] else "default"
+        v = exp_seeds_variant(r["recipe"])
         if (r["cell"], v, r["D"], r["hidden"]) != key:
             continue
         if r["shipped"] is None:

@@ -179,10 +179,10 @@ def default_split() -> dict:
                 continue
             if r["cell"] not in TRAIN_CELLS:
                 split = "test_cells"
+            elif r["hidden"] != 64:
+                split = "test_sizes"           # (the n = 128 tanh RNNs need lr 1e-3)
             elif r["recipe"] is not None:
                 split = "test_recipes"
-            elif r["hidden"] != 64:
-                split = "test_sizes"
             else:
                 split = "train" if r["seed"] <= 3 else "test_seeds"
             out["seeds/" + r["shipped"]] = split

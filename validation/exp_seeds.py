@@ -65,9 +65,14 @@ def summarize(values) -> dict:
 
 
 def _variant(recipe_name: str | None) -> str:
+    """Recipe label of a sweep entry: 'default', 'matched_<tag>' for the matched recipes, else the
+    recipe name after its checkpoint prefix (``elman_memorization_D20_lr1e-3`` -> 'lr1e-3')."""
     if recipe_name is None:
         return "default"
-    return recipe_name.split("_matched_", 1)[1] if "_matched_" in recipe_name else recipe_name
+    if "_matched_" in recipe_name:
+        return "matched_" + recipe_name.split("_matched_", 1)[1]
+    parts = recipe_name.split("_", 3)           # <cell>_memorization_D<D>_<tag>
+    return parts[3] if len(parts) == 4 else recipe_name
 
 
 def _nets(quiet: bool):
@@ -78,8 +83,7 @@ def _nets(quiet: bool):
     for r in sweep:
         if r.get("task", "memorization") != "memorization":
             continue                 # the k-back / AR seeds: validation.exp_task_seeds
-        base = {"cell": r["cell"], "variant": "matched_" + _variant(r["recipe"])
-                if r["recipe"] else "default", "D": r["D"], "n": r["hidden"], "seed": r["seed"],
+        base = {"cell": r["cell"], "variant": _variant(r["recipe"]), "D": r["D"], "n": r["hidden"], "seed": r["seed"],
                 "steps": r["steps"], "n_correct": r["n_correct"], "solved_check": r["solved"],
                 "min_p_recall": r.get("min_p_recall")}
         if r["shipped"] is None:
