@@ -117,3 +117,33 @@ def test_default_split_holds_out_unseen_cells_and_skips_other_tasks():
         cell = k.split("/")[-1].split("_")[0]
         assert (v == "test_cells") == (cell not in exp_law.TRAIN_CELLS), (k, v)
     assert "gru_memorization_D20" in split and "lstm_memorization_D50" in split
+
+
+def test_readme_held_out_bullets_match_data_file():
+    """The README's held-out bullets (other sizes, other cells) against the shipped law.json."""
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        text = " ".join(f.read().split())
+    with open(os.path.join(os.path.dirname(__file__), "..", "validation", "data", "law.json")) as f:
+        d = json.load(f)
+    held = d["fit"]["held_out"]
+    m = re.search(r"n = 32 and 128 \((\d+) nets\): the law's error is ([\d.]+) ranks, against "
+                  r"([\d.]+) for the cell mean scaled by n/64 and ([\d.]+) for the spectrum", text)
+    assert m, "README: the sizes bullet is missing or reworded"
+    g = held["test_sizes"]
+    assert int(m.group(1)) == g["nets"]
+    for i, k in ((2, "mae_law"), (3, "mae_baseline_cell"), (4, "mae_tail")):
+        assert abs(float(m.group(i)) - g[k]) <= 0.05 + 1e-9, k
+    m = re.search(r"the GRU and the LSTM \((\d+) nets, .*?\): the law's error is ([\d.]+) ranks "
+                  r"\(GRU ([\d.]+), LSTM ([\d.]+)\), against ([\d.]+) for the training mean and "
+                  r"([\d.]+) for the spectrum alone", text)
+    assert m, "README: the cells bullet is missing or reworded"
+    g = held["test_cells"]
+    assert int(m.group(1)) == g["nets"]
+    for i, k in ((2, "mae_law"), (5, "mae_baseline_mean"), (6, "mae_tail")):
+        assert abs(float(m.group(i)) - g[k]) <= 0.05 + 1e-9, k
+    nets = [x for x in d["nets"].values() if x["split"] == "test_cells"]
+    for i, cell in ((3, "gru"), (4, "lstm")):
+        err = [abs((x["predicted_S"] or x["n"] + 1) - (x["rank_kept"] or x["n"] + 1))
+               for x in nets if x["cell"] == cell]
+        assert abs(float(m.group(i)) - np.mean(err)) <= 0.05 + 1e-9, cell
