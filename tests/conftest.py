@@ -83,3 +83,31 @@ def torch_rnn_with_head(torch, kind, layers, *, m=3, n=5, k=4):
             return self.fc(self.rnn(x)[0])
 
     return Net()
+
+
+def readout_net_and_task(kind, seed=0, n=6, m=3, T=8, B=8, vscale=4.0):
+    """A small random net with a readout scaled for large margins, and a task whose targets
+    are its own answers on the last two steps (so the nominal net recalls every sequence)
+    (test_set_recall, test_safe_rank_sets)."""
+    import numpy as np
+    from rnnperturb.tasks.generators import Task
+    c = rp.random_cell(kind, n=n, m=m, spectral_norm=0.8, n_out=3, seed=seed).astype(np.float64)
+    c = c.replace(V=vscale * np.asarray(c.V))
+    X = np.random.default_rng(seed).standard_normal((T, B, m))
+    rec = np.zeros((T, B), bool)
+    rec[-2:] = True
+    y = np.argmax(c.readout(c.run(X)), -1)
+    return c, Task("toy", X, np.where(rec, y, 0), rec, 3, "classification", rec)
+
+
+def recalls_every_step(cell, task):
+    """(B,) exact float64 simulation: the arg-max is the target at every recall step."""
+    import numpy as np
+    ok = (np.argmax(cell.readout(cell.run(task.X)), -1) == task.targets) | ~task.recall
+    return ok.all(axis=0)
+
+
+def with_delta(cell, dW):
+    """``cell`` with ``dW[k]`` added to each named recurrent matrix."""
+    import numpy as np
+    return cell.replace(**{k: np.asarray(cell.recurrent[k]) + dW[k] for k in dW})

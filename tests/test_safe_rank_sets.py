@@ -8,31 +8,18 @@ import pytest
 import rnnperturb as rp
 from rnnperturb.bounds.set_recall import GaussianNoise, certified_set_recall
 from rnnperturb.perturb.elementwise import quantize_matrix
-from rnnperturb.tasks.generators import Task
+
+from conftest import readout_net_and_task, recalls_every_step, with_delta
 
 KINDS = ("elman", "mgru")
 
 
-def _net(kind, seed=0, n=8, m=3, T=8, B=8, vscale=4.0):
-    """A small random net with a readout, and a task whose targets are its own answers on
-    the last two steps (the full net recalls every sequence; low ranks do not)."""
-    c = rp.random_cell(kind, n=n, m=m, spectral_norm=0.8, n_out=3, seed=seed).astype(np.float64)
-    c = c.replace(V=vscale * np.asarray(c.V))
-    X = np.random.default_rng(seed).standard_normal((T, B, m))
-    rec = np.zeros((T, B), bool)
-    rec[-2:] = True
-    y = np.argmax(c.readout(c.run(X)), -1)
-    return c, Task("toy", X, np.where(rec, y, 0), rec, 3, "classification", rec)
+def _net(kind, seed=0, n=8, **kw):
+    return readout_net_and_task(kind, seed=seed, n=n, **kw)
 
 
-def _recalls(cell, task):
-    """(B,) exact float64 simulation: the arg-max is the target at every recall step."""
-    ok = (np.argmax(cell.readout(cell.run(task.X)), -1) == task.targets) | ~task.recall
-    return ok.all(axis=0)
-
-
-def _with(cell, dW):
-    return cell.replace(**{k: np.asarray(cell.recurrent[k]) + dW[k] for k in dW})
+_recalls = recalls_every_step
+_with = with_delta
 
 
 def _members(cell, S, seed):
