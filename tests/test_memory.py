@@ -368,3 +368,72 @@ def test_ftle_steps_window_and_errors(kind):
         finite_time_lyapunov(cell, X, steps=np.array([3, 5]))
     with pytest.raises(ValueError, match="steps"):
         finite_time_lyapunov(cell, X, steps=np.arange(15, 22))
+
+
+def test_readme_memory_table_is_the_data_file():
+    """The README's memory table is exp_memory.markdown_table of the shipped memory.json
+    (python -m validation.exp_memory --out validation/data), and each of its rows agrees with
+    the file's per-row values (MC and J_tot of the kept-rank row, the kept rank itself)."""
+    import json
+    import os
+    from validation.exp_memory import markdown_table
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "validation", "data", "memory.json")) as f:
+        d = json.load(f)
+    table = markdown_table(d["headline"]["memory_table"])
+    with open(os.path.join(root, "README.md")) as f:
+        assert table in f.read(), "README: the memory table differs from validation/data/memory.json"
+    for name, t in d["headline"]["memory_table"].items():
+        assert t["full"]["rank"] == 64 and 0 <= t["half"]["rank"] <= t["kept"]["rank"] <= 64
+        assert t["kept"]["acc"] >= 0.99, name       # the kept rank keeps >= 99 % recall
+
+
+def _memory_seeds():
+    import csv
+    import json
+    import os
+    root = os.path.join(os.path.dirname(__file__), "..", "validation", "data")
+    with open(os.path.join(root, "memory_seeds.json")) as f:
+        d = json.load(f)
+    with open(os.path.join(root, "memory_seeds.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return d, rows
+
+
+def test_memory_over_seeds_data_and_readme():
+    """memory_seeds.json's groups summarise its CSV rows; the README table is its
+    markdown_table; the seed-1 rows equal the seed-1 memory table of memory.json (same code)."""
+    import json
+    import os
+    from validation.exp_memory_seeds import COLUMNS, markdown_table
+    d, rows = _memory_seeds()
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        assert markdown_table(d) in f.read(), "README: the memory-over-seeds table is stale"
+    for key, g in d["groups"].items():
+        mine = sorted((r for r in rows if f"{r['cell']}|D{r['D']}" == key),
+                      key=lambda r: int(r["seed"]))
+        assert [int(r["seed"]) for r in mine] == g["seeds"] and len(mine) >= 5, key
+        for c in COLUMNS:
+            v = np.array([float(r[c]) for r in mine])
+            assert g[c]["mean"] == pytest.approx(v.mean(), rel=1e-8, abs=1e-9), (key, c)
+            assert g[c]["sd"] == pytest.approx(v.std(ddof=1), rel=1e-6, abs=1e-9), (key, c)
+    with open(os.path.join(os.path.dirname(__file__), "..", "validation", "data",
+                           "memory.json")) as f:
+        table = json.load(f)["headline"]["memory_table"]
+    for r in rows:
+        if r["checkpoint"] in table:
+            t = table[r["checkpoint"]]
+            assert float(r["MC_full"]) == pytest.approx(t["full"]["MC"], abs=1e-4)
+            assert float(r["J_kept"]) == pytest.approx(t["kept"]["J_tot"], abs=1e-4)
+            assert float(r["MC_half"]) == pytest.approx(t["half"]["MC"], abs=1e-4)
+
+
+def test_memory_over_seeds_one_net_recomputed():
+    """One seed net (GRU D = 20, seed 2) recomputed from its checkpoint file."""
+    from validation.exp_memory_seeds import COLUMNS, _net
+    _, rows = _memory_seeds()
+    name = "seeds/gru_memorization_D20_n64_s2"
+    ref = next(r for r in rows if r["checkpoint"] == name)
+    got = _net(name)
+    for c in COLUMNS + ("rank_kept", "rank_half"):
+        assert got[c] == pytest.approx(float(ref[c]), rel=1e-9, abs=1e-12), c

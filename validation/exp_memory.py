@@ -81,7 +81,7 @@ def _delay_stats(cell, X, steps):
     1-based steps; for the MGRU also per-unit mean gates, and the gains of the
     rows of the closed-gate units (mean f < 0.05) against the other rows (the gate
     is the cell's :meth:`~rnnperturb.cells.Cell.overwrite_gate`; none for Elman)."""
-    h = np.zeros((X.shape[1], cell.n))
+    h = np.zeros((X.shape[1], cell.state_size))
     gains = {k: [] for k in cell.recurrent_names}
     rows2 = {k: [] for k in cell.recurrent_names}          # squared row norms (B, n)
     gates = []
@@ -105,7 +105,11 @@ def _delay_stats(cell, X, steps):
         out["gate_frac_open"] = float(np.mean(fu > 0.95))     # units that overwrite
         out["gate_median"] = float(np.median(fu))
         for k, v in rows2.items():
-            rr = np.sqrt(np.mean(np.concatenate(v), axis=0))  # RMS row gain per unit
+            rr = np.sqrt(np.mean(np.concatenate(v), axis=0))  # RMS row gain per state row
+            if rr.shape[0] != closed.shape[0]:
+                # a state larger than the gated units (the LSTM's [h, c]): no unit-to-row map
+                out[f"row_gain_closed_{k}"] = out[f"row_gain_other_{k}"] = np.nan
+                continue
             out[f"row_gain_closed_{k}"] = float(np.mean(rr[closed])) if closed.any() else np.nan
             out[f"row_gain_other_{k}"] = float(np.mean(rr[~closed])) if (~closed).any() else np.nan
     return out
@@ -116,9 +120,10 @@ def _per_sequence(cell, X, steps):
     spectral norm of the exact delay propagator Phi(L+D, L) (product of the
     step Jacobians over the delay); medians over the sequences."""
     B = X.shape[1]
-    h = np.zeros((B, cell.n))
-    Phi = np.broadcast_to(np.eye(cell.n), (B, cell.n, cell.n)).copy()
-    Jsum = np.zeros((B, cell.n, cell.n))
+    N = cell.state_size
+    h = np.zeros((B, N))
+    Phi = np.broadcast_to(np.eye(N), (B, N, N)).copy()
+    Jsum = np.zeros((B, N, N))
     want = set(int(s) for s in steps)
     for t in range(1, max(want) + 1):
         hn, J, _ = cell.linearise(h, X[t - 1])
@@ -188,6 +193,23 @@ def _row(base, m, A0):
     return row
 
 
+def kept_and_half(cell, task, L: int, D: int) -> list:
+    """``[(tag, rank, measurement)]`` at the kept rank r* (``'svd_kept'``) and at round(r*/2)
+    (``'svd_half_kept'``); empty if the full net itself is below 99 % recall. r* comes from a
+    downward scan to the first failing rank (the same r* as ``kept()`` over all ranks)."""
+    ranks, oks = [], []
+    for r in range(cell.n, -1, -1):
+        ranks.append(r)
+        oks.append(_recall_accuracy(truncate_svd(cell, rank=r), task) >= 0.99)
+        if not oks[-1]:
+            break
+    r_kept = kept(ranks, oks)
+    if r_kept is None:
+        return []
+    return [(tag, r, _measure(truncate_svd(cell, rank=r), task, L, D, (EPS,)))
+            for tag, r in (("svd_kept", r_kept), ("svd_half_kept", int(round(r_kept / 2))))]
+
+
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
     rows = []
     names = checkpoint_names(task="memorization")
@@ -222,18 +244,8 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:
             rows.append(_row({**base, "perturbation": "noise", "rank": cell.n, "alpha": a,
                               "draws": draws}, mean, A0))
         # memory headlines: kept rank r*, r*/2, first-order weight noise
-        # downward scan to the first failing rank: the same r* as kept() over all ranks
-        ranks, oks = [], []
-        for r in range(cell.n, -1, -1):
-            ranks.append(r)
-            oks.append(_recall_accuracy(truncate_svd(cell, rank=r), task) >= 0.99)
-            if not oks[-1]:
-                break
-        r_kept = kept(ranks, oks)
-        if r_kept is not None:
-            for tag, r in (("svd_kept", r_kept), ("svd_half_kept", int(round(r_kept / 2)))):
-                m = _measure(truncate_svd(cell, rank=r), task, L, D, (EPS,))
-                rows.append(_row({**base, "perturbation": tag, "rank": r, "alpha": 0.0}, m, A0))
+        for tag, r, m in kept_and_half(cell, task, L, D):
+            rows.append(_row({**base, "perturbation": tag, "rank": r, "alpha": 0.0}, m, A0))
         rng = np.random.default_rng([seed, D, _seed_tag(cell.kind), 14])
         ms = []
         for _ in range(NOISE_DRAWS):
@@ -308,6 +320,33 @@ def headline(result) -> dict:
             }
     head["memory_table"] = memory_table(result)
     return head
+
+
+_CELL_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
+
+
+def markdown_table(table: dict) -> str:
+    """The README's memory table from ``headline()["memory_table"]`` (or the shipped
+    ``memory.json``'s): per checkpoint Jaeger's MC and the Fisher memory J_tot of the full net,
+    at the kept rank r*, at round(r*/2) and under 1 % weight noise, the largest delay FTLE and the
+    number of near-zero ones (full net)."""
+    lines = ["| net | r* | MC: full / r* / r*/2 / noise | J_tot: full / r* / r*/2 / noise | "
+             "recall at r*/2 | largest FTLE over the delay | FTLEs with abs < 0.01 |",
+             "|---|---|---|---|---|---|---|"]
+
+    def key(name):
+        c, _, rest = name.partition("_")
+        return (list(_CELL_LABEL).index(c), int(rest.split("_D")[1]))
+    for name in sorted(table, key=key):
+        t = table[name]
+        c, D = name.split("_")[0], int(name.split("_D")[1])
+        cols = ("full", "kept", "half", "noise")
+        mc = " / ".join(f"{t[k]['MC']:.2f}" for k in cols)
+        jt = " / ".join(f"{t[k]['J_tot']:.1f}" for k in cols)
+        lines.append(f"| {_CELL_LABEL[c]} D = {D} | {t['kept']['rank']} | {mc} | {jt} | "
+                     f"{t['half']['acc']:.2f} | {t['full']['ftle_max']:.3f} | "
+                     f"{t['full']['n_ftle_near_zero']:g} |")
+    return "\n".join(lines)
 
 
 def memory_table(result) -> dict:
