@@ -1,5 +1,7 @@
 """Soundness of the set bound (rp.set_bound) against members of the set, and the
 attack and noise bound."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -219,8 +221,14 @@ def test_noise_bound_laurent_massart_term():
         assert tr.lin_gram[-1, 0] <= 1.001 * g + 1e-12
 
 
+# The sweep's size: 300 cases in CI's slow run; the issue-12 figure of >= 10,000 hypothesis cases is
+#     RNNPERTURB_SET_SWEEP_CASES=10000 python -m pytest -m slow tests/test_set_bound.py -k sound_slow
+_SET_SWEEP_CASES = int(os.environ.get("RNNPERTURB_SET_SWEEP_CASES", "300"))
+
+
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_SET_SWEEP_CASES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["elman", "mgru"]), sn=st.floats(0.3, 6.0),
        logr=st.floats(-8, 0), T=st.integers(1, 300), seed=st.integers(0, 10 ** 6),
        which=st.sampled_from(["ball", "box", "quant", "drift"]))
