@@ -41,6 +41,7 @@ import numpy as np
 
 import rnnperturb as rp
 from rnnperturb import tasks
+from rnnperturb.cells.namespace import FLOAT, FloatNamespace, sigmoid
 from validation.experiments import CHECKPOINT_DIR, cli, load
 from validation.rank_stats import kept_from
 
@@ -51,13 +52,24 @@ CLOSED = 0.05          # a unit is closed-gate if its mean update gate over the 
 LEVEL = 0.99
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+class _ClampedGate(FloatNamespace):
+    """The float namespace with the logistic output of ``units`` replaced by ``value``: the
+    MGRU step (:meth:`MGRU.forward`, whose only logistic is its update gate f) run through it
+    is the step with those gates clamped, the candidate computed with the clamped f."""
+
+    def __init__(self, units, value):
+        self.units, self.value = units, value
+
+    def sigmoid(self, a):
+        f = sigmoid(a)
+        f[..., self.units] = self.value
+        return f
 
 
 def clamped_run(cell, X, *, units=(), value: float = 0.0, steps=()):
     r"""Hidden states and update gates of an MGRU with the gates of ``units`` set to ``value`` on
-    the 0-based time indices ``steps``.
+    the 0-based time indices ``steps``; the cell's own step (:meth:`MGRU.forward`), run through a
+    namespace whose logistic is clamped on those steps.
 
     Parameters
     ----------
@@ -86,16 +98,15 @@ def clamped_run(cell, X, *, units=(), value: float = 0.0, steps=()):
     idx = np.asarray(list(units), dtype=int)
     if idx.size and (idx.min() < 0 or idx.max() >= cell.n):
         raise ValueError(f"units: expected indices in [0, {cell.n}), found {idx.tolist()}")
-    when = set(int(s) for s in steps)
+    when = set(int(s) for s in steps) if idx.size else set()
+    clamp = _ClampedGate(idx, float(value))
+    P = cell.params
+    rec = lambda k, a: FLOAT.matvec(P[k], a)          # noqa: E731
     h = np.zeros((B, cell.n))
     H, F = np.empty((T, B, cell.n)), np.empty((T, B, cell.n))
     for t in range(T):
-        f = _sigmoid(h @ cell.Wf.T + X[t] @ cell.Uf.T + cell.bf)
-        if t in when and idx.size:
-            f[:, idx] = value
-        c = np.tanh((f * h) @ cell.Wh.T + X[t] @ cell.Uh.T + cell.bh)
-        h = h + f * (c - h)
-        H[t], F[t] = h, f
+        h, aux = cell.forward(clamp if t in when else FLOAT, P, h, X[t], rec)
+        H[t], F[t] = h, aux["f"]
     return H, F
 
 
