@@ -34,15 +34,13 @@ Deterministic.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 
 import rnnperturb as rp
 from rnnperturb import tasks
 from rnnperturb.cells.namespace import FLOAT, FloatNamespace, sigmoid
-from validation.experiments import CHECKPOINT_DIR, cli, load
+from validation.exp_seeds import sweep_results
+from validation.experiments import cli, load
 from validation.rank_stats import kept_from
 
 __all__ = ["run", "headline", "clamped_run", "closed_units", "CLOSED", "LEVEL"]
@@ -157,14 +155,9 @@ def _names(quick: bool) -> list[str]:
     if quick:
         return ["mgru_memorization_D20"]
     out = [f"mgru_memorization_D{D}" for D in (10, 20, 50, 100)]
-    seed_dir = os.path.join(CHECKPOINT_DIR, "seeds")
-    with open(os.path.join(seed_dir, "sweep.json")) as f:
-        for r in json.load(f)["results"]:
-            if (r.get("task", "memorization") == "memorization" and r["cell"] == "mgru"
-                    and r["D"] == 20 and r["hidden"] == 64 and r["recipe"] is None
-                    and r["shipped"]):
-                out.append("seeds/" + r["shipped"])
-    return out
+    return out + ["seeds/" + r["shipped"] for r in sweep_results()
+                  if r["cell"] == "mgru" and r["D"] == 20 and r["hidden"] == 64
+                  and r["recipe"] is None and r["shipped"]]
 
 
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True) -> dict:

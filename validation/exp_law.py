@@ -32,9 +32,6 @@ Run: ``OPENBLAS_NUM_THREADS=1 nice -n 10 python -m validation.exp_law --out vali
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 
 import rnnperturb as rp
@@ -167,25 +164,24 @@ def default_split() -> dict:
     memorization net, seed 1 and the sweep's seeds: cells the law never saw). Seed checkpoints
     come from ``sweep.json`` (its k-back and AR-signal entries are not memorization nets and are
     left out)."""
-    from validation.exp_seeds import SEED_DIR
+    from validation.exp_seeds import sweep_results
     from validation.experiments import checkpoint_names
     out = {f"{c}_memorization_D{D}": "train" for c in TRAIN_CELLS for D in (10, 20, 50)}
     for name in checkpoint_names(task="memorization"):
         if name.split("_")[0] not in TRAIN_CELLS:
             out[name] = "test_cells"
-    with open(os.path.join(SEED_DIR, "sweep.json")) as f:
-        for r in json.load(f)["results"]:
-            if r["shipped"] is None or r.get("task", "memorization") != "memorization":
-                continue
-            if r["cell"] not in TRAIN_CELLS:
-                split = "test_cells"
-            elif r["hidden"] != 64:
-                split = "test_sizes"           # (the n = 128 tanh RNNs need lr 1e-3)
-            elif r["recipe"] is not None:
-                split = "test_recipes"
-            else:
-                split = "train" if r["seed"] <= 3 else "test_seeds"
-            out["seeds/" + r["shipped"]] = split
+    for r in sweep_results():
+        if r["shipped"] is None:
+            continue
+        if r["cell"] not in TRAIN_CELLS:
+            split = "test_cells"
+        elif r["hidden"] != 64:
+            split = "test_sizes"           # (the n = 128 tanh RNNs need lr 1e-3)
+        elif r["recipe"] is not None:
+            split = "test_recipes"
+        else:
+            split = "train" if r["seed"] <= 3 else "test_seeds"
+        out["seeds/" + r["shipped"]] = split
     return out
 
 

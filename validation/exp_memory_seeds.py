@@ -14,14 +14,12 @@ column). Per (cell, D): mean, sd (ddof = 1), min, max over the nets (:func:`exp_
 """
 from __future__ import annotations
 
-import json
 import os
 
-import numpy as np
 
 import rnnperturb as rp
 from validation.exp_memory import EPS, EPS_GRID, _measure, kept_and_half
-from validation.exp_seeds import SEED_DIR, summarize
+from validation.exp_seeds import summarize, sweep_results
 from validation.experiments import CHECKPOINT_DIR, cli, load
 
 __all__ = ["run", "headline", "markdown_table", "COLUMNS"]
@@ -38,12 +36,9 @@ def _names(quick: bool) -> list[str]:
            if os.path.exists(os.path.join(CHECKPOINT_DIR, f"{c}_memorization_D{D}.npz"))]
     if quick:
         return out
-    with open(os.path.join(SEED_DIR, "sweep.json")) as f:
-        for r in json.load(f)["results"]:
-            if (r.get("task", "memorization") == "memorization" and r["hidden"] == 64
-                    and r["recipe"] is None and r["shipped"] and r["D"] in delays):
-                out.append("seeds/" + r["shipped"])
-    return out
+    return out + ["seeds/" + r["shipped"] for r in sweep_results()
+                  if r["hidden"] == 64 and r["recipe"] is None and r["shipped"]
+                  and r["D"] in delays]
 
 
 def _net(name) -> dict:

@@ -75,16 +75,20 @@ def _variant(recipe_name: str | None) -> str:
     return parts[3] if len(parts) == 4 else recipe_name
 
 
+def sweep_results(task: str = "memorization") -> list[dict]:
+    """The entries of ``SEED_DIR/sweep.json`` (failures included) of one task, in file order
+    (entries written before tasks other than memorization existed have no ``task`` key)."""
+    with open(os.path.join(SEED_DIR, "sweep.json")) as f:
+        return [r for r in json.load(f)["results"] if r.get("task", "memorization") == task]
+
+
 def _nets(quiet: bool):
     """(row, cell, meta) for every shipped seed checkpoint and the seed-1 nets; and failures."""
-    with open(os.path.join(SEED_DIR, "sweep.json")) as f:
-        sweep = json.load(f)["results"]
     out, failures = [], []
-    for r in sweep:
-        if r.get("task", "memorization") != "memorization":
-            continue                 # the k-back / AR seeds: validation.exp_task_seeds
-        base = {"cell": r["cell"], "variant": _variant(r["recipe"]), "D": r["D"], "n": r["hidden"], "seed": r["seed"],
-                "steps": r["steps"], "n_correct": r["n_correct"], "solved_check": r["solved"],
+    for r in sweep_results():        # the k-back / AR seeds: validation.exp_task_seeds
+        base = {"cell": r["cell"], "variant": _variant(r["recipe"]), "D": r["D"],
+                "n": r["hidden"], "seed": r["seed"], "steps": r["steps"],
+                "n_correct": r["n_correct"], "solved_check": r["solved"],
                 "min_p_recall": r.get("min_p_recall")}
         if r["shipped"] is None:
             failures.append(base)
