@@ -18,7 +18,7 @@ import os
 
 
 import rnnperturb as rp
-from validation.exp_memory import EPS, EPS_GRID, _measure, kept_and_half
+from validation.exp_memory import EPS, _measure, kept_and_half
 from validation.exp_seeds import summarize, sweep_results
 from validation.experiments import CHECKPOINT_DIR, cli, load
 
@@ -45,7 +45,7 @@ def _net(name) -> dict:
     cell, meta = load(name)
     L, D = int(meta["L"]), int(meta["D"])
     task = rp.tasks.memorization_all(int(meta["K"]), L, D)
-    m0 = _measure(cell, task, L, D, EPS_GRID)
+    m0 = _measure(cell, task, L, D, (EPS,))          # only the main noise level is reported
     row = {"checkpoint": name, "cell": cell.kind, "D": D, "seed": int(meta["seed"]),
            "MC_full": m0["MC"], "J_full": m0["J_tot"], "ftle_max": m0["ftle_max"],
            "n_ftle_near_zero": m0["n_ftle_near_zero"]}
