@@ -113,9 +113,9 @@ def _recall(cell, H, task):
     return float(ok[task.recall].mean())
 
 
-def closed_units(cell, task, L: int, D: int) -> np.ndarray:
-    """Units whose mean update gate over the delay steps (all sequences) is below :data:`CLOSED`."""
-    _, F = clamped_run(cell, task.X)
+def closed_units(F, L: int, D: int) -> np.ndarray:
+    """Units whose mean update gate over the delay steps (all sequences) is below :data:`CLOSED`,
+    from the gates ``F`` (T, B, n) of :func:`clamped_run`."""
     return np.flatnonzero(F[L:L + D].mean(axis=(0, 1)) < CLOSED)
 
 
@@ -124,9 +124,9 @@ def _net(name, *, quick: bool, seed: int):
     K, L, D = int(meta["K"]), int(meta["L"]), int(meta["D"])
     task = tasks.memorization_all(K, L, D)
     delay = range(L, L + D)
-    full = _recall(cell, cell.run(task.X), task)
-    closed = closed_units(cell, task, L, D)
-    _, F = clamped_run(cell, task.X)
+    H, F = clamped_run(cell, task.X)                 # the unclamped net: states and gates
+    full = _recall(cell, H, task)
+    closed = closed_units(F, L, D)
     others = np.setdiff1d(np.arange(cell.n), closed)
     phi = float(F[L:L + D][..., others].mean())
     H_open, _ = clamped_run(cell, task.X, units=closed, value=phi, steps=delay)
