@@ -348,7 +348,7 @@ def test_f32value_error_bound(kind):
         assert np.all(err <= F.gamma() * M + F.alpha), float(np.max(err - F.gamma() * M))
 
 
-@pytest.mark.parametrize("kind", ["elman", "mgru"])
+@pytest.mark.parametrize("kind", ["elman", "mgru", "lstm"])
 def test_fused_f32_tangent_error_bound(kind):
     r"""The cells' fused float32 tangent (tangent_f32, in place in work buffers, products
     of two coefficients rounded in float64 first): |result - exact map| <= gamma_D
@@ -357,14 +357,15 @@ def test_fused_f32_tangent_error_bound(kind):
     underflows); its values agree with the plain float32 evaluation to float32
     accuracy and its depth is not larger."""
     from rnnperturb.cells.namespace import FLOAT
-    from rnnperturb.verified.linalg import ABS, AbsValue, F32Matrix, F32Value
+    from rnnperturb.verified.linalg import ABS, AbsValue, F32Matrix, F32Namespace, F32Value
     rng = np.random.default_rng(6)
     n, B, S = 16, 3, 2
     cell = random_cell(kind, n, 2, spectral_norm=2.0, seed=rng)
     P = {k: np.asarray(v, np.float64) for k, v in cell.params.items()}
     Ps = dict(P, **{k: np.stack([P[k], P[k] + 0.1 * rng.standard_normal((n, n))])
                     for k in cell.recurrent_names})
-    h = np.tanh(rng.standard_normal((S, B, 1, n)))
+    N = cell.state_size                  # 2n for the LSTM's (h, c)
+    h = np.tanh(rng.standard_normal((S, B, 1, N)))
     x = rng.standard_normal((B, 2))
     aux = cell.forward(FLOAT, Ps, h[:, :, 0], x,
                        lambda k, a: a @ np.swapaxes(Ps[k], -1, -2)[:, None][:, 0])[1]
@@ -373,13 +374,14 @@ def test_fused_f32_tangent_error_bound(kind):
     ld = np.longdouble
     Pl = {k: np.asarray(v, ld) for k, v in Ps.items()}
     for scale in (1.0, 1e-40):
-        Z = (rng.standard_normal((S, B, n, n)) * scale).astype(np.float32)
+        Z = (rng.standard_normal((S, B, N, N)) * scale).astype(np.float32)
         Z0 = Z.copy()
         bufs = [np.full_like(Z, np.nan) for _ in range(3)]
         F = cell.tangent_f32(h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
                              lambda nm, v, o: v.matvec(M32[nm], out=o), bufs)
         assert np.array_equal(Z, Z0) and any(F.val is b for b in bufs)
-        G = cell.tangent(FLOAT, Ps, h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
+        # the plain evaluation, as _Blocks runs it without a fused tangent
+        G = cell.tangent(F32Namespace(), Ps, h, aux, F32Value(Z, 0, 0.0, float(np.abs(Z).max())),
                          lambda nm, v: v.matvec(M32[nm]), lambda nm: 0.0)
         assert F.depth <= G.depth
         ex = cell.tangent(FLOAT, Ps, h, aux, Z.astype(ld),

@@ -128,6 +128,70 @@ class LSTM(Cell):
         dc = df * cp + f * dcp + di * g + i * dg
         return ns.concat((do * tc + o * (1 - tc * tc) * dc, dc))
 
+    @staticmethod
+    def tangent_f32(h, aux, dh, rec, bufs):
+        r"""The map of :meth:`tangent` (no input tangent) on a float32 stack of
+        tangents, in work buffers instead of temporaries: the block propagators of
+        :class:`rnnperturb.bounds.trajectory._Blocks`.
+
+        With the coefficient vectors of :meth:`tangent` as it computes them,
+        :math:`\tilde s_i = fl(i\,fl(1-i))`, :math:`\tilde s_f`, :math:`\tilde s_o`
+        alike, :math:`\tilde\tau_g = fl(1-g^2)` and :math:`\tilde\kappa =
+        fl(o\,fl(1-\tanh(c)^2))`, the map :math:`(v_h, v_c) \mapsto (w_h, w_c)` is
+
+        .. math::
+            w_c &= (\tilde s_f c_{t-1})\odot W_f v_h + f\odot v_c
+                   + (\tilde s_i g)\odot W_i v_h + (i\tilde\tau_g)\odot W_g v_h, \\
+            w_h &= (\tilde s_o\tanh(c_t))\odot W_o v_h + \tilde\kappa\odot w_c,
+
+        the same exact map as :meth:`tangent`. The four products of two
+        coefficients are rounded in float64 first (:meth:`F32Value.scaled` with
+        ``rounded=1``: one more factor :math:`(1+\delta)` on their paths, where
+        :meth:`tangent` scales twice), so the error bound :math:`\gamma_D|L|_{maj}|v|
+        + \alpha` of :class:`~rnnperturb.verified.linalg.F32Value` holds with the
+        majorant :math:`|L|_{maj}` of :meth:`tangent` (:math:`|ab| = |a||b|`). Copying
+        :math:`v_h` into a contiguous buffer (for the GEMMs) is exact.
+
+        Parameters
+        ----------
+        h : ndarray, shape (S, 1, B, 2n)
+            :math:`s_{t-1} = (h_{t-1}, c_{t-1})` (any shape that broadcasts against
+            the tangents).
+        aux : dict
+            From :meth:`forward`, arrays of shape (S, 1, B, n).
+        dh : F32Value, value (S, k, B, 2n)
+            The tangents: k columns of B sequences (``dh.val`` is only read).
+        rec : callable ``rec(name, v, out)``
+            :meth:`F32Value.matvec` by the float32 matrix ``name``, into ``out``.
+        bufs : list of 3 float32 arrays, shape (S, k, B, 2n)
+            Work space (overwritten); the result is in ``bufs[1]``.
+
+        Returns
+        -------
+        F32Value, value (S, k, B, 2n)
+        """
+        from rnnperturb.verified.linalg import F32Value
+        i, f, g, o, cp, tc = (aux[k] for k in ("i", "f", "g", "o", "cp", "tc"))
+        N = dh.val.shape[-1]
+        n = N // 2
+        half = dh.val.shape[:-1] + (n,)
+        size = int(np.prod(half))
+        # contiguous halves of the work buffers: two in bufs[0], two in bufs[2]
+        A0, A1 = (bufs[0].reshape(-1)[j * size:(j + 1) * size].reshape(half) for j in (0, 1))
+        H = bufs[2].reshape(-1)[:size].reshape(half)
+        np.copyto(H, dh.val[..., :n])                       # v_h, exactly
+        vh = F32Value(H, dh.depth, dh.alpha, dh.mu)
+        vc = F32Value(dh.val[..., n:], dh.depth, dh.alpha, dh.mu)
+        out = bufs[1]
+        wc = rec("Wf", vh, A0).scaled(f * (1 - f) * cp, rounded=1, out=out[..., n:])
+        for name, coef in (("Wi", i * (1 - i) * g), ("Wg", i * (1 - g * g))):
+            wc = wc.plus(rec(name, vh, A0).scaled(coef, rounded=1, out=A0), out=wc.val)
+        wc = wc.plus(vc.scaled(f, out=A1), out=wc.val)
+        wh = rec("Wo", vh, A0).scaled(o * (1 - o) * tc, rounded=1, out=out[..., :n])
+        wh = wh.plus(wc.scaled(o * (1 - tc * tc), out=A1), out=wh.val)
+        return F32Value(out, max(wh.depth, wc.depth), max(wh.alpha, wc.alpha),
+                        max(wh.mu, wc.mu))
+
     def overwrite_gate(self, aux):
         r""":math:`1 - f_t`: the forget gate keeps the cell state :math:`c` when it is
         near 1 (:math:`c_t = f_t c_{t-1} + i_t g_t`; the input gate is not tied to it)."""
