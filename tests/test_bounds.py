@@ -629,3 +629,26 @@ def test_identical_matrices_give_the_exact_zero_and_one_ulp_does_not(kind):
     for tier in ("auto", "fast", "tight"):
         bd = certified_bound(cell, ulp, X, tier=tier)
         assert np.all(bd >= lo) and np.all(bd > 0)
+
+
+@pytest.mark.parametrize("name", ["elman_memorization_D50", "mgru_memorization_D50"])
+def test_per_step_norm_products_overshoot_the_propagators(name):
+    r"""Why the default tier carries the rounding through multi-step propagators (README,
+    "The fast tier ... vacuous"): on the D = 50 checkpoints (T = 61, first two sequences)
+    the product of the exact per-step norms :math:`\prod_t\|J_t\|_2` exceeds the norm of the
+    propagator it bounds, :math:`\|\Phi(T, 0)\|_2 = \|J_T\cdots J_1\|_2`, by more than 15
+    orders of magnitude (measured 16.1-23.4), so a float64 rounding error of 1e-16
+    carried by any per-step recursion reaches order one. Both sides from the exact
+    float64 Jacobians along the float64 trajectory."""
+    cell, meta = rp.load_with_metadata(f"validation/checkpoints/{name}.npz")
+    X = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, :2]
+    H = cell.run(X)
+    for b in range(2):
+        h, Phi, logprod = np.zeros(cell.n), np.eye(cell.n), 0.0
+        for t in range(X.shape[0]):
+            J = cell.jacobian(h, X[t, b])
+            Phi = J @ Phi
+            logprod += np.log10(np.linalg.norm(J, 2))
+            h = H[t, b]
+        assert np.allclose(h, cell.run(X[:, b])[-1], rtol=0, atol=1e-12)   # that trajectory
+        assert logprod - np.log10(np.linalg.norm(Phi, 2)) > 15, (b, logprod)
