@@ -45,7 +45,7 @@ from rnnperturb.bounds.recall import recall_margins
 from rnnperturb.bounds.set_recall import certified_tolerance
 from validation.experiments import checkpoint_names, cli, load
 
-__all__ = ["run", "headline", "evaluate"]
+__all__ = ["run", "headline", "evaluate", "certified"]
 
 NAME = "set_certificates"
 RANGE = dict(bits=(6, 24), drift=(1e-7, 1e-1), noise=(1e-7, 1e-1))
@@ -106,6 +106,12 @@ def _finished_rows(out: str) -> list[dict]:
     return rows
 
 
+def certified(row: dict) -> bool:
+    """Whether a table row holds certificates (a row read back from the CSV has every
+    column, empty where the row had none)."""
+    return isinstance(row.get("bits_certified"), int)
+
+
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
         out: str | None = None, resume: bool = False) -> dict:
     """Every memorization checkpoint (``quick``: the D10 ones), cheapest first; with
@@ -123,7 +129,7 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
         # rows without a certificate (the LSTM's, skipped before the set bound took states
         # larger than h) are computed again
         res["rows"] = [r for r in _finished_rows(out) if r.get("checkpoint") in names
-                       and "bits_certified" in r]
+                       and certified(r)]
     done = {r["checkpoint"] for r in res["rows"]}
     for n in names:
         if n in done:
