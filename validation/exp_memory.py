@@ -59,7 +59,7 @@ import numpy as np
 import rnnperturb as rp
 from rnnperturb.stats.memory import delay_linearisation, finite_time_lyapunov, linear_memory
 from rnnperturb.perturb.low_rank import truncate_svd
-from validation.experiments import checkpoint_names, cli, load
+from validation.experiments import CELL_LABEL, checkpoint_names, cli, load
 from validation.exp_truncation import kept
 
 NAME = "memory"
@@ -322,9 +322,6 @@ def headline(result) -> dict:
     return head
 
 
-_CELL_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
-
-
 def markdown_table(table: dict) -> str:
     """The README's memory table from ``headline()["memory_table"]`` (or the shipped
     ``memory.json``'s): per checkpoint Jaeger's MC and the Fisher memory J_tot of the full net,
@@ -336,14 +333,14 @@ def markdown_table(table: dict) -> str:
 
     def key(name):
         c, _, rest = name.partition("_")
-        return (list(_CELL_LABEL).index(c), int(rest.split("_D")[1]))
+        return (list(CELL_LABEL).index(c), int(rest.split("_D")[1]))
     for name in sorted(table, key=key):
         t = table[name]
         c, D = name.split("_")[0], int(name.split("_D")[1])
         cols = ("full", "kept", "half", "noise")
         mc = " / ".join(f"{t[k]['MC']:.2f}" for k in cols)
         jt = " / ".join(f"{t[k]['J_tot']:.1f}" for k in cols)
-        lines.append(f"| {_CELL_LABEL[c]} D = {D} | {t['kept']['rank']} | {mc} | {jt} | "
+        lines.append(f"| {CELL_LABEL[c]} D = {D} | {t['kept']['rank']} | {mc} | {jt} | "
                      f"{t['half']['acc']:.2f} | {t['full']['ftle_max']:.3f} | "
                      f"{t['full']['n_ftle_near_zero']:g} |")
     return "\n".join(lines)

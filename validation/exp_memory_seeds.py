@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import os
 
-
 import rnnperturb as rp
 from validation.exp_memory import EPS, _measure, kept_and_half
 from validation.exp_seeds import summarize, sweep_results
-from validation.experiments import CHECKPOINT_DIR, cli, load
+from validation.experiments import CELL_LABEL, CHECKPOINT_DIR, cli, load
 
 __all__ = ["run", "headline", "markdown_table", "COLUMNS"]
 
 NAME = "memory_seeds"
 COLUMNS = ("MC_full", "MC_kept", "MC_half", "J_full", "J_kept", "J_half", "acc_half", "ftle_max",
            "n_ftle_near_zero")
-_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
 
 
 def _names(quick: bool) -> list[str]:
@@ -87,10 +85,10 @@ def markdown_table(result: dict) -> str:
              "largest FTLE over the delay | FTLEs with abs < 0.01 |",
              "|---|---|---|---|---|---|---|"]
     order = sorted(result["groups"].values(),
-                   key=lambda g: (list(_LABEL).index(g["cell"]), g["D"]))
+                   key=lambda g: (list(CELL_LABEL).index(g["cell"]), g["D"]))
     for g in order:
         lines.append(
-            f"| {_LABEL[g['cell']]} D = {g['D']} | {len(g['seeds'])} | "
+            f"| {CELL_LABEL[g['cell']]} D = {g['D']} | {len(g['seeds'])} | "
             + " / ".join(ms(g[c], 2) for c in ("MC_full", "MC_kept", "MC_half")) + " | "
             + " / ".join(ms(g[c], 0) for c in ("J_full", "J_kept", "J_half")) + " | "
             + f"{ms(g['acc_half'], 2)} | {ms(g['ftle_max'], 3)} | "

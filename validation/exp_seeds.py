@@ -32,7 +32,7 @@ import numpy as np
 
 import rnnperturb as rp
 from rnnperturb import tasks
-from validation.experiments import CHECKPOINT_DIR, cli, load
+from validation.experiments import CELL_LABEL, CHECKPOINT_DIR, cli, load
 from validation.rank_stats import rank_statistics
 
 __all__ = ["run", "headline", "recall_C", "summarize", "SEED_DIR", "STATS"]
@@ -160,7 +160,6 @@ def headline(result: dict) -> dict:
             for k, g in sorted(result["groups"].items())}
 
 
-_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
 _COLS = ("svd_kept_99", "svd_kept_all32", "svd_auc_rank", "svd_margin_kept", "identity_kept_99",
          "C")
 
@@ -184,7 +183,7 @@ def markdown_table(result: dict) -> str:
             continue
         cols = [cell(g[c], 1) if c != "svd_auc_rank" else auc(g[c]) for c in _COLS[:-1]]
         cols.append(cell(g["C"], 2))
-        lines.append(f"| {_LABEL[g['cell']]} | {g['variant']} | {g['D']} | {g['n']} | "
+        lines.append(f"| {CELL_LABEL[g['cell']]} | {g['variant']} | {g['D']} | {g['n']} | "
                      f"{len(g['seeds'])} ({len(g['failed_seeds'])}) | " + " | ".join(cols) + " |")
     return "\n".join(lines)
 

@@ -33,8 +33,8 @@ import os
 import numpy as np
 
 import rnnperturb as rp
-from validation.experiments import (CHECKPOINT_DIR, cli, eval_task, fit_inputs, load, performance,
-                                    rank_grid)
+from validation.experiments import (CELL_LABEL, CHECKPOINT_DIR, cli, eval_task, fit_inputs, load,
+                                    performance, rank_grid)
 
 __all__ = ["task_statistics", "run", "headline", "markdown_table", "spread", "TASKS",
            "KNOB_REPEATS", "TABLE_ROWS", "flat_stats"]
@@ -208,7 +208,6 @@ def headline(result: dict) -> dict:
             for k, g in sorted(result["groups"].items())}
 
 
-_LABEL = {"elman": "tanh RNN", "mgru": "MGRU"}
 #: README table rows: (task, evaluation label, kept-rank column stem, C column).
 TABLE_ROWS = (("kback", "2-back", "own", "C"),
               ("kback_mix", "2-back-mix, repeat 0", "repeat=0.0", "C_p0.0"),
@@ -232,7 +231,7 @@ def markdown_table(result: dict) -> str:
             g = result["groups"].get(f"{cell}|{task}")
             if g is None:
                 continue
-            lines.append(f"| {_LABEL[cell]} | {label} | {len(g['seeds'])} "
+            lines.append(f"| {CELL_LABEL[cell]} | {label} | {len(g['seeds'])} "
                          f"({len(g['failed_seeds'])}) | {spread(g[f'kept_{ev}_svd'], 1)} | "
                          f"{spread(g[f'kept_{ev}_data'], 1)} | {spread(g[ccol], 2)} |")
     return "\n".join(lines)

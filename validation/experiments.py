@@ -40,7 +40,10 @@ from rnnperturb import metrics, tasks
 
 __all__ = ["CHECKPOINT_DIR", "checkpoint_names", "load", "eval_task", "fit_inputs",
            "performance", "rank_grid", "write_rows", "write_json", "write_result",
-           "rounded", "cli"]
+           "rounded", "cli", "CELL_LABEL"]
+
+#: How the README tables name each cell kind (in the order they list them).
+CELL_LABEL = {"elman": "tanh RNN", "mgru": "MGRU", "gru": "GRU", "lstm": "LSTM"}
 
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 
