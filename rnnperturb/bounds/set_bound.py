@@ -1284,11 +1284,13 @@ def _one_sided(v, kind, t, R, Rn, q, rho):
     Rr = np.where(sh, half, R)
     Rn1 = np.minimum(np.minimum(_nrm(Rr), up(_nrm(np.where(sh, half, 0.0)) + n_rest, 2)),
                      up(Rn + _nrm(o), 2))
-    keep = Rn1 <= Rn                               # per sequence: never a larger norm bound
     t1 = t + o
-    Rr = up(Rr + 2 * U64 * np.abs(t1), 2)
+    mv = np.where(sh, up(2 * U64 * np.abs(t1), 1), 0.0)        # rounding of the move
+    Rr = up(Rr + mv, 1)
+    Rn1 = up(Rn1 + _nrm(mv), 2)
+    keep = Rn1 <= Rn                               # per sequence: never a larger norm bound
     return (np.where(keep[:, None], t1, t), np.where(keep[:, None], Rr, R),
-            np.where(keep, up(Rn1 + _nrm(2 * U64 * np.abs(t1)), 2), Rn))
+            np.where(keep, Rn1, Rn))
 
 
 def _aff_rows(a, idx):
