@@ -160,7 +160,10 @@ def lirpa_setting(Ts, *, iters=20, restarts=2):
     return {"eps0": eps0, "max_abs": emax, "rows": rows}
 
 
-def trained(*, quick, rels=(1e-4, 2e-4, 3e-4), iters=10, restarts=1):
+def trained(*, quick, rels=(1e-4, 2e-4, 3e-4, 5e-4, 1e-3), iters=10, restarts=1):
+    """Each radius with the default bound and with ``one_sided=True`` (the one-signed
+    activation remainders centred); a row is non-vacuous when the better of the two is
+    below the cap and below 2x the attack (each is sound, so their minimum is)."""
     rows = []
     for p in sorted(glob.glob(os.path.join(ROOT, "validation", "checkpoints",
                                            "*memorization*.npz"))):
@@ -174,12 +177,20 @@ def trained(*, quick, rels=(1e-4, 2e-4, 3e-4), iters=10, restarts=1):
         for r in rels:
             S = sets.Ball(radius={k: r * np.linalg.norm(v) for k, v in cell.recurrent.items()})
             t0 = time.perf_counter()
-            b = float(set_bound(cell, S, X1)[-1])
+            b0 = float(set_bound(cell, S, X1)[-1])
             tb = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            b1 = float(set_bound(cell, S, X1, one_sided=True)[-1])
+            t1 = time.perf_counter() - t0
+            b = min(b0, b1)
             lo, _ = set_attack(cell, S, X1, seed=0, iters=iters, restarts=restarts)
             rows.append({"checkpoint": os.path.basename(p), "n": cell.n, "T": X1.shape[0],
-                         "rel": r, "bound": b, "attack": float(lo), "ratio": b / lo,
-                         "cap": cap, "nonvacuous": bool(b < cap and b < 2 * lo), "seconds": tb})
+                         "rel": r, "bound_default": b0, "bound_one_sided": b1, "bound": b,
+                         "attack": float(lo), "ratio": b / lo,
+                         "ratio_default": b0 / lo, "ratio_one_sided": b1 / lo, "cap": cap,
+                         "nonvacuous": bool(b < cap and b < 2 * lo),
+                         "nonvacuous_default": bool(b0 < cap and b0 < 2 * lo),
+                         "seconds": tb, "seconds_one_sided": t1})
     return rows
 
 
@@ -295,7 +306,8 @@ def run(*, quick=False, seed=0, budget=None):
                   "worst_at": f"T={q6[0]['T']}"})
     t4 = [r for r in tr if r["rel"] == 1e-4]
     w = max(t4, key=lambda r: r["ratio"])
-    goals.append({"goal": "trained nets: ball 1e-4 x ||W_k||_F non-vacuous and < 2x the attack",
+    goals.append({"goal": "trained nets: ball 1e-4 x ||W_k||_F non-vacuous and < 2x the attack "
+                          "(the better of the default and one_sided=True)",
                   "met": all(r["nonvacuous"] for r in t4), "worst": w["ratio"],
                   "worst_at": w["checkpoint"]})
     c32 = [r for r in cst["rows"] if r["kind"] == "elman"]
@@ -350,11 +362,13 @@ def summary_rows(doc):
             cells.append("vacuous" if r["vacuous"] else f"{r['ratio']:.3f}")
         goal = TIGHT_GOALS.get(name, "non-vacuous at T=50" if "6-bit" in name else "")
         L.append(f"| {name} | " + " | ".join(cells) + f" | {goal} |")
-    L += ["", "| checkpoint | rel | bound | attack | ratio | cap | non-vacuous | s |",
-          "|---|---|---|---|---|---|---|---|"]
+    L += ["", "| checkpoint | rel | bound default / one_sided | attack | ratio default / one_sided "
+          "| cap | non-vacuous | s |", "|---|---|---|---|---|---|---|---|"]
     for r in res["trained"]:
-        L.append(f"| {r['checkpoint']} | {r['rel']:.0e} | {r['bound']:.3e} | {r['attack']:.3e} | "
-                 f"{r['ratio']:.3f} | {r['cap']:.1f} | {r['nonvacuous']} | {r['seconds']:.1f} |")
+        L.append(f"| {r['checkpoint']} | {r['rel']:.0e} | {r['bound_default']:.3e} / "
+                 f"{r['bound_one_sided']:.3e} | {r['attack']:.3e} | {r['ratio_default']:.3f} / "
+                 f"{r['ratio_one_sided']:.3f} | {r['cap']:.1f} | {r['nonvacuous']} | "
+                 f"{r['seconds']:.1f} / {r['seconds_one_sided']:.1f} |")
     c = res["cost"]
     L += ["", "| cost | kind | set | seconds | peak MB |", "|---|---|---|---|---|"]
     for r in c["rows"]:

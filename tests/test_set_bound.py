@@ -208,7 +208,8 @@ def test_one_sided_checked():
 
 
 # ------------------------------------------------------------------ noise
-def test_noise_bound_monte_carlo(kind):
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_noise_bound_monte_carlo(kind, one_sided):
     """The confidence holds simultaneously over all steps (no draw exceeds the bound at
     any step more often than 1 - confidence), and in the linear regime (std 1e-5) the
     bound is within 3x of the empirical quantile at every step (the issue's goal;
@@ -217,7 +218,7 @@ def test_noise_bound_monte_carlo(kind):
     X = np.random.default_rng(0).standard_normal((20, 2))
     conf = 0.9
     for s, factor in ((1e-5, 3.0), (1e-3, 4.0)):
-        Pn = noise_bound(cell, X, std=s, confidence=conf)
+        Pn = noise_bound(cell, X, std=s, confidence=conf, one_sided=one_sided)
         rng = np.random.default_rng(1)
         viol = 0
         draws = 200

@@ -163,3 +163,32 @@ def test_tolerance_search_against_exhaustive_thresholds(integer):
                 assert np.all(thr >= yy - 1e-12)            # a recorded success is one
             else:
                 assert yy > truth - 1e-12                   # a recorded failure is a failure
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_sided_passed_through(kind):
+    """one_sided=True reaches the set bound (the recall's bound is set_bound's with the
+    option, on every sequence of the task) and the noise bound, and its drift certificate
+    holds on members of the certified box (vertices, spikes, interior points)."""
+    from rnnperturb.stats.noise_bound import noise_bound
+    c, task = _net(kind, seed=1)
+    S = rp.sets.drift(c, rel=1e-2)
+    res = certified_set_recall(c, S, task, samples=0, one_sided=True)
+    b1 = rp.set_bound(c, S, task.X, box_refine=False, one_sided=True)
+    np.testing.assert_array_equal(res.bound, b1)
+    assert not np.array_equal(b1, rp.set_bound(c, S, task.X, box_refine=False))  # it acts
+    nb = rp.certified_recall(c, GaussianNoise(std=1e-3, confidence=0.9), task)
+    nb1 = certified_set_recall(c, GaussianNoise(std=1e-3, confidence=0.9), task, samples=0,
+                               one_sided=True)
+    conf = 1 - 0.1 / task.X.shape[1]
+    np.testing.assert_array_equal(nb1.bound, noise_bound(c, task.X, std=1e-3, confidence=conf,
+                                                         one_sided=True))
+    assert nb.bound.shape == nb1.bound.shape and not np.array_equal(nb.bound, nb1.bound)
+    tol = certified_tolerance(c, task, kind="drift", steps=5, samples=8, one_sided=True)
+    d = tol.certified
+    assert d is not None and d <= tol.measured * (1 + 1e-12)
+    Sd = rp.sets.drift(c, rel=d)
+    r = certified_set_recall(c, Sd, task, samples=0, one_sided=True)
+    assert r.certified.all()
+    for dW in _box_members(c, Sd, seed=5):
+        assert _recalls(_with(c, dW), task)[r.certified].all()
