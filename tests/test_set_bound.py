@@ -195,6 +195,7 @@ def test_one_sided_on_a_saturated_trained_net():
     b, worst = _check(cell, S, X, count=2, attack=True, one_sided=True)
     lo, _ = set_attack(cell, S, X, seed=0, iters=10, restarts=1)
     assert lo <= b[-1] < min(cap, 2 * lo), (lo, b[-1])
+    assert abs(b[-1] / lo - 1.49) <= 0.02, b[-1] / lo        # the README's benchmark row
     assert np.all(worst <= b)
     assert set_bound(cell, S, X)[-1] >= cap * (1 - 1e-12)       # the default: vacuous here
     z1 = set_bound(cell, sets.Ball(radius=0.0), X, one_sided=True)

@@ -34,6 +34,9 @@ about linearly with the radius). Search ranges: bits 6..24, drift and noise
 
 Run: ``python -m validation.exp_set_certificates --quick --out validation/results``
 (one checkpoint: ``python -m validation.exp_set_certificates --only elman_memorization_D10``).
+``--one-sided`` computes the same certificates with ``one_sided=True`` (the one-signed
+activation remainders centred, :func:`rnnperturb.bounds.set_bound.set_trace`) into
+``set_certificates_one_sided`` (with ``--incremental DIR [--resume]``).
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ RANGE = dict(bits=(6, 24), drift=(1e-7, 1e-1), noise=(1e-7, 1e-1))
 STEPS = 7
 
 
-def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
+def evaluate(name: str, *, seed: int = 0, quiet: bool = True, one_sided: bool = False) -> dict:
     """The certified and measured tolerances of one checkpoint (one table row)."""
     cell, meta = load(name)
     D = int(name.rsplit("D", 1)[-1])
@@ -64,7 +67,7 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
         lo, hi = RANGE[kind]
         tol = certified_tolerance(cell, task, kind=kind, rounding="any", confidence=0.99,
                                   lo=lo, hi=hi, steps=STEPS, margins=margins, seed=seed,
-                                  samples=100 if kind == "noise" else 16)
+                                  samples=100 if kind == "noise" else 16, one_sided=one_sided)
         row[f"{kind}_certified"] = tol.certified
         row[f"{kind}_measured"] = tol.measured
         row[f"{kind}_evaluations"] = [[float(p), bool(ok)] for p, ok in tol.evaluations]
@@ -73,6 +76,7 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True) -> dict:
             print(name, kind, tol.certified, tol.measured, f"{row[f'{kind}_seconds']:.0f} s",
                   file=sys.stderr, flush=True)
     row["sequences"] = tol.sequences
+    row["one_sided"] = bool(one_sided)
     return row
 
 
@@ -84,13 +88,13 @@ def _cost_order(name: str):
     return (D > 20, {"elman": 0, "mgru": 1, "gru": 2}.get(cell, 3), D)
 
 
-def _finished_rows(out: str) -> list[dict]:
-    """Rows of an earlier (interrupted) run from ``out/<NAME>.csv`` (values parsed as
+def _finished_rows(out: str, name: str = NAME) -> list[dict]:
+    """Rows of an earlier (interrupted) run from ``out/<name>.csv`` (values parsed as
     literals, never executed)."""
     import ast
     import csv
     import os
-    path = os.path.join(out, NAME + ".csv")
+    path = os.path.join(out, name + ".csv")
     if not os.path.exists(path):
         return []
     rows = []
@@ -113,28 +117,30 @@ def certified(row: dict) -> bool:
 
 
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
-        out: str | None = None, resume: bool = False) -> dict:
+        out: str | None = None, resume: bool = False, one_sided: bool = False) -> dict:
     """Every memorization checkpoint (``quick``: the D10 ones), cheapest first; with
     ``out``, the result so far is written after every checkpoint (a long run leaves
     its finished rows behind), and with ``resume`` the checkpoints already in
-    ``out`` are kept and skipped."""
+    ``out`` are kept and skipped. ``one_sided``: the certificates with
+    ``one_sided=True``, named ``set_certificates_one_sided``."""
     from validation.experiments import write_result
     names = [only] if only else sorted(checkpoint_names(task="memorization"), key=_cost_order)
     if quick and not only:
         names = [n for n in names if n.endswith("_D10")]
-    res = {"name": NAME, "rows": [], "quick": quick,
+    name = NAME + ("_one_sided" if one_sided else "")
+    res = {"name": name, "rows": [], "quick": quick, "one_sided": bool(one_sided),
            "note": "bits: certified any-rounding vs measured round-to-nearest; drift/noise: "
                    "certified vs empirical (seeded samples, an estimate)"}
     if resume and out is not None:
         # rows without a certificate (the LSTM's, skipped before the set bound took states
         # larger than h) are computed again
-        res["rows"] = [r for r in _finished_rows(out) if r.get("checkpoint") in names
+        res["rows"] = [r for r in _finished_rows(out, name) if r.get("checkpoint") in names
                        and certified(r)]
     done = {r["checkpoint"] for r in res["rows"]}
     for n in names:
         if n in done:
             continue
-        res["rows"].append(evaluate(n, seed=seed, quiet=quiet))
+        res["rows"].append(evaluate(n, seed=seed, quiet=quiet, one_sided=one_sided))
         if out is not None:
             res["table"] = res["rows"]
             write_result(res, out, headline(res))
@@ -149,11 +155,11 @@ def headline(res: dict) -> dict:
 if __name__ == "__main__":
     if "--incremental" in sys.argv:                   # every checkpoint, written as it goes
         run(quiet=False, out=sys.argv[sys.argv.index("--incremental") + 1],
-            resume="--resume" in sys.argv)
+            resume="--resume" in sys.argv, one_sided="--one-sided" in sys.argv)
         raise SystemExit(0)
     if "--only" in sys.argv:
         i = sys.argv.index("--only")
-        row = evaluate(sys.argv[i + 1], quiet=False)
+        row = evaluate(sys.argv[i + 1], quiet=False, one_sided="--one-sided" in sys.argv)
         print(row)
         raise SystemExit(0)
     raise SystemExit(cli(sys.modules[__name__]))
