@@ -254,7 +254,8 @@ def test_noise_bound_laurent_massart_term():
 #     RNNPERTURB_SET_SWEEP_CASES=2500 python -m pytest -m slow tests/test_set_bound.py -k sound_slow \
 #         --hypothesis-seed=S
 # That was the default bound (one_sided=False, whose code has not changed since); the sweep now
-# draws one_sided, and RNNPERTURB_SET_SWEEP_ONE_SIDED=1 fixes it to True (the runs for the option).
+# draws one_sided, and RNNPERTURB_SET_SWEEP_ONE_SIDED=1 fixes it to True: with it, hypothesis seeds
+# 11-14 at 2,500 each gave 10,000 passing cases, 0 failing (26-28 min each at load 3).
 _SET_SWEEP_CASES = int(os.environ.get("RNNPERTURB_SET_SWEEP_CASES", "300"))
 _SWEEP_ONE_SIDED = (st.just(True) if os.environ.get("RNNPERTURB_SET_SWEEP_ONE_SIDED") == "1"
                     else st.booleans())
