@@ -589,17 +589,24 @@ _SETCERT = os.path.join(os.path.dirname(__file__), "..", "validation", "data",
                         "set_certificates.json")
 
 
+def _checkpoint_rows(sec, pattern):
+    """{checkpoint name: the groups after cell and delay} of the table lines of ``sec`` that
+    match ``pattern`` (which starts with the cell and the delay)."""
+    rows = {}
+    for line in sec.splitlines():
+        m = re.match(pattern, line)
+        if m:
+            rows[f"{m[1]}_memorization_D{m[2]}"] = m.groups()[2:]
+    return rows
+
+
 def _readme_set_certificate_rows():
     text = open(README).read()
     sec = text[text.index("### Certified tolerances of the memorization checkpoints"):]
     sec = sec[:sec.index("\n### ", 5)]
-    rows = {}
-    for line in sec.splitlines():
-        m = re.match(r"\| (elman|mgru|gru|lstm) D(\d+) \| (\d+) \| (\d+) \| (\d+) / (\d+) \| "
-                     r"([\d.e-]+) / (?:≥ )?([\d.e-]+).*? \| ([\d.e-]+) / ([\d.e-]+) \|", line)
-        if m:
-            rows[f"{m[1]}_memorization_D{m[2]}"] = m.groups()[2:]
-    return rows
+    return _checkpoint_rows(sec, r"\| (elman|mgru|gru|lstm) D(\d+) \| (\d+) \| (\d+) \| "
+                                 r"(\d+) / (\d+) \| ([\d.e-]+) / (?:≥ )?([\d.e-]+).*? \| "
+                                 r"([\d.e-]+) / ([\d.e-]+) \|")
 
 
 def _sig2(x):
@@ -623,6 +630,37 @@ def test_set_certificate_table_matches_its_data_file():
         for shown, key in ((dc, "drift_certified"), (dm, "drift_measured"),
                            (nc, "noise_certified"), (nm, "noise_measured")):
             assert float(shown) == _sig2(r[key]), (name, key, shown, r[key])
+
+
+_SETCERT_OS = os.path.join(os.path.dirname(__file__), "..", "validation", "data",
+                           "set_certificates_one_sided.json")
+
+
+def test_one_sided_certificate_table_matches_its_data_files():
+    """The README's table of certificates with one_sided=True: every computed row of its data
+    file (exp_set_certificates --one-sided) and nothing else, next to the default ones of the
+    main table's data file."""
+    import json
+    with open(_SETCERT) as f:
+        base = {r["checkpoint"]: r for r in json.load(f)["table"]}
+    with open(_SETCERT_OS) as f:
+        data = {r["checkpoint"]: r for r in json.load(f)["table"]}
+    from validation.exp_set_certificates import certified
+    text = open(README).read()
+    sec = text[text.index("**With `one_sided=True`**"):]
+    sec = sec[:sec.index("\n\n", sec.index("|---"))]
+    rows = _checkpoint_rows(sec, r"\| (elman|mgru|gru|lstm) D(\d+) \| (\d+) → (\d+) \| "
+                                 r"([\d.e-]+) → ([\d.e-]+) \| ([\d.e-]+) → ([\d.e-]+) \|")
+    assert rows and set(rows) == {k for k, r in data.items() if certified(r)}
+    for name, (b0, b1, d0, d1, n0, n1) in rows.items():
+        r0, r1 = base[name], data[name]
+        assert r1["one_sided"] is True
+        assert (int(b0), int(b1)) == (r0["bits_certified"], r1["bits_certified"]), name
+        for shown, r, key in ((d0, r0, "drift_certified"), (d1, r1, "drift_certified"),
+                              (n0, r0, "noise_certified"), (n1, r1, "noise_certified")):
+            assert float(shown) == _sig2(r[key]), (name, key, shown, r[key])
+        # the measured (simulated) columns do not depend on the bound
+        assert r1["bits_measured"] == r0["bits_measured"], name
 
 
 @pytest.mark.slow
