@@ -1236,10 +1236,11 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
     q = 0.5 * dd_max(kind, _dn(v.c - rho), _un(v.c + rho))
     if v._nu is None and v.ctx.is_ball and v.Au is not None and v.ctx.exact_pre:
         v._nu = np.minimum(v.nu(), v.ctx.normsup(v.Au))     # verified Gram of the argument
-    Rn = np.minimum(_nrm(R), up(up(q * rho, 1).max(axis=-1) * v.dnorm(), 1))
+    dn = v.dnorm()
+    Rn = np.minimum(_nrm(R), up(up(q * rho, 1).max(axis=-1) * dn, 1))
     tc = t
     if v.ctx.one_sided:
-        t, R, Rn = _one_sided(v, kind, t, R, Rn, q, rho)
+        t, R, Rn = _one_sided(v.c, t, R, Rn, q, rho, dn)
     sm = up(np.abs(s).max(axis=-1), 1)
     out = Affine(v.ctx, t, None if v.Au is None else v.Au * s[..., None],
                  None if v.Ax is None else v.Ax * s[..., None], None, None,
@@ -1254,7 +1255,7 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
     return out
 
 
-def _one_sided(v, kind, t, R, Rn, q, rho):
+def _one_sided(c, t, R, Rn, q, rho, dn):
     r"""Centre the activation remainders that have one sign (``one_sided=True``).
 
     tanh and the sigmoid are convex on :math:`x \le 0` and concave on :math:`x \ge 0`.
@@ -1270,20 +1271,20 @@ def _one_sided(v, kind, t, R, Rn, q, rho):
     most :math:`\|R/2\|` on the moved rows plus the old bounds on the others
     (:math:`\|R\|` there, or :math:`\max_i q_i\rho_i\,\sup\|x - c\|`), and at most
     the old norm bound plus :math:`\|o\|`. A sequence keeps the old centre where
-    this norm bound would be larger than the old one. Returns the centre, the
-    per-row radius (with the rounding of the move) and the norm bound, (B, n),
-    (B, n), (B,)."""
-    pos = _dn(v.c - rho) >= 0                      # concave part: remainder in [-R, 0]
-    neg = _un(v.c + rho) <= 0                      # convex part: remainder in [0, R]
+    this norm bound would be larger than the old one. ``c`` the pre-activation
+    centres, ``dn`` :math:`\ge\sup\|x - c\|`. Returns the centre, the per-row radius
+    (with the rounding of the move) and the norm bound, (B, n), (B, n), (B,)."""
+    pos = _dn(c - rho) >= 0                        # concave part: remainder in [-R, 0]
+    neg = _un(c + rho) <= 0                        # convex part: remainder in [0, R]
     half = 0.5 * R                                 # exact (R >= 1e-120 > 2^-1022)
     sh = pos | neg
     o = np.where(pos, -half, np.where(neg, half, 0.0))
+    no = _nrm(o)                                   # = ||R/2|| on the moved rows
     rest = ~sh
     qn = np.where(rest, up(q * rho, 1), 0.0)
-    n_rest = np.minimum(_nrm(np.where(rest, R, 0.0)), up(qn.max(axis=-1) * v.dnorm(), 1))
+    n_rest = np.minimum(_nrm(np.where(rest, R, 0.0)), up(qn.max(axis=-1) * dn, 1))
     Rr = np.where(sh, half, R)
-    Rn1 = np.minimum(np.minimum(_nrm(Rr), up(_nrm(np.where(sh, half, 0.0)) + n_rest, 2)),
-                     up(Rn + _nrm(o), 2))
+    Rn1 = np.minimum(np.minimum(_nrm(Rr), up(no + n_rest, 2)), up(Rn + no, 2))
     t1 = t + o
     mv = np.where(sh, up(2 * U64 * np.abs(t1), 1), 0.0)        # rounding of the move
     Rr = up(Rr + mv, 1)
