@@ -131,3 +131,78 @@ def test_ball_tightness_n32():
     b = set_bound(cell, S, X)[-1]
     lo, _ = set_attack(cell, S, X, seed=0, iters=5, restarts=0)
     assert lo <= b <= 1.1 * lo
+
+
+# ---------------------------------------------------------------- carried Gram matrices
+def _exact_fro_gap(M, G):
+    """||M M^T - G||_F^2 in exact rational arithmetic (M (n, N), G (n, n) floats)."""
+    from fractions import Fraction
+    F = [[Fraction(float(x)) for x in row] for row in M]
+    tot = Fraction(0)
+    for i in range(len(F)):
+        for k in range(len(F)):
+            d = sum(a * b for a, b in zip(F[i], F[k])) - Fraction(float(G[i, k]))
+            tot += d * d
+    return tot
+
+
+def _holds(M, G, e):
+    from fractions import Fraction
+    return all(_exact_fro_gap(M[b], G[b]) <= Fraction(float(e[b])) ** 2 for b in range(len(M)))
+
+
+def _worst_start(M, v, delta):
+    """A float Gram of M off by delta v v^T (the direction the next operation amplifies
+    most), with its exact error (rounded up) as the declared bound."""
+    import math
+    G = M @ np.swapaxes(M, 1, 2) + delta[:, None, None] * (v[:, :, None] * v[:, None, :])
+    e = np.array([math.sqrt(float(_exact_fro_gap(M[b], G[b]))) for b in range(len(M))])
+    return G, np.nextafter(e * (1 + 1e-15), np.inf)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 4), B=st.integers(1, 2), seed=st.integers(0, 10 ** 6),
+       lm=st.sampled_from([-60, -3, 0, 3, 60]), la=st.floats(-2, 2),
+       ld=st.sampled_from([-14, -8, -2]))
+def test_carried_gram_bounds_hold_exactly(n, B, seed, lm, la, ld):
+    r"""The carried Gram's three updates (product by a matrix, the fresh term of a
+    set matrix, a row scaling) against the exact Gram of the stored float matrices
+    (rational arithmetic), starting from a Gram whose error is exactly its bound
+    and points where the update amplifies it most."""
+    from rnnperturb.bounds.set_bound import (_gram_block_add, _gram_matvec, _gram_row_scaled,
+                                             _lmul)
+    from rnnperturb.verified.linalg import frobenius_upper, spectral_norm_upper
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((B, n, n * n)) * 10.0 ** lm
+    M[:, 0] *= 1e-9                                    # a row far smaller than the others
+    A = rng.standard_normal((n, n)) * 10.0 ** la
+    v = np.linalg.svd(A)[2][0]                         # top right singular vector of A
+    G, e = _worst_start(M, np.broadcast_to(v, (B, n)),
+                        10.0 ** ld * np.linalg.norm(M, axis=(1, 2)) ** 2)
+    # product by A
+    G1, e1 = _gram_matvec(G, e, A, float(spectral_norm_upper(A)), float(frobenius_upper(A)))
+    M1 = _lmul(A, M)
+    assert _holds(M1, G1, e1)
+    # the fresh term of the set matrix: blk[b, a, j] added at [a, (a, j)]
+    G1, e1 = _worst_start(M1, rng.standard_normal((B, n)), 10.0 ** ld * e1)
+    blk = rng.standard_normal((B, n, n)) * 10.0 ** (lm + la)
+    A4 = M1.reshape(B, n, n, n)
+    G2, e2 = _gram_block_add(G1, e1, A4, blk)
+    M2 = M1.copy()
+    idx = np.arange(n)
+    M2.reshape(B, n, n, n)[:, idx, idx, :] = A4[:, idx, idx, :] + blk
+    assert _holds(M2, G2, e2)
+    # row scaling by activation slopes in (0, 1], one of them tiny
+    s = rng.uniform(0.01, 1.0, (B, n))
+    s[:, -1] = 1e-12
+    i = int(np.argmax(s[0]))
+    G2, e2 = _worst_start(M2, np.broadcast_to(np.eye(n)[i], (B, n)),
+                          10.0 ** ld * np.linalg.norm(M2, axis=(1, 2)) ** 2)
+    G3, e3 = _gram_row_scaled(G2, e2, s)
+    assert _holds(M2 * s[..., None], G3, e3)
+    # each bound is not far above the error it has to cover (no vacuous slack; the
+    # absolute floor of up(), 1e-120 under a square root, is 1e-60 x gamma_3)
+    import math
+    gap3 = max(math.sqrt(float(_exact_fro_gap((M2 * s[..., None])[b], G3[b])))
+               for b in range(B))
+    assert e3.max() <= 1e3 * gap3 + 1e-9 * np.linalg.norm(G3) + 1e-74

@@ -187,6 +187,20 @@ newest blocks). Largest eigenvalues of symmetric matrices are certified by a
 float Cholesky factorisation of :math:`\mu I - S` (:func:`_sym_max_upper`)
 instead of a verified SVD.
 
+**Carried Gram matrices (ball).** The Gram :math:`G = A_uA_u^T` of each block of
+the symbolic part (an O(n^4) product per step and sequence) is carried through
+the operations that keep it cheap, each with a verified bound on
+:math:`\|A_uA_u^T - G\|_F` for the *stored* float coefficients: a product by
+a matrix, :math:`AGA^T` (:func:`_gram_matvec`, O(n^3)); the fresh term
+:math:`\Delta_k c` of a set matrix, :math:`G + C + C^T + \mathrm{diag}(q)`
+(:func:`_gram_block_add`, O(n^3)); an activation's row scaling,
+:math:`DGD` (:func:`_gram_row_scaled`, O(n^2)); clipped rows (zeroed). Any
+other operation drops it, and a sequence whose carried bound exceeds twice
+the rounding bound of a fresh product gets a fresh product
+(:meth:`Affine.grams`). On a contractive Elman net the carried bound stays
+below the fresh one, so one O(n^4) product per step is left (the
+propagation of :math:`A_u`) instead of three.
+
 What is rigorous and what is assumed
 ------------------------------------
 Every enclosure is computed in float64 with outward rounding (``nextafter``
@@ -203,10 +217,10 @@ Second-order looseness: the remainder uses the supremum of
 segment (a factor about 2 on the second-order term) and interval arithmetic
 over the cell's own step (dependency effects).
 
-Cost: per step and sequence, O(K n^4) for the carried matrices and their Gram
-matrices (K perturbed matrices), O(window · n^3) for the remainder zonotopes,
-O(n^3) for the interval Jacobian; memory O(K n^3 + window n^2), independent
-of T.
+Cost: per step and sequence, O(K n^4) for the carried matrices and, where they
+cannot be carried, their Gram matrices (K perturbed matrices), O(window · n^3)
+for the remainder zonotopes, O(n^3) for the interval Jacobian; memory
+O(K n^3 + window n^2), independent of T.
 """
 from __future__ import annotations
 
@@ -532,6 +546,81 @@ def _gram(M):
     return G, err, r2
 
 
+def _gram_row_scaled(G, e, s):
+    r"""Gram of :math:`M' = fl(\mathrm{diag}(s) M)` from a Gram ``G`` of M with
+    :math:`\|MM^T - G\|_F\le e`: :math:`G' = fl(fl(s_iG_{ik})s_k)` and a bound ``e'``
+    on :math:`\|M'M'^T - G'\|_F`. With :math:`M' = DM + F`, :math:`|F_{ij}|\le u|s_iM_{ij}|`,
+    :math:`|(DMF^T)_{ik}|\le u\rho_i\rho_k` (:math:`\rho_i = |s_i|\|M_i\|`,
+    :math:`\|M_i\|^2\le G_{ii}+e`), so :math:`\|M'M'^T - DMM^TD\|_F\le(2u+u^2)\sum_i\rho_i^2`;
+    :math:`\|D(MM^T - G)D\|_F\le\max_is_i^2\,e`; the two roundings of each entry of
+    :math:`G'` add :math:`\gamma_3\|G'\|_F`. G (B, n, n), e (B,), s (B, n)."""
+    n = G.shape[-1]
+    Gs = (s[:, :, None] * G) * s[:, None, :]
+    s2 = up(s * s, 1)
+    dg = up(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0) + e[:, None], 1)
+    rho2 = up(np.sum(up(s2 * dg, 1), axis=1), n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        es = up(s2.max(axis=1) * e + (2 * U64 + U64 * U64) * rho2
+                + gamma(3) * frobenius_upper(Gs) + _TINY, 3)
+    return Gs, np.where(np.isfinite(es), es, np.inf)
+
+
+def _gram_matvec(G, e, A, nA, fA):
+    r"""Gram of :math:`M' = fl(AM)` (any summation order) from a Gram ``G`` of M with
+    :math:`\|MM^T - G\|_F\le e`: :math:`G' = fl(fl(AG)A^T)` and a bound on
+    :math:`\|M'M'^T - G'\|_F`: :math:`\|A\|_2^2e` (the old error), :math:`\gamma\|A\|_2
+    \|A\|_F\|G\|_F + \gamma\|A\|_F\|fl(AG)\|_F` (the two products; :math:`\||A|\|_2\le
+    \|A\|_F`), and :math:`(2\gamma\|A\|_2\|A\|_F + \gamma^2\|A\|_F^2)\|M\|_F^2` from
+    :math:`M' = AM + F`, :math:`\|F\|_F\le\gamma\|A\|_F\|M\|_F`, with
+    :math:`\|M\|_F^2\le\mathrm{tr}\,G + n e` and :math:`\gamma = \gamma_{k+1}` for the
+    inner dimension k. ``nA`` >= ||A||_2, ``fA`` >= ||A||_F."""
+    n, k = G.shape[-1], A.shape[1]
+    g = gamma(k + 1)
+    X = A @ G
+    Gn = X @ A.T
+    with np.errstate(over="ignore", invalid="ignore"):
+        tr = up(np.sum(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0), axis=1) + n * e, n + 1)
+        en = up(up(nA * nA, 1) * e + up(g * nA * fA, 2) * frobenius_upper(G)
+                + up(g * fA, 1) * frobenius_upper(X)
+                + up(2 * g * nA * fA + g * g * fA * fA, 4) * tr + _TINY, 4)
+    return Gn, np.where(np.isfinite(en), en, np.inf)
+
+
+def _gram_block_add(G, e, A4, blk):
+    r"""Gram after the fresh term of a set matrix: the coefficient block M (B, n, n*n)
+    (``A4`` its (B, n, n, n) view, *before* the update) gains ``blk[b, a, j]`` at
+    :math:`[a, (a, j)]` by a rounded sum, :math:`M\to M + P + F`. Then
+    :math:`(M+P)(M+P)^T = MM^T + C + C^T + PP^T` with :math:`C = MP^T`,
+    :math:`C_{xa} = \sum_j M_{x,(a,j)}blk_{a,j}` (rounding :math:`\le\gamma_{n+1}
+    \|M_{x,(a,\cdot)}\|\|blk_a\|`, Frobenius :math:`\le\gamma_{n+1}\max_a\|blk_a\|\|M\|_F`)
+    and :math:`PP^T = \mathrm{diag}(q)`, :math:`q_a = \|blk_a\|^2` (the rows of P have
+    disjoint supports; rounding :math:`\le\gamma_{n+1}\|q\|`); forming
+    :math:`G + C + C^T + \mathrm{diag}(q)` adds :math:`\gamma_4(\|G\|_F + 2\|C\|_F + \|q\|)`;
+    the rounding of the sum, :math:`|F|\le u(|M| + |P|)`, :math:`\|F\|_F\le f = u(\|M\|_F
+    + \|P\|_F)`, adds :math:`2(\|M\|_F + \|P\|_F)f + f^2`, with
+    :math:`\|M\|_F^2\le\mathrm{tr}\,G + ne`. Returns the new Gram and its bound."""
+    n = A4.shape[1]
+    g = gamma(n + 1)
+    C = np.einsum("bxaj,baj->bxa", A4, blk)
+    q = np.einsum("baj,baj->ba", blk, blk)
+    idx = np.arange(n)
+    Gn = G + C + np.swapaxes(C, 1, 2)
+    Gn[:, idx, idx] += q
+    with np.errstate(over="ignore", invalid="ignore"):
+        qn = _un(np.sqrt(up(np.sum(q * q, axis=1), n)))                  # ~ ||q||
+        qu = up(q, n)                                                   # >= ||blk_a||^2
+        pf = _un(np.sqrt(up(np.sum(qu, axis=1), n)))                    # >= ||P||_F
+        bmax = _un(np.sqrt(qu.max(axis=1)))
+        mf = _un(np.sqrt(up(np.sum(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0),
+                                   axis=1) + n * e, n + 1)))            # >= ||M||_F
+        mp = up(mf + pf, 1)
+        f = up(U64 * mp, 1)
+        en = up(e + up(2 * g * bmax, 1) * mf + up(g * qn, 1) * (1 + g)
+                + gamma(4) * (frobenius_upper(G) + 2 * frobenius_upper(C) + qn) * (1 + g)
+                + up(2 * mp * f + f * f, 2) + _TINY, 6)
+    return Gn, np.where(np.isfinite(en), en, np.inf)
+
+
 def _gram_fro(Q, extra):
     """Upper bound (B,) on the Frobenius norm of the exact matrices whose computed version
     is Q (B, n, n), given a bound ``extra`` (B,) on the Frobenius norm of the difference."""
@@ -540,7 +629,7 @@ def _gram_fro(Q, extra):
     return np.where(np.isfinite(out), out, np.inf)
 
 
-def _ball_norm(Ms, eps, names, with_op=True, rows=False, gram=False):
+def _ball_norm(Ms, eps, names, with_op=True, rows=False, gram=False, grams=None):
     r"""Upper bounds on :math:`\sup\|\sum_k M_k v_k\|`, :math:`\|v_k\|\le\varepsilon_k`,
     on :math:`\|[M_k]_k\|_F` and on :math:`\|[M_k]_k\|_2`; Ms[k] (B, n, N).
     With ``rows``, also the per-row suprema :math:`\sum_k\varepsilon_k\|M_k[i]\|` (B, n).
@@ -549,11 +638,12 @@ def _ball_norm(Ms, eps, names, with_op=True, rows=False, gram=False):
     :math:`[M_k]_k^T[M_k]_k`; the computed Gram's rounding is bounded in Frobenius norm
     by ``err`` = :math:`\gamma_{N+1}\sum_i r_i^2`, since
     :math:`|fl(G)-G|_{ij}\le\gamma_{N+1} r_ir_j`), for the Laurent–Massart tail
-    of the noise bound."""
+    of the noise bound. ``grams``: the Grams of the Ms as (G, err, r2) by name
+    (:meth:`Affine.grams`), computed here when not given."""
     B = next(iter(Ms.values())).shape[0]
     G, err, lam, r2 = {}, {}, {}, {}
     for k in names:
-        G[k], err[k], r2[k] = _gram(Ms[k])
+        G[k], err[k], r2[k] = grams[k] if grams is not None else _gram(Ms[k])
         lam[k] = _lam_max_upper(G[k], err[k])
     fro = np.sqrt(up(sum(up(np.sum(r2[k], axis=1), Ms[k].shape[1]) for k in names),
                      len(names) + 1))
@@ -968,26 +1058,34 @@ class _AffCtx:
             self._mat[key] = hit
         return hit[1:]
 
-    def rowsup(self, Au):
-        """Per-row supremum of |A_u u| over the set symbols, (B, n)."""
+    def block_r2(self, Au):
+        """Upper bounds on the squared row norms of each block of A_u, by name, (B, n)."""
+        return {k: up(np.einsum("bij,bij->bi", Au[..., s], Au[..., s]), s.stop - s.start)
+                for k, s in self.blocks.items()}
+
+    def rowsup(self, Au, r2=None):
+        """Per-row supremum of |A_u u| over the set symbols, (B, n) (ball: from the
+        blocks' squared row norms ``r2``, :meth:`block_r2`, computed when not given)."""
         if Au is None or Au.shape[-1] == 0:
             return 0.0
         if self.is_ball:
+            r2 = self.block_r2(Au) if r2 is None else r2
             tot = 0.0
-            for s in self.blocks.values():
-                a = Au[..., s]
-                tot = tot + np.sqrt(up(np.einsum("bij,bij->bi", a, a), a.shape[-1])) * (1 + 2 * U64)
+            for k in self.blocks:
+                tot = tot + np.sqrt(r2[k]) * (1 + 2 * U64)
             return up(tot, len(self.blocks))
         return up(np.abs(Au).sum(axis=-1), Au.shape[-1])
 
-    def normsup(self, Au):
+    def normsup(self, Au, grams=None):
         r"""Upper bound on :math:`\sup_u\|A_u u\|_2` (B,) (ball: verified Gram
-        eigenvalue; box: the 2-norm of the per-row suprema)."""
+        eigenvalue, from ``grams`` (:meth:`Affine.grams`) when given; box: the 2-norm
+        of the per-row suprema)."""
         if Au is None or Au.shape[-1] == 0:
             return np.zeros(self.B)
         if self.is_ball:
             Ms = {k: Au[..., s] for k, s in self.blocks.items()}
-            return _ball_norm(Ms, {k: 1.0 for k in Ms}, tuple(Ms), with_op=False)[0]
+            return _ball_norm(Ms, {k: 1.0 for k in Ms}, tuple(Ms), with_op=False,
+                              grams=grams)[0]
         return _nrm(self.rowsup(Au))
 
     def groups(self, Ax, gr=None, grho=None):
@@ -1023,7 +1121,7 @@ class Affine:
     outranks_interval = True        # Interval op Affine defers to Affine
     __array_ufunc__ = None
     __slots__ = ("ctx", "c", "Au", "Ax", "r", "rho", "phi", "_lu", "_lu_ub", "_nu", "_nu_ub",
-                 "_err")
+                 "_err", "_gram", "_r2")
 
     def __init__(self, ctx, c, Au=None, Ax=None, r=None, rho=None, phi=None):
         self.ctx, self.c, self.Au, self.Ax = ctx, np.asarray(c, np.float64), Au, Ax
@@ -1033,12 +1131,16 @@ class Affine:
         G = 0 if Ax is None else Ax.shape[2] // ctx.N
         self.phi = np.zeros((B, G)) if phi is None else phi
         self._lu = self._lu_ub = self._nu = self._nu_ub = self._err = None
+        self._gram = None        # {name: (G, e)}: carried Grams of the A_u blocks (ball)
+        self._r2 = None          # {name: (B, n)}: squared row norms of the A_u blocks (ball)
 
     # ---------------------------------------------------------------- suprema
     def lu(self):
         """Per-row sup of |A_u u| (exact up to rounding; cached)."""
         if self._lu is None:
-            self._lu = np.broadcast_to(self.ctx.rowsup(self.Au), self.c.shape)
+            if self.ctx.is_ball and self.Au is not None and self.Au.shape[-1]:
+                self._r2 = self.ctx.block_r2(self.Au)
+            self._lu = np.broadcast_to(self.ctx.rowsup(self.Au, self._r2), self.c.shape)
         return self._lu
 
     def lu_fast(self):
@@ -1057,6 +1159,35 @@ class Affine:
             return self._nu_ub
         self._nu = self.ctx.normsup(self.Au)
         return self._nu
+
+    def grams(self):
+        r"""The Gram matrices of the blocks of :math:`A_u`, by set-matrix name:
+        (G (B, n, n), e (B,), r2 (B, n)) with :math:`\|M_kM_k^T - G\|_F\le e` and
+        r2 upper bounds on the squared row norms of :math:`M_k`. A carried Gram
+        (``_gram``, updated by the operations at O(n^3) instead of the O(n^4) product;
+        :func:`_gram_matvec`, :func:`_gram_block_add`, :func:`_gram_row_scaled`) is
+        used for the sequences where its bound is at most twice the rounding bound of
+        a fresh product; the others get a fresh product (:func:`_gram`)."""
+        out = {}
+        carried = self._gram or {}
+        for k, sl in self.ctx.blocks.items():
+            M = self.Au[..., sl]
+            t = carried.get(k)
+            if t is None:
+                out[k] = _gram(M)
+                continue
+            G, e = t
+            if self._r2 is None:
+                self._r2 = self.ctx.block_r2(self.Au)
+            r2 = self._r2[k].copy()
+            lim = gamma(M.shape[-1] + 1) * np.sum(r2, axis=1)
+            redo = ~(e <= 2 * lim)
+            if np.any(redo):
+                G, e = G.copy(), e.copy()
+                G[redo], e[redo], r2[redo] = _gram(M[redo])
+            out[k] = (G, e, r2)
+        self._gram = {k: v[:2] for k, v in out.items()}
+        return out
 
     def err(self):
         """(per-row sup (B, n), norm sup (B,)) of the error part."""
@@ -1125,10 +1256,12 @@ class Affine:
             out = Affine(self.ctx, self.c + sign * m, self.Au, self.Ax, up(self.r + rr, 1),
                          up(self.rho + _nrm(rr), 1), self.phi)
             out._lu, out._lu_ub, out._nu, out._nu_ub = self._lu, self._lu_ub, self._nu, self._nu_ub
+            out._gram, out._r2 = self._gram, self._r2
         else:
             out = Affine(self.ctx, self.c + sign * np.asarray(o, np.float64), self.Au,
                          self.Ax, self.r, self.rho, self.phi)
             out._lu, out._lu_ub, out._nu, out._nu_ub = self._lu, self._lu_ub, self._nu, self._nu_ub
+            out._gram, out._r2 = self._gram, self._r2
         e = out._rnd()
         return out._with_err(e, _nrm(e))
 
@@ -1220,6 +1353,8 @@ def _aff_matvec(A, v):
     rho = np.minimum(up(nA * rho_v, 1), _nrm(r))
     grow = up(nA + g * fA * np.sqrt(k) * (1 + max(ctx.Nu, k)), 2)   # ||fl(A X)|| <= grow ||X||
     out = Affine(ctx, c, Au, Ax, up(r + rnd, 1), up(rho + _nrm(rnd), 1), up(v.phi * grow, 1))
+    if v._gram is not None and Au is not None:
+        out._gram = {name: _gram_matvec(G, e, A, nA, fA) for name, (G, e) in v._gram.items()}
     out._lu_ub = up(v.lu_fast() @ aA.T * (1 + g), k)
     out._nu_ub = up(v.nu() * grow, 1)
     return out
@@ -1235,7 +1370,8 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
     # in norm: |R_i| <= q_i d_i^2 (Lagrange), so ||R|| <= max_i(q_i rho_i) ||d||
     q = 0.5 * dd_max(kind, _dn(v.c - rho), _un(v.c + rho))
     if v._nu is None and v.ctx.is_ball and v.Au is not None and v.ctx.exact_pre:
-        v._nu = np.minimum(v.nu(), v.ctx.normsup(v.Au))     # verified Gram of the argument
+        # verified Gram of the argument
+        v._nu = np.minimum(v.nu(), v.ctx.normsup(v.Au, grams=v.grams()))
     dn = v.dnorm()
     Rn = np.minimum(_nrm(R), up(up(q * rho, 1).max(axis=-1) * dn, 1))
     tc = t
@@ -1245,6 +1381,8 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
     out = Affine(v.ctx, t, None if v.Au is None else v.Au * s[..., None],
                  None if v.Ax is None else v.Ax * s[..., None], None, None,
                  up(v.phi * sm[:, None], v.ctx.kw))
+    if v._gram is not None and v.Au is not None:
+        out._gram = {k: _gram_row_scaled(G, e_, s) for k, (G, e_) in v._gram.items()}
     out._lu_ub = up(v.lu_fast() * s, 1)
     out._nu_ub = up(v.nu() * sm, v.ctx.kw)
     e = up(4 * ae * (1 + 4 * U64) * s * rho + ae * np.abs(tc) + 1e-120 + out._rnd(), 3)
@@ -1433,6 +1571,9 @@ def _aff_rec(ctx, W):
                 out.Au = np.zeros((B, n, ctx.Nu))
             A4 = out.Au[..., ctx.blocks[k]].reshape(B, n, n, n)
             blk = sc[None, :, :] * a.c[:, None, :]
+            if out._gram is not None and k in out._gram:
+                out._gram = dict(out._gram)
+                out._gram[k] = _gram_block_add(*out._gram[k], A4, blk)
             old = A4[:, idx, idx, :]
             A4[:, idx, idx, :] = old + blk
             if ctx.is_ball:
@@ -1444,7 +1585,7 @@ def _aff_rec(ctx, W):
             rnd = up(2 * U64 * (np.abs(old).sum(axis=-1) + np.abs(blk).sum(axis=-1)), n)
             if ctx.is_ball:                        # |e . U_i| <= ||e||_2 for ||U||_F <= 1
                 rnd = np.minimum(rnd, up(2 * U64 * (_nrm(old) + _nrm(blk)), 2))
-            out._lu = None
+            out._lu, out._r2 = None, None
             out._lu_ub = up(out.lu_fast() + radd, 2) if out._lu_ub is not None else None
             out._nu = None
             out._nu_ub = up(out._nu_ub + badd, 1) if out._nu_ub is not None else None
@@ -1526,6 +1667,12 @@ def _consolidate(a, mid_b, half_b, window, exact=4):
     out = Affine(ctx, c, Au, Ax, r_new, np.where(bad_r, np.inf, rho_new), phi)
     if nu is not None:
         out._nu = nu
+    if a._lu is not None:
+        out._lu = np.where(bad, 0.0, a._lu)            # zeroed rows: 0
+    if a._gram is not None and Au is not None:
+        # zeroed rows: the Gram's rows and columns (its error bound still holds)
+        z = bad[:, :, None] | bad[:, None, :]
+        out._gram = {k: (np.where(z, 0.0, G), e) for k, (G, e) in a._gram.items()}
     return out
 
 
@@ -1590,7 +1737,8 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0, out_rows=None,
             Ms = {k: hp.Au[..., ctx.blocks[k]] for k in names}
             if ops.is_ball:
                 Lam, fro, op, rows, gf = _ball_norm(Ms, {k: 1.0 for k in names}, names,
-                                                    with_op=True, rows=True, gram=True)
+                                                    with_op=True, rows=True, gram=True,
+                                                    grams=hp.grams())
                 lam = rows
                 e0 = ops.eps[names[0]]
                 lin_fro[t] = up(fro / e0, 1) if same_eps else np.inf
