@@ -1,5 +1,7 @@
 """Soundness of the set bound (rp.set_bound) against members of the set, and the
 attack and noise bound."""
+import contextlib
+import importlib
 import os
 
 import numpy as np
@@ -28,8 +30,21 @@ def _members(cell, S, seed, count=4):
     return out
 
 
-def _check(cell, S, X, h0=None, seed=0, count=3, attack=False, one_sided=False):
-    b = set_bound(cell, S, X, h0, one_sided=one_sided)
+@contextlib.contextmanager
+def _carry(on):
+    """Carried Gram matrices at every size (``on``), or from the shipped size on."""
+    mod = importlib.import_module("rnnperturb.bounds.set_bound")
+    old = mod.GRAM_CARRY_MIN_ROWS
+    mod.GRAM_CARRY_MIN_ROWS = 0 if on else old
+    try:
+        yield
+    finally:
+        mod.GRAM_CARRY_MIN_ROWS = old
+
+
+def _check(cell, S, X, h0=None, seed=0, count=3, attack=False, one_sided=False, carry=False):
+    with _carry(carry):
+        b = set_bound(cell, S, X, h0, one_sided=one_sided)
     worst = np.zeros_like(b)
     for dW in _members(cell, S, seed, count):
         dev = _deviation(cell, dW, X, h0)
@@ -72,15 +87,16 @@ def test_interval_namespace_encloses():
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["elman", "mgru"]), sn=st.sampled_from([0.5, 0.9, 1.5, 3.0, 6.0]),
        logr=st.floats(-8, 0), T=st.integers(1, 50), seed=st.integers(0, 10 ** 6),
-       which=st.sampled_from(["ball", "box"]), one_sided=st.booleans())
-def test_set_bound_sound_random(kind, sn, logr, T, seed, which, one_sided):
+       which=st.sampled_from(["ball", "box"]), one_sided=st.booleans(), carry=st.booleans())
+def test_set_bound_sound_random(kind, sn, logr, T, seed, which, one_sided, carry):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 7))
     cell = random_cell(kind, n, 2, spectral_norm=sn, seed=seed)
     X = rng.standard_normal((T, 2))
     r = 10.0 ** logr * sn
     S = sets.Ball(radius=r) if which == "ball" else sets.Box(radius=r / n)
-    _check(cell, S, X, seed=seed, count=2, attack=(T <= 20 and n <= 4), one_sided=one_sided)
+    _check(cell, S, X, seed=seed, count=2, attack=(T <= 20 and n <= 4), one_sided=one_sided,
+           carry=carry)
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -259,6 +275,10 @@ def test_noise_bound_laurent_massart_term():
 _SET_SWEEP_CASES = int(os.environ.get("RNNPERTURB_SET_SWEEP_CASES", "300"))
 _SWEEP_ONE_SIDED = (st.just(True) if os.environ.get("RNNPERTURB_SET_SWEEP_ONE_SIDED") == "1"
                     else st.booleans())
+# Carried Gram matrices (set_bound.GRAM_CARRY_MIN_ROWS, 40 rows by default) at every size: drawn,
+# or always with RNNPERTURB_SET_SWEEP_CARRY=1.
+_SWEEP_CARRY = (st.just(True) if os.environ.get("RNNPERTURB_SET_SWEEP_CARRY") == "1"
+                else st.booleans())
 
 
 @pytest.mark.slow
@@ -266,8 +286,9 @@ _SWEEP_ONE_SIDED = (st.just(True) if os.environ.get("RNNPERTURB_SET_SWEEP_ONE_SI
           suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["elman", "mgru"]), sn=st.floats(0.3, 6.0),
        logr=st.floats(-8, 0), T=st.integers(1, 300), seed=st.integers(0, 10 ** 6),
-       which=st.sampled_from(["ball", "box", "quant", "drift"]), one_sided=_SWEEP_ONE_SIDED)
-def test_set_bound_sound_slow(kind, sn, logr, T, seed, which, one_sided):
+       which=st.sampled_from(["ball", "box", "quant", "drift"]), one_sided=_SWEEP_ONE_SIDED,
+       carry=_SWEEP_CARRY)
+def test_set_bound_sound_slow(kind, sn, logr, T, seed, which, one_sided, carry):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 9))
     cell = random_cell(kind, n, 2, spectral_norm=sn, seed=seed)
@@ -276,7 +297,8 @@ def test_set_bound_sound_slow(kind, sn, logr, T, seed, which, one_sided):
     S = {"ball": lambda: sets.Ball(radius=r), "box": lambda: sets.Box(radius=r / n),
          "quant": lambda: sets.quantization(cell, bits=int(rng.integers(2, 12))),
          "drift": lambda: sets.drift(cell, rel=10.0 ** logr)}[which]()
-    _check(cell, S, X, seed=seed, count=3, attack=(T <= 60 and n <= 6), one_sided=one_sided)
+    _check(cell, S, X, seed=seed, count=3, attack=(T <= 60 and n <= 6), one_sided=one_sided,
+           carry=carry)
 
 
 # ------------------------------------------------- states larger than h (LSTM, stacks)
@@ -297,8 +319,9 @@ def _full_deviation(cell, dW, X, h0=None):
 @given(kind=st.sampled_from(["lstm", "gru+elman", "lstm+gru"]),
        sn=st.sampled_from([0.5, 1.0, 3.0, 6.0]), logr=st.floats(-8, -0.5),
        T=st.integers(1, 20), seed=st.integers(0, 10 ** 6),
-       which=st.sampled_from(["ball", "box", "quant", "drift"]), one_sided=st.booleans())
-def test_set_bound_sound_state_larger_than_h(kind, sn, logr, T, seed, which, one_sided):
+       which=st.sampled_from(["ball", "box", "quant", "drift"]), one_sided=st.booleans(),
+       carry=st.booleans())
+def test_set_bound_sound_state_larger_than_h(kind, sn, logr, T, seed, which, one_sided, carry):
     """LSTM ([h, c], N = 2n) and 2-layer stacks (N = sum of the layers' states): the
     output's bound (state='h', the default) is never below the output deviation of a
     member of the set (vertices/sphere points, rank-one spikes, interior points, the
@@ -315,9 +338,9 @@ def test_set_bound_sound_state_larger_than_h(kind, sn, logr, T, seed, which, one
     S = {"ball": lambda: sets.Ball(radius=r), "box": lambda: sets.Box(radius=r / n),
          "quant": lambda: sets.quantization(cell, bits=bits),
          "drift": lambda: sets.drift(cell, rel=10.0 ** logr)}[which]()
-    b, _ = _check(cell, S, X, h0=h0, seed=seed, count=2, one_sided=one_sided)
+    b, _ = _check(cell, S, X, h0=h0, seed=seed, count=2, one_sided=one_sided, carry=carry)
     assert b.shape == (T, 2)
-    _check(cell, S, X[:, 0], seed=seed, count=1, attack=True, one_sided=one_sided)
+    _check(cell, S, X[:, 0], seed=seed, count=1, attack=True, one_sided=one_sided, carry=carry)
     if which == "quant":
         from rnnperturb.perturb.elementwise import quantize
         q = quantize(cell, bits=bits)

@@ -206,3 +206,30 @@ def test_carried_gram_bounds_hold_exactly(n, B, seed, lm, la, ld):
     gap3 = max(math.sqrt(float(_exact_fro_gap((M2 * s[..., None])[b], G3[b])))
                for b in range(B))
     assert e3.max() <= 1e3 * gap3 + 1e-9 * np.linalg.norm(G3) + 1e-74
+
+
+def test_carried_gram_is_used_and_agrees_with_fresh_products(monkeypatch):
+    """At the shipped size threshold (40 rows) a contractive Elman net carries its
+    Grams (fresh O(n^4) products on a few steps only), and the bound agrees with the
+    all-fresh bound to rounding level; an expanding net falls back to fresh products
+    where the carried error bound grows too fast, and agrees too."""
+    import importlib
+    mod = importlib.import_module("rnnperturb.bounds.set_bound")
+    assert mod.GRAM_CARRY_MIN_ROWS == 40
+    calls = []
+    orig = mod._gram
+    monkeypatch.setattr(mod, "_gram", lambda M: calls.append(M.shape[0]) or orig(M))
+    X = np.random.default_rng(3).standard_normal((30, 2, 3))
+    for sn, most in ((0.9, 0.1), (3.0, 1.0)):
+        cell = random_cell("elman", 40, 3, spectral_norm=sn, seed=1)
+        S = sets.Ball(radius=1e-4)
+        calls.clear()
+        b = set_bound(cell, S, X)
+        fresh = sum(calls)
+        monkeypatch.setattr(mod, "GRAM_CARRY_MIN_ROWS", 10 ** 9)
+        calls.clear()
+        b0 = set_bound(cell, S, X)
+        monkeypatch.setattr(mod, "GRAM_CARRY_MIN_ROWS", 40)
+        assert sum(calls) >= 2 * 30 * 2              # pre- and post-activation, every step
+        assert fresh <= most * sum(calls)
+        np.testing.assert_allclose(b, b0, rtol=1e-9)

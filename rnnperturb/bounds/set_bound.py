@@ -546,6 +546,12 @@ def _gram(M):
     return G, err, r2
 
 
+#: Gram matrices are carried (:meth:`Affine.grams`) only for forms with at least this
+#: many rows: below it a fresh O(n^4) product costs less than the O(n^3) bookkeeping
+#: (the tests set it to 0 to run the carried path on small nets).
+GRAM_CARRY_MIN_ROWS = 40
+
+
 def _gram_row_scaled(G, e, s):
     r"""Gram of :math:`M' = fl(\mathrm{diag}(s) M)` from a Gram ``G`` of M with
     :math:`\|MM^T - G\|_F\le e`: :math:`G' = fl(fl(s_iG_{ik})s_k)` and a bound ``e'``
@@ -1167,7 +1173,8 @@ class Affine:
         (``_gram``, updated by the operations at O(n^3) instead of the O(n^4) product;
         :func:`_gram_matvec`, :func:`_gram_block_add`, :func:`_gram_row_scaled`) is
         used for the sequences where its bound is at most twice the rounding bound of
-        a fresh product; the others get a fresh product (:func:`_gram`)."""
+        a fresh product; the others get a fresh product (:func:`_gram`). Grams are
+        carried on from here for forms of at least :data:`GRAM_CARRY_MIN_ROWS` rows."""
         out = {}
         carried = self._gram or {}
         for k, sl in self.ctx.blocks.items():
@@ -1186,7 +1193,8 @@ class Affine:
                 G, e = G.copy(), e.copy()
                 G[redo], e[redo], r2[redo] = _gram(M[redo])
             out[k] = (G, e, r2)
-        self._gram = {k: v[:2] for k, v in out.items()}
+        if self.c.shape[-1] >= GRAM_CARRY_MIN_ROWS:
+            self._gram = {k: v[:2] for k, v in out.items()}
         return out
 
     def err(self):
