@@ -313,3 +313,28 @@ def test_piped_into_head_ends_cleanly(labelled):
     assert p.returncode == 0
     assert p.stderr == ""                  # no traceback, no progress on a pipe
     assert len(p.stdout.splitlines()) == 2 and "elman cell" in p.stdout
+
+
+def test_one_sided_set_certificates_against_library(labelled, capsys):
+    """--one-sided: the set rows are set_bound / noise_bound / certified_set_recall with
+    one_sided=True (the text names it), and each bound still covers the measured members."""
+    cell, X, y, tmp = labelled
+    code, out, err = run_main(["analyze", tmp / "e.npz", "--inputs", tmp / "X.npz",
+                               "--ranks", "6", "--bits", "8", "--drift", "1e-2",
+                               "--noise-std", "1e-3", "--samples", "4", "--one-sided",
+                               "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["sets"]
+    assert all(r["one_sided"] is True for r in rows)
+    for r in rows:
+        assert r["certified_max"] >= r["measured_max"] > 0
+        assert r["certified_accuracy"] <= r["accuracy_min"]
+    Sd = rp.sets.drift(cell, rel=1e-2)
+    task = label_task(cell, X, y)
+    ref = rp.bounds.set_recall.certified_set_recall(cell, Sd, task, samples=0, one_sided=True)
+    assert rows[1]["certified_max"] == pytest.approx(np.max(ref.bound), rel=1e-12)
+    code, out, err = run_main(["analyze", tmp / "e.npz", "--inputs", tmp / "X.npz",
+                               "--ranks", "6", "--drift", "1e-2", "--one-sided", "--quiet"],
+                              capsys)
+    assert code == 0, err
+    assert "drift |dW| <= 0.01|W|, one-sided" in out

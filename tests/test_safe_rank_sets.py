@@ -241,6 +241,10 @@ def test_errors_name_the_argument():
         rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), samples=-1)
     with pytest.raises(ValueError, match="tier: expected"):
         rp.certified_safe_rank(c, task, tier="exact")
+    with pytest.raises(ValueError, match="one_sided: expected False without perturbation="):
+        rp.certified_safe_rank(c, task, one_sided=True)
+    with pytest.raises(ValueError, match="one_sided: expected True or False, found 'yes'"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), one_sided="yes")
     with pytest.raises(ValueError, match="task: expected"):
         rp.certified_safe_rank(c, "task", perturbation=rp.sets.Ball(radius=0.1))
 
@@ -347,3 +351,30 @@ def test_readme_certified_ranks_of_mgru_d10():
     np.testing.assert_array_equal(np.asarray(s15.certified_accuracy)[:2] * 32, [c13, c14])
     s8 = rp.certified_safe_rank(cell, task, ranks=[cell.n], perturbation=q(8), samples=0)
     assert s8.certified_safe_rank is None and s8.certified_accuracy[0] == 0.0
+
+
+def test_one_sided_is_passed_to_the_set_certificate(monkeypatch):
+    """certified_safe_rank(one_sided=True) certifies at each rank what
+    certified_set_recall(one_sided=True) certifies on that rank's truncated net (and
+    that is the call it makes: the option changes the bounds, not always the count)."""
+    import importlib
+    mod = importlib.import_module("rnnperturb.bounds.set_recall")
+    seen = []
+    orig = mod.certified_set_recall
+
+    def spy(*a, **kw):
+        seen.append(kw.get("one_sided"))
+        return orig(*a, **kw)
+    monkeypatch.setattr(mod, "certified_set_recall", spy)
+    c, task = _net("elman", seed=0)
+    S = rp.sets.Ball(radius=0.05)
+    ranks = [3, 5, c.n]
+    sr = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=S, samples=0, one_sided=True)
+    assert seen == [True] * len(ranks)
+    rp.certified_safe_rank(c, task, ranks=ranks[:1], perturbation=S, samples=0)
+    assert seen[-1] is False
+    monkeypatch.undo()
+    for r, ca in zip(sr.ranks, sr.certified_accuracy):
+        ref = certified_set_recall(rp.truncate_svd(c, rank=int(r)), S, task, samples=0,
+                                   one_sided=True)
+        assert ca == pytest.approx(float(np.mean(ref.certified)))

@@ -576,7 +576,7 @@ def _set_at(perturbation, small):
 
 def safe_rank_over_set(cell, task, perturbation, *, ranks=None, componentwise: bool = True,
                        samples: int = 8, seed=0, window: int = 32, box_refine=False,
-                       quiet: bool = True):
+                       quiet: bool = True, one_sided: bool = False):
     r"""The certified-safe rank under a set of perturbations of the truncated network.
 
     The implementation of ``certified_safe_rank(cell, task, perturbation=S)``
@@ -618,7 +618,7 @@ def safe_rank_over_set(cell, task, perturbation, *, ranks=None, componentwise: b
         s = small(r)
         S = _set_at(perturbation, s)
         res = certified_set_recall(s, S, task, samples=0, componentwise=componentwise,
-                                   window=window, box_refine=box_refine)
+                                   window=window, box_refine=box_refine, one_sided=one_sided)
         ok, dev = _sampled_correct(s, S, task, samples, seed, deviation=True)
         m = rec & (dev > 0)
         bd = np.asarray(res.bound)

@@ -44,7 +44,9 @@ beside them the measured deviation and accuracy of ``quantize()``
 (round-to-nearest), of ``--samples`` seeded drift vertices, or of ``--samples``
 seeded noise draws (mean accuracy; ``accuracy_min`` in JSON). The box bounds
 are computed without the SDP-dual refinement unless ``--box-refine`` (on a
-digits GRU, n = 32: 16 % tighter for drift, 7x the time). These bounds cost
+digits GRU, n = 32: 16 % tighter for drift, 7x the time); ``--one-sided`` centres
+the activation remainders whose pre-activation range lies on one side of 0
+(tighter on saturated trained nets, at about the same cost). These bounds cost
 O(n^4) per step and sequence: keep the inputs small. With
 ``--tolerance-accuracy`` each set also gets a certified recommendation: a rank r
 whose truncated network, then changed by any member of the set built from *its*
@@ -596,7 +598,8 @@ def _set_rows(args, cell, X, task, quiet):
             rng = as_generator(args.seed)
             members = [_apply(c64, S.sample(c64, rng)) for _ in range(args.samples)]
         dev = max(float(np.linalg.norm(m.run(X64) - H, axis=-1).max()) for m in members)
-        row = {"set": kind, "value": value, "measured_max": dev, "members": len(members)}
+        row = {"set": kind, "value": value, "measured_max": dev, "members": len(members),
+               "one_sided": bool(args.one_sided)}
         if kind == "bits":
             row["rounding"] = args.rounding
         if kind == "noise_std":
@@ -611,14 +614,17 @@ def _set_rows(args, cell, X, task, quiet):
                     if margins is None:
                         margins = recall_margins(c64, task)
                     r = certified_set_recall(c64, S, task, margins=margins, samples=0,
-                                             box_refine="auto" if args.box_refine else False)
+                                             box_refine="auto" if args.box_refine else False,
+                                             one_sided=args.one_sided)
                     bound = np.asarray(r.bound)
                     cacc = float(np.mean(np.asarray(r.certified)[scored]))
                 elif isinstance(S, GaussianNoise):
                     bound = noise_bound(c64, X64, std=value,
-                                        confidence=1.0 - (1.0 - args.confidence) / B)
+                                        confidence=1.0 - (1.0 - args.confidence) / B,
+                                        one_sided=args.one_sided)
                 else:
-                    bound = set_bound(c64, S, X64, box_refine="auto" if args.box_refine else False)
+                    bound = set_bound(c64, S, X64, box_refine="auto" if args.box_refine else False,
+                                      one_sided=args.one_sided)
                 cmax = _capped_max(bound, cap)
             except NotImplementedError as exc:
                 na = ' '.join(str(exc).split())
@@ -650,7 +656,8 @@ def _set_recommendations(args, res, ranks, quiet) -> list:
     for kind, value, make in _set_items(args):
         rec = {"set": kind, "value": value, "rank": None, "params": None,
                "compression_ratio": None, "search": None, "ranks_evaluated": [],
-               "certified_accuracy": [], "sequences": int(keep.size)}
+               "certified_accuracy": [], "sequences": int(keep.size),
+               "one_sided": bool(args.one_sided)}
         if kind == "bits":
             rec["rounding"] = args.rounding
         if kind == "noise_std":
@@ -661,7 +668,8 @@ def _set_recommendations(args, res, ranks, quiet) -> list:
         try:
             sr = certified_safe_rank(c64, _subset(task, keep), ranks=ranks, perturbation=make,
                                      samples=args.samples, seed=args.seed, quiet=quiet,
-                                     box_refine="auto" if args.box_refine else False)
+                                     box_refine="auto" if args.box_refine else False,
+                                     one_sided=args.one_sided)
         except NotImplementedError:        # noted once by the set rows
             continue
         rec.update(search=sr.search, ranks_evaluated=[int(r) for r in sr.ranks],
@@ -715,12 +723,14 @@ def _fmt(v, spec: str = ".4g", none: str = "n/a") -> str:
 
 
 def _set_name(row: dict) -> str:
-    """``8 bits, any rounding`` / ``drift |dW| <= 0.001|W|`` / ``noise std 0.0001 (99%)``."""
+    """``8 bits, any rounding`` / ``drift |dW| <= 0.001|W|`` / ``noise std 0.0001 (99%)``
+    (``, one-sided`` appended with ``--one-sided``)."""
+    tail = ", one-sided" if row.get("one_sided") else ""
     if row["set"] == "bits":
-        return f"{row['value']} bits, {row['rounding']} rounding"
+        return f"{row['value']} bits, {row['rounding']} rounding{tail}"
     if row["set"] == "drift":
-        return f"drift |dW| <= {row['value']:g}|W|"
-    return f"noise std {row['value']:g} ({100 * row['confidence']:g}%)"
+        return f"drift |dW| <= {row['value']:g}|W|{tail}"
+    return f"noise std {row['value']:g} ({100 * row['confidence']:g}%){tail}"
 
 
 def _rank_text(rank: dict) -> str:
@@ -937,6 +947,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--box-refine", action="store_true",
                    help="SDP-dual refinement of the --bits/--drift bounds (set_bound's "
                         "box_refine='auto'): tighter, several times slower")
+    a.add_argument("--one-sided", action="store_true",
+                   help="centre the one-signed activation remainders in the --bits/--drift/"
+                        "--noise-std bounds (set_bound's one_sided=True): tighter on saturated "
+                        "trained nets")
     a.add_argument("--confidence", type=float, default=0.99,
                    help="confidence of the noise statements (default 0.99)")
     a.add_argument("--samples", type=int, default=8,
