@@ -1188,7 +1188,7 @@ class Affine:
                 self._r2 = self.ctx.block_r2(self.Au)
             r2 = self._r2[k].copy()
             lim = gamma(M.shape[-1] + 1) * np.sum(r2, axis=1)
-            redo = ~(e <= 2 * lim)
+            redo = ~(e <= 2 * lim) | ~np.isfinite(lim)     # (an overflowing A_u: fresh)
             if np.any(redo):
                 G, e = G.copy(), e.copy()
                 G[redo], e[redo], r2[redo] = _gram(M[redo])
