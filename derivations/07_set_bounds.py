@@ -113,6 +113,96 @@ for kind in ("elman", "mgru"):
           f"- 1 = {nr / fro2 - 1:.1e}")
 
 # %% [markdown]
+# ### Carrying the Gram matrix through a step
+#
+# For $n = 128$ the Gram product $MM^\top$ ($M$ is $n\times n^2$) costs as much as
+# propagating $M$ itself, and the set bound needs it twice per step (before and after
+# the activation). It can be carried instead: with $M' = D(WM + P)$, where
+# $P = I\otimes a^\top$ places the fresh term ($P[i, (i,p)] = a_p$),
+#
+# $$M'M'^\top = D\bigl(WGW^\top + C + C^\top + \|a\|^2 I\bigr)D,\qquad G = MM^\top,\quad
+# C_{xi} = (WMP^\top)_{xi} = \sum_p (WM)[x, (i,p)]\,a_p,$$
+#
+# since the rows of $P$ have disjoint supports ($PP^\top$ is diagonal). Each piece costs
+# $O(n^3)$ ($C$ is a contraction of $WM$, which the bound forms anyway). sympy checks the
+# identity for $n = 3$:
+
+# %%
+a1 = sp.Matrix(sp.symbols(f"a0:{n}"))
+Mg = sp.Matrix(n, n * n, lambda i, c: sp.Symbol(f"m{i}_{c}"))
+P = sp.Matrix(n, n * n, lambda i, c: a1[c % n] if c // n == i else 0)
+WM = W * Mg
+C = sp.Matrix(n, n, lambda x, i: sum(WM[x, i * n + p] * a1[p] for p in range(n)))
+lhs = (D2 * (WM + P)) * (D2 * (WM + P)).T
+rhs = D2 * (W * (Mg * Mg.T) * W.T + C + C.T + (a1.T * a1)[0, 0] * sp.eye(n)) * D2
+assert sp.expand(lhs - rhs) == sp.zeros(n, n)
+assert sp.expand(P * P.T - (a1.T * a1)[0, 0] * sp.eye(n)) == sp.zeros(n, n)
+print("M'M'^T = D (W G W^T + C + C^T + ||a||^2 I) D with C = (WM) P^T: verified symbolically")
+
+# %% [markdown]
+# In floating point each update adds its own rounding, bounded in Frobenius norm against
+# the *stored* coefficients (`_gram_matvec`, `_gram_block_add`, `_gram_row_scaled`; the
+# test `test_carried_gram_bounds_hold_exactly` checks them in rational arithmetic), and the
+# old error is carried with it: $\|W\|_2^2e$ through the product, $\max_i d_i^2\,e$ through
+# the activation. A fresh product's own rounding bound is $\gamma_{n^2+1}\sum_i\|M_i\|^2$;
+# the bound uses the carried Gram while its error stays below twice that. Below, one
+# Elman recursion $M_t = D_t(WM_{t-1} + I\otimes h_{t-1}^\top)$ in float64 with the
+# carried Gram beside it and the library's rule (a fresh product where the carried bound
+# exceeds twice a fresh one's): on a contractive net ($\|W\|_2 = 0.9$) the carried error
+# bound stays about as small as the fresh one and is carried on most steps; on an
+# expanding one ($\|W\|_2 = 3$) it grows by about $\|W\|_2^2$ per step and the library
+# falls back to fresh products.
+
+# %%
+from rnnperturb.bounds.set_bound import (_gram, _gram_block_add, _gram_matvec,  # noqa: E402
+                                         _gram_row_scaled, _lmul)
+from rnnperturb.verified.linalg import frobenius_upper, gamma, spectral_norm_upper  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(5.5, 3.6))
+nn, TT = 24, 40
+for sn in (0.9, 3.0):
+    cell = rp.random_cell("elman", nn, 2, spectral_norm=sn, seed=2)
+    Wf = np.asarray(cell.W, np.float64)
+    nA, fA = float(spectral_norm_upper(Wf)), float(frobenius_upper(Wf))
+    X = rng.standard_normal((TT, 1, 2))
+    h = 0.5 * rng.standard_normal((1, nn))
+    M = np.zeros((1, nn, nn * nn))
+    Gc, ec = _gram(M)[:2]
+    ratio, fresh_steps = [], 0
+    idx = np.arange(nn)
+    for t in range(TT):
+        Gc, ec = _gram_matvec(Gc, ec, Wf, nA, fA)                  # W G W^T
+        M = _lmul(Wf, M)
+        blk = np.broadcast_to(h[:, None, :], (1, nn, nn)).copy()   # the fresh term I (x) h^T
+        M4 = M.reshape(1, nn, nn, nn)
+        Gc, ec = _gram_block_add(Gc, ec, M4, blk)                  # + C + C^T + ||h||^2 I
+        M4[:, idx, idx, :] = M4[:, idx, idx, :] + blk
+        h = np.tanh(h @ Wf.T + X[t] @ cell.U.T + cell.b)
+        s_ = 1 - h * h
+        Gc, ec = _gram_row_scaled(Gc, ec, s_)                      # D G D
+        M = M * s_[..., None]
+        G, efresh, _ = _gram(M)
+        # both bound the rounding of a Gram of the same stored M: they differ by less
+        assert np.linalg.norm(Gc[0] - G[0]) <= ec[0] + efresh[0]
+        ratio.append(ec[0] / efresh[0])
+        if ratio[-1] > 2:                   # the library's rule: a fresh product instead
+            Gc, ec, fresh_steps = G, efresh, fresh_steps + 1
+    ax.semilogy(np.arange(1, TT + 1), ratio, label=f"||W||_2 = {sn}")
+    print(f"||W||_2 = {sn}: carried / fresh error bound, median {np.median(ratio):.2g}; "
+          f"fresh products on {fresh_steps} of {TT} steps")
+    if sn < 1:
+        assert fresh_steps <= TT // 4       # contractive: carried on most steps
+    else:
+        assert fresh_steps >= TT - 2        # expanding: the carried error outgrows it
+ax.axhline(2, color="k", lw=0.5, ls="--")
+ax.set_xlabel("t")
+ax.set_ylabel("carried / fresh Gram error bound")
+ax.legend()
+fig.tight_layout()
+fig.savefig(OUT / "07_carried_gram.png", dpi=120)
+print("saved", OUT / "07_carried_gram.png")
+
+# %% [markdown]
 # ## 2. The Frobenius ball
 #
 # $\sup_{\|v\|_2\le\varepsilon}\|Mv\|_2 = \varepsilon\sigma_{\max}(M) =

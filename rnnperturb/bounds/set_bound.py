@@ -198,8 +198,10 @@ a matrix, :math:`AGA^T` (:func:`_gram_matvec`, O(n^3)); the fresh term
 other operation drops it, and a sequence whose carried bound exceeds twice
 the rounding bound of a fresh product gets a fresh product
 (:meth:`Affine.grams`). On a contractive Elman net the carried bound stays
-below the fresh one, so one O(n^4) product per step is left (the
-propagation of :math:`A_u`) instead of three.
+about as small as a fresh one (fresh products on a few steps), so one O(n^4)
+product per step is left (the propagation of :math:`A_u`) instead of three; on
+an expanding one it grows by about :math:`\|W\|_2^2` per step and fresh
+products are used (the bookkeeping then costs a few per cent; notebook 07).
 
 What is rigorous and what is assumed
 ------------------------------------
