@@ -269,9 +269,14 @@ def test_noise_bound_laurent_massart_term():
 # run as four runs of 2,500 (hypothesis seeds 1-4, about 20 min each; 0 failing):
 #     RNNPERTURB_SET_SWEEP_CASES=2500 python -m pytest -m slow tests/test_set_bound.py -k sound_slow \
 #         --hypothesis-seed=S
-# That was the default bound (one_sided=False, whose code has not changed since); the sweep now
-# draws one_sided, and RNNPERTURB_SET_SWEEP_ONE_SIDED=1 fixes it to True: with it, hypothesis seeds
-# 11-14 at 2,500 each gave 10,000 passing cases, 0 failing (26-28 min each at load 3).
+# That was the default bound (one_sided=False); the sweep then drew one_sided, and
+# RNNPERTURB_SET_SWEEP_ONE_SIDED=1 fixes it to True: with it, hypothesis seeds 11-14 at 2,500 each
+# gave 10,000 passing cases, 0 failing (26-28 min each at load 3). After the carried Gram matrices
+# (commit 6ddfbf3, which carried them at every size; one_sided drawn): seeds 21-24 at 2,500 each,
+# 10,000 passing, 0 failing (43-50 min each, four at once on 2 cores; seeds 21-22 under hypothesis
+# 6.170, 23-24 under 6.155: the cases a seed draws depend on the version). The size threshold, the
+# overflow guard of Affine.grams (both only send more sequences to a fresh product) and the `carry`
+# draw came after it; RNNPERTURB_SET_SWEEP_CARRY=1 runs the carried path at every size again.
 _SET_SWEEP_CASES = int(os.environ.get("RNNPERTURB_SET_SWEEP_CASES", "300"))
 _SWEEP_ONE_SIDED = (st.just(True) if os.environ.get("RNNPERTURB_SET_SWEEP_ONE_SIDED") == "1"
                     else st.booleans())
