@@ -159,6 +159,13 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     return v
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as a bool, checking that it is one (Python's or NumPy's)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, found {value!r}")
+    return bool(value)
+
+
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an int in [low, high] (inclusive), or raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import as_inputs, check_compatible, check_int
+from rnnperturb._checks import as_inputs, check_bool, check_compatible, check_int
 from rnnperturb.cells.namespace import FLOAT
 from rnnperturb.verified.linalg import U64, gamma, up
 from rnnperturb.report.progress import progress
@@ -546,8 +546,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
     if ranks is not None and (isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__")):
         raise ValueError(f"ranks: expected a sequence of integers in [0, {n}], found "
                          f"{type(ranks).__name__} {ranks!r}")
-    if not isinstance(one_sided, (bool, np.bool_)):
-        raise ValueError(f"one_sided: expected True or False, found {one_sided!r}")
+    one_sided = check_bool("one_sided", one_sided)
     if one_sided and perturbation is None:
         raise ValueError("one_sided: expected False without perturbation= (it is an option of "
                          "the set bound), found True")
@@ -559,7 +558,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
         return safe_rank_over_set(c64, task, perturbation, ranks=ranks,
                                   componentwise=componentwise, samples=samples, seed=seed,
                                   window=window, box_refine=box_refine, quiet=quiet,
-                                  one_sided=bool(one_sided))
+                                  one_sided=one_sided)
     if ranks is None:
         ranks = range(n + 1)
     ranks = np.array(sorted({check_int("ranks", r, low=0, high=n) for r in ranks}), dtype=int)

@@ -230,7 +230,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import as_generator, as_h0, as_inputs, check_int
+from rnnperturb._checks import as_generator, as_h0, as_inputs, check_bool, check_int
 from rnnperturb.cells.namespace import sigmoid as _float_sigmoid
 from rnnperturb.perturb.sets import Ball, PerturbationSet
 from rnnperturb.verified.activation import act_error
@@ -1839,8 +1839,7 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     window = check_int("window", window, low=1, high=100_000)
     if method not in ("affine", "mean_value", "best"):
         raise ValueError(f"method: expected 'affine', 'mean_value' or 'best', found {method!r}")
-    if not isinstance(one_sided, (bool, np.bool_)):
-        raise ValueError(f"one_sided: expected True or False, found {one_sided!r}")
+    check_bool("one_sided", one_sided)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     cell = _cell64(cell)
     T, B = X3.shape[0], X3.shape[1]

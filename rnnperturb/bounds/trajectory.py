@@ -157,7 +157,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnperturb._checks import as_h0, as_inputs
+from rnnperturb._checks import as_h0, as_inputs, check_bool
 from rnnperturb.cells.namespace import FLOAT
 from rnnperturb.propagate.deviation import delta_recurrent
 from rnnperturb.verified.linalg import ABS, U64, AbsValue, gamma, up, vec_norm_upper
@@ -524,8 +524,7 @@ class _Blocks:
 def _check_tier(tier, rigorous):
     if tier not in TIERS:
         raise ValueError(f"tier: expected one of {TIERS}, found {tier!r}")
-    if not isinstance(rigorous, (bool, np.bool_)):
-        raise ValueError(f"rigorous: expected True or False, found {rigorous!r}")
+    check_bool("rigorous", rigorous)
 
 
 def certified_bound(cell, other, X, h0=None, *, tier: str = "auto", rigorous: bool = False,

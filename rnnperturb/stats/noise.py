@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnperturb._checks import as_h0, as_inputs, as_param, check_positive
+from rnnperturb._checks import as_h0, as_inputs, as_param, check_bool, check_positive
 from rnnperturb.cells import FLOAT
 from rnnperturb.propagate.deviation import regressor_trajectory
 
@@ -342,8 +342,7 @@ def noise_response(cell, X, *, std=None, frozen: bool = True, var=None, h0=None,
         *squared* norm). With ``times``: shape (len(times), B) or
         (len(times),), in the order given.
     """
-    if not isinstance(frozen, (bool, np.bool_)):
-        raise ValueError(f"frozen: expected True or False, found {frozen!r}")
+    check_bool("frozen", frozen)
     rtol = check_positive("rtol", rtol, allow_zero=True)
     V = noise_variances(cell, std=std, var=var)
     rows = cell.output_rows(state)
