@@ -554,6 +554,14 @@ def _gram(M):
 GRAM_CARRY_MIN_ROWS = 40
 
 
+def _gram_fro2_upper(G, e):
+    r"""Upper bound (B,) on :math:`\|M\|_F^2 = \mathrm{tr}\,MM^T` from a Gram ``G`` of M
+    with :math:`\|MM^T - G\|_F\le e`: :math:`\sum_i\max(G_{ii}, 0) + ne` (the diagonal
+    of the difference sums to at most :math:`\sqrt n\,e`)."""
+    n = G.shape[-1]
+    return up(np.sum(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0), axis=1) + n * e, n + 1)
+
+
 def _gram_row_scaled(G, e, s):
     r"""Gram of :math:`M' = fl(\mathrm{diag}(s) M)` from a Gram ``G`` of M with
     :math:`\|MM^T - G\|_F\le e`: :math:`G' = fl(fl(s_iG_{ik})s_k)` and a bound ``e'``
@@ -580,14 +588,14 @@ def _gram_matvec(G, e, A, nA, fA):
     \|A\|_F\|G\|_F + \gamma\|A\|_F\|fl(AG)\|_F` (the two products; :math:`\||A|\|_2\le
     \|A\|_F`), and :math:`(2\gamma\|A\|_2\|A\|_F + \gamma^2\|A\|_F^2)\|M\|_F^2` from
     :math:`M' = AM + F`, :math:`\|F\|_F\le\gamma\|A\|_F\|M\|_F`, with
-    :math:`\|M\|_F^2\le\mathrm{tr}\,G + n e` and :math:`\gamma = \gamma_{k+1}` for the
+    :math:`\|M\|_F^2` from :func:`_gram_fro2_upper` and :math:`\gamma = \gamma_{k+1}` for the
     inner dimension k. ``nA`` >= ||A||_2, ``fA`` >= ||A||_F."""
-    n, k = G.shape[-1], A.shape[1]
+    k = A.shape[1]
     g = gamma(k + 1)
     X = A @ G
     Gn = X @ A.T
     with np.errstate(over="ignore", invalid="ignore"):
-        tr = up(np.sum(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0), axis=1) + n * e, n + 1)
+        tr = _gram_fro2_upper(G, e)
         en = up(up(nA * nA, 1) * e + up(g * nA * fA, 2) * frobenius_upper(G)
                 + up(g * fA, 1) * frobenius_upper(X)
                 + up(2 * g * nA * fA + g * g * fA * fA, 4) * tr + _TINY, 4)
@@ -605,8 +613,8 @@ def _gram_block_add(G, e, A4, blk):
     disjoint supports; rounding :math:`\le\gamma_{n+1}\|q\|`); forming
     :math:`G + C + C^T + \mathrm{diag}(q)` adds :math:`\gamma_4(\|G\|_F + 2\|C\|_F + \|q\|)`;
     the rounding of the sum, :math:`|F|\le u(|M| + |P|)`, :math:`\|F\|_F\le f = u(\|M\|_F
-    + \|P\|_F)`, adds :math:`2(\|M\|_F + \|P\|_F)f + f^2`, with
-    :math:`\|M\|_F^2\le\mathrm{tr}\,G + ne`. Returns the new Gram and its bound."""
+    + \|P\|_F)`, adds :math:`2(\|M\|_F + \|P\|_F)f + f^2`, with :math:`\|M\|_F` from
+    :func:`_gram_fro2_upper`. Returns the new Gram and its bound."""
     n = A4.shape[1]
     g = gamma(n + 1)
     C = np.einsum("bxaj,baj->bxa", A4, blk)
@@ -619,8 +627,7 @@ def _gram_block_add(G, e, A4, blk):
         qu = up(q, n)                                                   # >= ||blk_a||^2
         pf = _un(np.sqrt(up(np.sum(qu, axis=1), n)))                    # >= ||P||_F
         bmax = _un(np.sqrt(qu.max(axis=1)))
-        mf = _un(np.sqrt(up(np.sum(np.maximum(np.diagonal(G, axis1=1, axis2=2), 0.0),
-                                   axis=1) + n * e, n + 1)))            # >= ||M||_F
+        mf = _un(np.sqrt(_gram_fro2_upper(G, e)))                      # >= ||M||_F
         mp = up(mf + pf, 1)
         f = up(U64 * mp, 1)
         en = up(e + up(2 * g * bmax, 1) * mf + up(g * qn, 1) * (1 + g)
