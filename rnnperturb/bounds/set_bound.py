@@ -1625,7 +1625,7 @@ def _aff_rec(ctx, W):
 
 
 def _consolidate(a, mid_b, half_b, window, exact=4):
-    """Clip rows beyond the state box, then turn the fresh error into a new group
+    r"""Clip rows beyond the state box, then turn the fresh error into a new group
     (folding the oldest group into the fresh error beyond ``window`` groups). The
     spectral-norm bounds of the ``exact`` newest group blocks are tightened by a
     verified eigenvalue bound of their Gram matrices (0: product rule, Frobenius and
