@@ -1268,16 +1268,16 @@ class Affine:
                          up(self.r + o.r, 1), up(self.rho + o.rho, 1), phi)
             out._lu_ub = up(self.lu_fast() + o.lu_fast(), 2) * (1 + 2 * U64)
             out._nu_ub = up(self.nu() + o.nu(), self.ctx.kw)
-        elif isinstance(o, Interval):
-            m = 0.5 * (o.lo + o.hi)
-            rr = _un(np.maximum(_un(o.hi - m), _un(m - o.lo)))
-            out = Affine(self.ctx, self.c + sign * m, self.Au, self.Ax, up(self.r + rr, 1),
-                         up(self.rho + _nrm(rr), 1), self.phi)
-            out._lu, out._lu_ub, out._nu, out._nu_ub = self._lu, self._lu_ub, self._nu, self._nu_ub
-            out._gram, out._r2 = self._gram, self._r2
         else:
-            out = Affine(self.ctx, self.c + sign * np.asarray(o, np.float64), self.Au,
-                         self.Ax, self.r, self.rho, self.phi)
+            if isinstance(o, Interval):
+                m = 0.5 * (o.lo + o.hi)
+                rr = _un(np.maximum(_un(o.hi - m), _un(m - o.lo)))
+                out = Affine(self.ctx, self.c + sign * m, self.Au, self.Ax, up(self.r + rr, 1),
+                             up(self.rho + _nrm(rr), 1), self.phi)
+            else:
+                out = Affine(self.ctx, self.c + sign * np.asarray(o, np.float64), self.Au,
+                             self.Ax, self.r, self.rho, self.phi)
+            # the same symbolic part: its cached suprema and Grams hold
             out._lu, out._lu_ub, out._nu, out._nu_ub = self._lu, self._lu_ub, self._nu, self._nu_ub
             out._gram, out._r2 = self._gram, self._r2
         e = out._rnd()
