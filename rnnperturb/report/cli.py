@@ -544,6 +544,13 @@ def _allocation(args, res, certified) -> dict:
     return out
 
 
+def _set_bound_options(args) -> dict:
+    """The set bound's options from ``--box-refine`` and ``--one-sided`` (the same for
+    every --bits/--drift row and recommendation)."""
+    return {"box_refine": "auto" if args.box_refine else False,
+            "one_sided": bool(args.one_sided)}
+
+
 def _set_items(args):
     from rnnperturb.bounds.set_recall import GaussianNoise
     from rnnperturb.perturb.sets import drift, quantization
@@ -614,8 +621,7 @@ def _set_rows(args, cell, X, task, quiet):
                     if margins is None:
                         margins = recall_margins(c64, task)
                     r = certified_set_recall(c64, S, task, margins=margins, samples=0,
-                                             box_refine="auto" if args.box_refine else False,
-                                             one_sided=args.one_sided)
+                                             **_set_bound_options(args))
                     bound = np.asarray(r.bound)
                     cacc = float(np.mean(np.asarray(r.certified)[scored]))
                 elif isinstance(S, GaussianNoise):
@@ -623,8 +629,7 @@ def _set_rows(args, cell, X, task, quiet):
                                         confidence=1.0 - (1.0 - args.confidence) / B,
                                         one_sided=args.one_sided)
                 else:
-                    bound = set_bound(c64, S, X64, box_refine="auto" if args.box_refine else False,
-                                      one_sided=args.one_sided)
+                    bound = set_bound(c64, S, X64, **_set_bound_options(args))
                 cmax = _capped_max(bound, cap)
             except NotImplementedError as exc:
                 na = ' '.join(str(exc).split())
@@ -668,8 +673,7 @@ def _set_recommendations(args, res, ranks, quiet) -> list:
         try:
             sr = certified_safe_rank(c64, _subset(task, keep), ranks=ranks, perturbation=make,
                                      samples=args.samples, seed=args.seed, quiet=quiet,
-                                     box_refine="auto" if args.box_refine else False,
-                                     one_sided=args.one_sided)
+                                     **_set_bound_options(args))
         except NotImplementedError:        # noted once by the set rows
             continue
         rec.update(search=sr.search, ranks_evaluated=[int(r) for r in sr.ranks],
