@@ -5,8 +5,8 @@ eigenvalue, the norm bound of the remainder, and the whole bound at larger n
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from rnnperturb.bounds.set_bound import (_sym_max_upper, carried_matrices, dd_max, set_attack,
-                                         set_bound, set_trace)
+from rnnperturb.bounds.set_bound import (_box_sdp, _sym_max_upper, carried_matrices, dd_max,
+                                         set_attack, set_bound, set_trace)
 from rnnperturb.cells.random import random_cell
 from rnnperturb.perturb import sets
 from rnnperturb.perturb.elementwise import quantize
@@ -62,6 +62,37 @@ def test_sym_max_upper_is_verified(n, seed, kind):
     lam = max(float(e) for e in ev)
     assert lam <= mu
     assert mu <= lam + 1e-9 * max(abs(lam), np.abs(S).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 4), cols=st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       iters=st.sampled_from([1, 2, 3, 6]), polish=st.sampled_from([0, 5]),
+       zero=st.booleans(), seed=st.integers(0, 10 ** 6))
+def test_box_sdp_never_below_the_box_supremum(rows, cols, iters, polish, zero, seed):
+    r"""The SDP-dual bound of :func:`_box_sdp` for every number of tried weights, with
+    and without polishing, over one or two matrices and with zero radii, is at least
+    :math:`\max_{|u|\le E}\|\sum_k M_k u_k\|_2`, attained at a vertex (all
+    :math:`2^{N'}` enumerated, N' <= 12), for each sequence; and at most the
+    triangle-inequality bound :math:`\sum_j E_j\|m_j\|` (the value of the first
+    weights, the column norms, verified whenever their estimate is the lowest). Zero
+    radii drop their columns; all zero gives 0."""
+    import itertools
+    rng = np.random.default_rng(seed)
+    B = 2
+    names = [f"W{i}" for i in range(len(cols))]
+    Ms = {k: rng.standard_normal((B, rows, c)) * 10.0 ** rng.uniform(-3, 3, c)
+          for k, c in zip(names, cols)}
+    vecE = {k: rng.uniform(0.1, 2.0, c) for k, c in zip(names, cols)}
+    if zero:
+        vecE[names[0]][0] = 0.0
+    bound, om = _box_sdp(Ms, vecE, names, iters, polish=polish)
+    assert bound.shape == (B,) and om.shape[0] == B
+    A = np.concatenate([Ms[k] * vecE[k] for k in names], axis=2)      # (B, rows, N')
+    for b in range(B):
+        best = max(np.linalg.norm(A[b] @ np.asarray(sg))
+                   for sg in itertools.product([-1.0, 1.0], repeat=A.shape[2]))
+        assert bound[b] >= best * (1 - 1e-12)
+        assert bound[b] <= np.sum(np.linalg.norm(A[b], axis=0)) * (1 + 1e-9) + 1e-90
 
 
 def _dev(cell, dW, X):

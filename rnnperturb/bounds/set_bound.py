@@ -758,8 +758,10 @@ def _box_sdp(Ms, vecE, names, iters, omega0=None, polish=0):
         Mc, Ec = Mc[:, :, keep], Ec[keep]
     E2 = Ec * Ec
     A = Mc if np.all(Ec == 1.0) else Mc * Ec[None, None, :]      # (the affine method: E = 1)
-    out = np.full(B, np.inf)
     oms = np.empty((B, A.shape[2]))
+    if A.shape[2] == 0:                                           # every radius 0
+        return np.zeros(B), oms
+    out = np.full(B, np.inf)
     for b in range(B):
         a, M = A[b], Mc[b]
         cn = np.sqrt(np.einsum("ij,ij->j", a, a)) + 1e-300
