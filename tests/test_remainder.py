@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rnnperturb.verified.activation import (LIBM_ULPS, SIGMOID_KAPPA, TANH_KAPPA, act_error, slope_max,
-                                  slope_min, taylor_remainder_max)
+from rnnperturb.verified.activation import (LIBM_ULPS, SIGMOID_KAPPA, TANH_KAPPA, act_error,
+                                           secant_enclosure, slope_max, slope_min,
+                                           taylor_remainder_max)
 
 KINDS = ["tanh", "sigmoid"]
 
@@ -40,6 +41,70 @@ def _mp_remainder_max(kind, a, lo, hi, k=400):
         ds = [mpmath.mpf(lo) + (mpmath.mpf(hi) - mpmath.mpf(lo)) * i / k for i in range(k + 1)]
         best = max(abs(_mp_phi(kind, a_ + d) - pa - da * d) for d in ds)
         return best
+
+
+def _mp_secant_range(kind, c, rho, pc, s, k=200):
+    """min and max over |d| <= rho of phi(c + d) - pc - s d in high precision: dense
+    samples plus the exact roots of phi'(x) = s (where the extremes are)."""
+    with mpmath.workdps(_dps(c, -rho, rho) + 20):
+        c_, r_, s_, p_ = (mpmath.mpf(v) for v in (c, rho, s, pc))
+        ds = [-r_ + 2 * r_ * i / k for i in range(k + 1)]
+        if s_ > 0:
+            if kind == "tanh":
+                x = mpmath.acosh(1 / mpmath.sqrt(s_)) if s_ <= 1 else None
+            else:
+                x = 2 * mpmath.atanh(mpmath.sqrt(1 - 4 * s_)) if 4 * s_ <= 1 else None
+            if x is not None:
+                ds += [x - c_ for x in (x, -x) if abs(x - c_) <= r_]
+        vals = [_mp_phi(kind, c_ + d) - p_ - s_ * d for d in ds]
+        return min(vals), max(vals)
+
+
+def _check_secant(kind, c, rho):
+    from rnnperturb.verified.activation import activation
+    from rnnperturb.cells.namespace import sigmoid
+    pc = float((np.tanh if kind == "tanh" else sigmoid)(np.array([c]))[0])
+    s, o, e, ok = (np.asarray(v).ravel()[0] for v in
+                   secant_enclosure(kind, np.array([c]), np.array([rho]), np.array([pc])))
+    if not ok:
+        return None
+    assert 0 <= s <= (1 if kind == "tanh" else 0.25)
+    lo, hi = _mp_secant_range(kind, c, rho, pc, s)
+    assert mpmath.mpf(float(o)) - mpmath.mpf(float(e)) <= lo
+    assert hi <= mpmath.mpf(float(o)) + mpmath.mpf(float(e))
+    return float(e), float((hi - lo) / 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=60, deadline=None)
+@given(c=st.one_of(st.floats(-3, 3), st.floats(-40, 40), st.floats(-1e-3, 1e-3)),
+       logr=st.floats(-9, 1.5), straddle=st.booleans())
+def test_secant_enclosure_contains_the_chord_error(kind, c, logr, straddle):
+    r"""For every :math:`|d| \le \rho`, :math:`\varphi(c + d) - \tilde\varphi(c) - sd`
+    lies in :math:`[o - e, o + e]` (mpmath, dense samples and the exact extremes), on
+    one-signed and on straddling ranges (``straddle``: :math:`|c| < \rho`); the
+    enclosure is within 1 % (plus rounding) of the exact half-width."""
+    rho = 10.0 ** logr
+    if straddle:
+        c = float(np.clip(c, -0.9 * rho, 0.9 * rho))
+    out = _check_secant(kind, c, rho)
+    if out is not None:
+        e, half = out
+        assert e <= 1.01 * half + 1e-13 * (1 + abs(c))
+
+
+def test_secant_enclosure_regimes():
+    """Straddling, one-signed, saturated and wide ranges (both roots inside, one, none),
+    and that it declines only where the root cannot be bracketed (tiny ranges at the
+    inflection)."""
+    for kind in KINDS:
+        for c, rho in ((0.3, 1.0), (-0.3, 1.0), (0.0, 2.0), (0.05, 0.1), (-0.05, 0.1),
+                       (1.0, 0.5), (-2.0, 0.01), (5.0, 3.0), (-20.0, 1.0), (0.0, 30.0),
+                       (0.7, 1e-4), (3.0, 1e-8), (-1.5, 0.2)):
+            assert _check_secant(kind, c, rho) is not None, (kind, c, rho)
+    # the tangent is the better choice where c is at the inflection and rho tiny
+    out = secant_enclosure("tanh", np.array([1e-5]), np.array([1e-9]), np.tanh([1e-5]))
+    assert out[3].dtype == bool
 
 
 def test_kappa_constants_match_mpmath():

@@ -40,7 +40,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["TANH_KAPPA", "SIGMOID_KAPPA", "LIBM_ULPS", "U64", "activation",
-           "slope", "slope_max", "slope_max_ball", "slope_min", "taylor_remainder_max", "act_error"]
+           "slope", "slope_max", "slope_max_ball", "slope_min", "taylor_remainder_max", "act_error",
+           "secant_enclosure"]
 
 #: sup |tanh''| = 4 / (3 sqrt 3), attained at tanh(x) = ±1/sqrt 3.
 TANH_KAPPA = 4.0 / (3.0 * np.sqrt(3.0)) * (1 + 1e-15)
@@ -243,3 +244,150 @@ def taylor_remainder_max(kind: str, a, lo, hi):
         lagr = 0.5 * kappa * d * d * (1 + 4 * U64) + _TINY
         out = np.maximum(out, np.minimum(direct, lagr))
     return out
+
+
+def _root_of_slope(kind, s):
+    r"""The :math:`x \ge 0` with :math:`\varphi'(x) = s` in floating point (NaN where
+    there is none); an approximation, verified by the caller."""
+    with np.errstate(all="ignore"):
+        if kind == "tanh":                    # 1 / cosh^2 x = s
+            return np.arccosh(1.0 / np.sqrt(s))
+        # sigma'(x) = t / (1 + t)^2 = s with t = exp(-x) <= 1: the small root of
+        # s t^2 + (2s - 1) t + s = 0, in the form without cancellation
+        return np.log(((1.0 - 2.0 * s) + np.sqrt(1.0 - 4.0 * s)) / (2.0 * s))
+
+
+def _diff_enclosure(kind, x, c, px, pc):
+    r"""Midpoint and radius of an enclosure of :math:`\varphi(x) - \varphi(c)` for
+    float points x, c, with ``px``, ``pc`` their computed values (two forms, the
+    narrower kept: the difference of values, and the relatively accurate
+    :math:`\sinh(x-c)/(\cosh x\cosh c)` for tanh,
+    :math:`\sinh((x-c)/2)/(2\cosh(x/2)\cosh(c/2))` for the sigmoid, whose relative
+    error is a few ulps plus :math:`2u|x - c|` from rounding :math:`x - c`)."""
+    eps = act_error(kind)
+    d1 = px - pc
+    r1 = (eps * (np.abs(px) + np.abs(pc)) + 2 * _TINY + U64 * np.abs(d1)) * (1 + 4 * U64)
+    dl = x - c
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if kind == "tanh":
+            d2 = np.sinh(dl) / (np.cosh(x) * np.cosh(c))
+        else:
+            d2 = np.sinh(0.5 * dl) / (2.0 * np.cosh(0.5 * x) * np.cosh(0.5 * c))
+        r2 = (np.abs(d2) * (4 * eps + 8 * U64 + 2 * U64 * np.abs(dl)) + _TINY) * (1 + 4 * U64)
+    use2 = np.isfinite(d2) & np.isfinite(r2) & (r2 < r1)
+    return np.where(use2, d2, d1), np.where(use2, r2, r1)
+
+
+def secant_enclosure(kind: str, c, rho, pc):
+    r"""A secant linearisation of the activation over :math:`[c-\rho, c+\rho]` with
+    a sound error bound.
+
+    Returns ``(s, o, e, ok)`` with, for every row where ``ok``,
+
+    .. math::
+        \varphi(c + d) - \tilde\varphi(c) - s\,d \in [o - e,\ o + e]
+        \quad\text{for every real } |d| \le \rho ,
+
+    where :math:`\tilde\varphi(c)` = ``pc`` is the computed value at the centre
+    (its own error is inside the bound) and :math:`s \ge 0` is the slope of the
+    chord over the (outward rounded) interval :math:`[a, b]`. For a convex or a
+    concave piece this is the Chebyshev (minimax) linear approximation: the
+    remainder of the tangent, centred, with half its width.
+
+    Why the extremes are found. :math:`E(x) = \varphi(x) - \tilde\varphi(c) -
+    s(x - c)` has :math:`E' = \varphi' - s`, and :math:`\varphi'` is even and
+    strictly decreasing in :math:`|x|`, so :math:`E'` is monotone on each of
+    :math:`[a, b]\cap(-\infty, 0]` and :math:`[a, b]\cap[0, \infty)` and changes
+    sign at most once on each. On a half whose end slopes have one verified strict
+    sign, :math:`E` is monotone there and its extremes are at the ends. Otherwise
+    the root :math:`\pm x^*` of :math:`\varphi'(x) = s` is computed in floating
+    point and bracketed by :math:`[x_1, x_2]` (within the half, of width at most
+    :math:`2^{-7}\rho`), on whose ends :math:`E'` has verified opposite signs;
+    there :math:`|E(x) - E(x_i)| \le \max(|E'(x_1)|, |E'(x_2)|)(x_2 - x_1)`
+    (:math:`E'` monotone). A row where neither can be verified gets ``ok`` False
+    (the caller keeps the tangent). Every value :math:`E(x)` is enclosed with
+    :func:`_diff_enclosure` and the rounding of :math:`s(x - c)`; :math:`E'` with
+    the relative error of the computed :math:`\varphi'`.
+
+    Parameters
+    ----------
+    kind : {'tanh', 'sigmoid'}
+    c, rho, pc : ndarray, same shape
+        Centres, radii (>= 0) and the computed activation at the centres.
+
+    Returns
+    -------
+    s, o, e : ndarray
+    ok : ndarray of bool
+    """
+    phi, dphi, _ = activation(kind)
+    eps = act_error(kind)
+    c = np.asarray(c, np.float64)
+    rho = np.asarray(rho, np.float64)
+    pc = np.asarray(pc, np.float64)
+    smax = 1.0 if kind == "tanh" else 0.25
+    with np.errstate(all="ignore"):
+        a = np.nextafter(c - rho, -np.inf)
+        b = np.nextafter(c + rho, np.inf)
+        a = np.where(np.isfinite(a), a, c)
+        b = np.where(np.isfinite(b), b, c)
+        pab = phi(np.stack([a, b]))
+        s = (pab[1] - pab[0]) / (b - a)
+        s = np.where(np.isfinite(s), np.minimum(np.maximum(s, 0.0), smax), dphi(c))
+        xr = _root_of_slope(kind, s)
+        m = np.minimum(np.maximum(0.0, a), b)              # the halves [a, m] and [m, b]
+        H0 = np.stack([a, m])                              # (2, ...): ends of the halves
+        H1 = np.stack([m, b])
+        r = np.stack([-xr, xr])                            # the root on each half
+        wb = 2.0 ** -8 * rho + 1e-300
+        x1 = np.minimum(np.maximum(r - wb, H0), H1)        # its bracket, within the half
+        x2 = np.minimum(np.maximum(r + wb, H0), H1)
+        fin = np.isfinite(r)
+        x1 = np.where(fin, x1, H0)
+        x2 = np.where(fin, x2, H0)
+        P = np.concatenate([np.stack([a, m, b]), x1, x2])  # a, m, b, x1-, x1+, x2-, x2+
+        dl = P - c
+        PX = phi(P)
+        # phi(x) - phi(c): the difference of values, or sinh/cosh (relatively accurate)
+        d1 = PX - pc
+        r1 = eps * (np.abs(PX) + np.abs(pc)) + 2 * _TINY + U64 * np.abs(d1)
+        if kind == "tanh":
+            d2 = np.sinh(dl) / (np.cosh(P) * np.cosh(c))
+        else:
+            d2 = np.sinh(0.5 * dl) / (2.0 * np.cosh(0.5 * P) * np.cosh(0.5 * c))
+        r2 = np.abs(d2) * (4 * eps + 8 * U64 + 2 * U64 * np.abs(dl)) + _TINY
+        use2 = np.isfinite(d2) & (r2 < r1)
+        dmid = np.where(use2, d2, d1)
+        drad = np.where(use2, r2, r1) * (1 + 4 * U64)
+        sd = s * dl
+        emid = dmid - sd
+        erad = (drad + eps * np.abs(pc) + 1e-120 + 3 * U64 * np.abs(sd) + U64 * np.abs(emid)
+                + 1e-300) * (1 + 8 * U64)
+        E_lo, E_hi = emid - erad, emid + erad
+        dp = dphi(P)
+        G_lo = dp * (1 - 4 * eps) - _TINY - s                # E' enclosure
+        G_hi = dp * (1 + 4 * eps) + _TINY - s
+    lo = E_lo[:3].min(axis=0)
+    hi = E_hi[:3].max(axis=0)
+    # per half (leading axis 2): monotone (one verified sign at both ends), empty, or a
+    # verified bracket of the root of E'
+    ends_lo = np.stack([G_lo[0:2], G_lo[1:3]])             # (2 ends, 2 halves, ...)
+    ends_hi = np.stack([G_hi[0:2], G_hi[1:3]])
+    mono = np.all(ends_lo > 0, axis=0) | np.all(ends_hi < 0, axis=0)
+    empty = H0 >= H1
+    g1l, g1h, g2l, g2h = G_lo[3:5], G_hi[3:5], G_lo[5:7], G_hi[5:7]
+    flip = ((g1l > 0) & (g2h < 0)) | ((g1h < 0) & (g2l > 0))
+    good = (x1 < x2) & flip
+    gabs = np.maximum(np.maximum(np.abs(g1l), np.abs(g1h)), np.maximum(np.abs(g2l), np.abs(g2h)))
+    mw = gabs * (x2 - x1) * (1 + 4 * U64)
+    blo = np.minimum(E_lo[3:5], E_lo[5:7]) - mw
+    bhi = np.maximum(E_hi[3:5], E_hi[5:7]) + mw
+    use = ~(mono | empty) & good
+    lo = np.minimum(lo, np.where(use, blo, np.inf).min(axis=0))
+    hi = np.maximum(hi, np.where(use, bhi, -np.inf).max(axis=0))
+    ok = (np.isfinite(c) & np.isfinite(rho) & np.isfinite(s)
+          & np.all(mono | empty | good, axis=0))
+    o = 0.5 * (lo + hi)
+    e = (0.5 * (hi - lo) + U64 * (np.abs(lo) + np.abs(hi)) + 1e-300) * (1 + 4 * U64)
+    ok &= np.isfinite(o) & np.isfinite(e)
+    return s, np.where(ok, o, 0.0), np.where(ok, e, np.inf), ok
