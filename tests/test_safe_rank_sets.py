@@ -245,6 +245,10 @@ def test_errors_name_the_argument():
         rp.certified_safe_rank(c, task, one_sided=True)
     with pytest.raises(ValueError, match="one_sided: expected True or False, found 'yes'"):
         rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), one_sided="yes")
+    with pytest.raises(ValueError, match="chords: expected False without perturbation="):
+        rp.certified_safe_rank(c, task, chords=True)
+    with pytest.raises(ValueError, match="chords: expected True or False, found 0"):
+        rp.certified_safe_rank(c, task, perturbation=rp.sets.Ball(radius=0.1), chords=0)
     with pytest.raises(ValueError, match="task: expected"):
         rp.certified_safe_rank(c, "task", perturbation=rp.sets.Ball(radius=0.1))
 
@@ -276,7 +280,7 @@ def test_cli_set_recommendation_is_certified_safe_rank(tmp_path, capsys):
         assert main(base + extra + ["--json"]) == 0
         rec = json.loads(capsys.readouterr().out)["set_recommendations"][0]
         sr = rp.certified_safe_rank(cell, _subset(task, right), ranks=ranks, perturbation=make,
-                                    samples=2)
+                                    samples=2, chords=True)
         assert rec["search"] == ("sweep" if ranks else "bisection") == sr.search
         assert rec["ranks_evaluated"] == [int(r) for r in sr.ranks]
         np.testing.assert_allclose(rec["certified_accuracy"],
@@ -356,7 +360,8 @@ def test_readme_certified_ranks_of_mgru_d10():
 def test_one_sided_is_passed_to_the_set_certificate(monkeypatch):
     """certified_safe_rank(one_sided=True) certifies at each rank what
     certified_set_recall(one_sided=True) certifies on that rank's truncated net (and
-    that is the call it makes: the option changes the bounds, not always the count)."""
+    that is the call it makes: the option changes the bounds, not always the count); the
+    same for chords=True."""
     import importlib
     mod = importlib.import_module("rnnperturb.bounds.set_recall")
     seen = []
@@ -364,7 +369,9 @@ def test_one_sided_is_passed_to_the_set_certificate(monkeypatch):
 
     def spy(*a, **kw):
         seen.append(kw.get("one_sided"))
+        chords.append(kw.get("chords"))
         return orig(*a, **kw)
+    chords = []
     monkeypatch.setattr(mod, "certified_set_recall", spy)
     c, task = _net("elman", seed=0)
     S = rp.sets.Ball(radius=0.05)
@@ -372,7 +379,9 @@ def test_one_sided_is_passed_to_the_set_certificate(monkeypatch):
     sr = rp.certified_safe_rank(c, task, ranks=ranks, perturbation=S, samples=0, one_sided=True)
     assert seen == [True] * len(ranks)
     rp.certified_safe_rank(c, task, ranks=ranks[:1], perturbation=S, samples=0)
-    assert seen[-1] is False
+    assert seen[-1] is False and chords == [False] * (len(ranks) + 1)
+    rp.certified_safe_rank(c, task, ranks=ranks[:1], perturbation=S, samples=0, chords=True)
+    assert chords[-1] is True
     monkeypatch.undo()
     for r, ca in zip(sr.ranks, sr.certified_accuracy):
         ref = certified_set_recall(rp.truncate_svd(c, rank=int(r)), S, task, samples=0,

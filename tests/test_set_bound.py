@@ -197,31 +197,39 @@ def test_checkpoints_sound(kind):
         _check(cell, sets.Ball(radius=eps), X, count=1)
 
 
-def test_one_sided_on_a_saturated_trained_net():
-    """one_sided=True (the one-signed activation remainders centred) on the Elman D50
-    checkpoint at radius 3e-4 ||W||_F: sound against the attack and members of the ball
-    (sphere points, spikes, interior points), below the cap and within 2x the attack at
-    h_T, where the default bound reaches the cap (measured: 0.62 against an attack of 0.41
-    and the cap 16); and the same as the default at radius 0 up to rounding."""
+def test_one_sided_and_chords_on_a_saturated_trained_net():
+    """The Elman D50 checkpoint at radius 3e-4 ||W||_F, where the tangent bound alone
+    (chords=False) reaches the cap: one_sided=True (the one-signed activation remainders
+    centred) and the default chords (the centred chord where tighter) are each sound
+    against the attack and members of the ball (sphere points, spikes, interior points),
+    below the cap and within 2x the attack at h_T (measured: 1.49 and 1.41 of an attack
+    of 0.41, the cap 16; the README's benchmark row is the default); at radius 0 both
+    are the default up to rounding."""
     import rnnperturb as rp
     cell, meta = rp.load_with_metadata("validation/checkpoints/elman_memorization_D50.npz")
     X = rp.tasks.memorization_all(meta["K"], meta["L"], meta["D"]).X[:, 0]
     S = sets.Ball(radius={k: 3e-4 * np.linalg.norm(v) for k, v in cell.recurrent.items()})
     cap = 2 * np.sqrt(cell.n)
-    b, worst = _check(cell, S, X, count=2, attack=True, one_sided=True)
     lo, _ = set_attack(cell, S, X, seed=0, iters=10, restarts=1)
+    assert set_bound(cell, S, X, chords=False)[-1] >= cap * (1 - 1e-12)   # vacuous here
+    b1 = set_bound(cell, S, X, one_sided=True, chords=False)
+    assert lo <= b1[-1] < min(cap, 2 * lo), (lo, b1[-1])
+    assert abs(b1[-1] / lo - 1.49) <= 0.02, b1[-1] / lo
+    b, worst = _check(cell, S, X, count=2, attack=True)                  # the default: chords
+    assert np.all(worst <= b) and np.all(b <= b1 * (1 + 1e-9))
     assert lo <= b[-1] < min(cap, 2 * lo), (lo, b[-1])
-    assert abs(b[-1] / lo - 1.49) <= 0.02, b[-1] / lo        # the README's benchmark row
-    assert np.all(worst <= b)
-    assert set_bound(cell, S, X)[-1] >= cap * (1 - 1e-12)       # the default: vacuous here
-    z1 = set_bound(cell, sets.Ball(radius=0.0), X, one_sided=True)
-    assert np.all(z1 < 1e-10), np.max(z1)
+    assert abs(b[-1] / lo - 1.41) <= 0.02, b[-1] / lo
+    for kw in ({"one_sided": True, "chords": False}, {}):
+        z1 = set_bound(cell, sets.Ball(radius=0.0), X, **kw)
+        assert np.all(z1 < 1e-10), np.max(z1)
 
 
 def test_one_sided_checked():
     cell = random_cell("elman", 3, 2, seed=0)
     with pytest.raises(ValueError, match="one_sided: expected True or False, found 'yes'"):
         set_bound(cell, sets.Ball(radius=1e-3), np.zeros((3, 2)), one_sided="yes")
+    with pytest.raises(ValueError, match="chords: expected True or False, found 1"):
+        set_bound(cell, sets.Ball(radius=1e-3), np.zeros((3, 2)), chords=1)
 
 
 # ------------------------------------------------------------------ noise

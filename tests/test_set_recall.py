@@ -174,15 +174,23 @@ def test_one_sided_passed_through(kind):
     c, task = _net(kind, seed=1)
     S = rp.sets.drift(c, rel=1e-2)
     res = certified_set_recall(c, S, task, samples=0, one_sided=True)
-    b1 = rp.set_bound(c, S, task.X, box_refine=False, one_sided=True)
+    b1 = rp.set_bound(c, S, task.X, box_refine=False, one_sided=True, chords=False)
     np.testing.assert_array_equal(res.bound, b1)
-    assert not np.array_equal(b1, rp.set_bound(c, S, task.X, box_refine=False))  # it acts
+    b0 = rp.set_bound(c, S, task.X, box_refine=False, chords=False)
+    assert not np.array_equal(b1, b0)                                            # it acts
+    # chords: off by default here (the shipped tables), passed through when asked
+    np.testing.assert_array_equal(certified_set_recall(c, S, task, samples=0).bound, b0)
+    rc = certified_set_recall(c, S, task, samples=0, chords=True)
+    np.testing.assert_array_equal(rc.bound, rp.set_bound(c, S, task.X, box_refine=False))
+    assert not np.array_equal(rc.bound, b0)
     nb = rp.certified_recall(c, GaussianNoise(std=1e-3, confidence=0.9), task)
     nb1 = certified_set_recall(c, GaussianNoise(std=1e-3, confidence=0.9), task, samples=0,
                                one_sided=True)
     conf = 1 - 0.1 / task.X.shape[1]
     np.testing.assert_array_equal(nb1.bound, noise_bound(c, task.X, std=1e-3, confidence=conf,
-                                                         one_sided=True))
+                                                         one_sided=True, chords=False))
+    np.testing.assert_array_equal(nb.bound, noise_bound(c, task.X, std=1e-3, confidence=conf,
+                                                        chords=False))
     assert nb.bound.shape == nb1.bound.shape and not np.array_equal(nb.bound, nb1.bound)
     tol = certified_tolerance(c, task, kind="drift", steps=5, samples=8, one_sided=True)
     d = tol.certified

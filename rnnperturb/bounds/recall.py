@@ -462,7 +462,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
                         componentwise: bool = True, bound_fn=None,
                         quiet: bool = True, perturbation=None, samples: int = 8,
                         seed=0, window: int = 32, box_refine=False,
-                        one_sided: bool = False) -> SafeRank:
+                        one_sided: bool = False, chords: bool = False) -> SafeRank:
     r"""Sweep truncation ranks: certified and measured recall, and the safe ranks.
 
     Every recurrent matrix is truncated to the same rank r by plain SVD
@@ -509,10 +509,11 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
         ``accuracy`` (box vertices, sphere points, noise draws).
     seed : int or Generator
         Of those members (the same seed at every rank).
-    window, box_refine, one_sided
+    window, box_refine, one_sided, chords
         Over a set: passed to :func:`rnnperturb.bounds.set_bound.set_trace`
         (``one_sided=True``, the one-signed activation remainders centred, is
-        tighter on saturated trained nets; without a set it is refused).
+        tighter on saturated trained nets; ``chords=True``, chords instead of
+        tangents where tighter, is tighter still; without a set both are refused).
 
     Returns
     -------
@@ -546,10 +547,10 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
     if ranks is not None and (isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__")):
         raise ValueError(f"ranks: expected a sequence of integers in [0, {n}], found "
                          f"{type(ranks).__name__} {ranks!r}")
-    one_sided = check_bool("one_sided", one_sided)
-    if one_sided and perturbation is None:
-        raise ValueError("one_sided: expected False without perturbation= (it is an option of "
-                         "the set bound), found True")
+    for name, flag in (("one_sided", one_sided), ("chords", chords)):
+        if check_bool(name, flag) and perturbation is None:
+            raise ValueError(f"{name}: expected False without perturbation= (it is an option "
+                             f"of the set bound), found True")
     if perturbation is not None:
         if bound_fn is not None:
             raise ValueError("bound_fn: expected None with perturbation= (the set bound is "
@@ -558,7 +559,7 @@ def certified_safe_rank(cell, task, *, ranks=None, tier: str = "auto",
         return safe_rank_over_set(c64, task, perturbation, ranks=ranks,
                                   componentwise=componentwise, samples=samples, seed=seed,
                                   window=window, box_refine=box_refine, quiet=quiet,
-                                  one_sided=one_sided)
+                                  one_sided=one_sided, chords=chords)
     if ranks is None:
         ranks = range(n + 1)
     ranks = np.array(sorted({check_int("ranks", r, low=0, high=n) for r in ranks}), dtype=int)

@@ -1087,6 +1087,7 @@ class _AffCtx:
         self.kw = self.Nu + N
         self.exact_pre = True
         self.one_sided = False           # centre one-signed activation remainders
+        self.chords = False              # chords where they beat the tangent (_aff_act)
         self.gr = np.zeros((B, 0, N))
         self.grho = np.zeros((B, 0))
         self._mat = {}
@@ -1409,6 +1410,10 @@ def _aff_matvec(A, v):
 
 
 def _aff_act(v, kind, fun, lo_cap, hi_cap):
+    r"""The activation of an affine form: per row either the tangent at the centre
+    with its Taylor remainder (whose Lagrange form :math:`|R_i| \le q_i d_i^2` gives
+    the norm bound :math:`\max_i(q_i\rho_i)\|d\|`), or the chord over the row's range
+    with its centred error (:func:`_secant_rows`, chosen per sequence)."""
     from rnnperturb.verified.activation import activation, taylor_remainder_max
     rho = v.rad()
     t = fun(v.c)
@@ -1421,10 +1426,17 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
         # verified Gram of the argument
         v._nu = np.minimum(v.nu(), v.ctx.normsup(v.Au, grams=v.grams()))
     dn = v.dnorm()
-    Rn = np.minimum(_nrm(R), up(up(q * rho, 1).max(axis=-1) * dn, 1))
+    w = up(q * rho, 1)
+    Rn = np.minimum(_nrm(R), up(w.max(axis=-1) * dn, 1))
     tc = t
     if v.ctx.one_sided:
         t, R, Rn = _one_sided(v.c, t, R, Rn, q, rho, dn)
+    ch = _secant_rows(kind, v.c, rho, tc, R, Rn, w, dn, v.ctx.one_sided) if v.ctx.chords else None
+    C = None
+    if ch is not None:
+        C, ss, so, se = ch
+        s = np.where(C, ss, s)
+        t = np.where(C, tc + so, t)
     sm = up(np.abs(s).max(axis=-1), 1)
     out = Affine(v.ctx, t, None if v.Au is None else v.Au * s[..., None],
                  None if v.Ax is None else v.Ax * s[..., None], None, None,
@@ -1433,12 +1445,70 @@ def _aff_act(v, kind, fun, lo_cap, hi_cap):
         out._gram = {k: _gram_row_scaled(G, e_, s) for k, (G, e_) in v._gram.items()}
     out._lu_ub = up(v.lu_fast() * s, 1)
     out._nu_ub = up(v.nu() * sm, v.ctx.kw)
-    e = up(4 * ae * (1 + 4 * U64) * s * rho + ae * np.abs(tc) + 1e-120 + out._rnd(), 3)
+    e_rnd = out._rnd()
+    e = up(4 * ae * (1 + 4 * U64) * s * rho + ae * np.abs(tc) + 1e-120 + e_rnd, 3)
+    if C is not None:
+        # chord rows: their enclosure, the rounding of the moved centre and of the form
+        e = np.where(C, up(se + 2 * U64 * np.abs(t) + e_rnd, 2), e)
+        R = np.where(C, 0.0, R)
+        nt = _nrm(R)
+        if not v.ctx.one_sided:
+            nt = np.minimum(nt, up(np.where(C, 0.0, w).max(axis=-1) * dn, 1))
+        Rn = np.minimum(Rn, nt)
     sr = up(s * v.r, 1)
     out.r = up(sr + R + e, 2)
     out.rho = up(up(sm * v.rho, 1) + Rn + _nrm(e), 2)
     out.rho = np.minimum(out.rho, _nrm(out.r))
     return out
+
+
+def _secant_rows(kind, c, rho, tc, R, Rn, w, dn, one_sided):
+    r"""Which rows take the chord (:func:`~rnnperturb.verified.activation.secant_enclosure`)
+    instead of the tangent, per sequence: the rows in decreasing order of
+    :math:`q_i\rho_i` (the factor of the tangent's norm bound), as many as minimise
+    the estimated norm of the activation error, the chord rows' errors in
+    quadrature plus the tangent rows' remainder norm bound (ties: more chord rows,
+    whose per-row error is smaller). The chords are not computed when even errors of
+    :math:`R_i/3` on convex or concave ranges (where the chord's is about half the
+    tangent's :math:`R_i`) and :math:`R_i/8` elsewhere would not be chosen (a
+    shortcut: it can only keep a tangent). Returns (C (B, n) bool, slopes,
+    centre moves, error radii), or None when no sequence takes a chord. Any choice
+    is sound: it only selects between two enclosures of each row."""
+    from rnnperturb.verified.activation import secant_enclosure
+    B, n = c.shape
+
+    def choose(ok, se):
+        key = np.where(ok, -w, np.inf)
+        order = np.argsort(key, axis=1, kind="stable")
+        take = lambda a: np.take_along_axis(a, order, axis=1)
+        es2 = np.concatenate([np.zeros((B, 1)),
+                              np.cumsum(take(np.where(ok, se, 0.0)) ** 2, axis=1)], axis=1)
+        R2 = take(R) ** 2
+        rt2 = np.concatenate([np.cumsum(R2[:, ::-1], axis=1)[:, ::-1], np.zeros((B, 1))],
+                             axis=1)
+        nt = np.minimum(np.sqrt(rt2), Rn[:, None])
+        if not one_sided:
+            ws = take(w)
+            wmax = np.concatenate([np.maximum.accumulate(ws[:, ::-1], axis=1)[:, ::-1],
+                                   np.zeros((B, 1))], axis=1)
+            nt = np.minimum(nt, wmax * dn[:, None])
+        cost = np.sqrt(es2) + nt                                     # (B, n + 1)
+        nok = ok.sum(axis=1)
+        cost = np.where(np.arange(n + 1)[None, :] <= nok[:, None], cost, np.inf)
+        cost = np.where(np.isfinite(cost), cost, np.inf)
+        return order, n - np.argmin(cost[:, ::-1], axis=1)           # ties: the larger k
+
+    fin = np.isfinite(R) & np.isfinite(rho)
+    side = (c - rho >= 0) | (c + rho <= 0)                # convex or concave range
+    if not np.any(choose(fin, np.where(side, R / 2, R / 4))[1]):
+        return None
+    ss, so, se, ok = secant_enclosure(kind, c, rho, tc)
+    order, k = choose(ok, se)
+    if not np.any(k):
+        return None
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[None, :].repeat(B, 0), axis=1)
+    return rank < k[:, None], ss, so, se
 
 
 def _one_sided(c, t, R, Rn, q, rho, dn):
@@ -1728,7 +1798,7 @@ def _consolidate(a, mid_b, half_b, window, exact=4):
 
 
 def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0, out_rows=None,
-                  one_sided=False):
+                  one_sided=False, chords=True):
     T, B = X3.shape[0], X3.shape[1]
     N = cell.state_size
     n = N if out_rows is None else len(out_rows)          # the reported components
@@ -1736,6 +1806,7 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0, out_rows=None,
     ctx = _AffCtx(cell, ops, B, True)
     ctx0 = _AffCtx(cell, ops, B, False)
     ctx.one_sided = ctx0.one_sided = one_sided
+    ctx.chords = chords                   # (the nominal run's ranges are rounding only)
     P = dict(cell.params)
     W = {k: np.asarray(v, np.float64) for k, v in cell.recurrent.items()}
     lo_b, hi_b = cell.state_bounds(h0a)
@@ -1830,7 +1901,8 @@ def _trace_affine(cell, ops, X3, h0a, window, iters, polish=0, out_rows=None,
 
 
 def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
-              method: str = "affine", state: str = "h", one_sided: bool = False) -> SetTrace:
+              method: str = "affine", state: str = "h", one_sided: bool = False,
+              chords: bool = True) -> SetTrace:
     r"""The set bound with all its pieces (see the module docstring).
 
     Parameters
@@ -1872,6 +1944,14 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         norm bound at the step where it is used, but it can be looser later in the
         contractive regime. Off by default (the shipped tolerance table was computed
         without it).
+    chords : bool
+        Affine method: on each row of each activation, the chord over the row's
+        range, centred (the Chebyshev linear approximation on a convex or concave
+        piece: half the tangent's error, less where the range straddles the
+        inflection; :func:`~rnnperturb.verified.activation.secant_enclosure`), where it
+        lowers the norm bound of the activation's error (:func:`_secant_rows`); else
+        the tangent. Sound either way. On by default; the certificate searches of
+        :mod:`rnnperturb.bounds.set_recall` keep it off unless asked.
 
     Returns
     -------
@@ -1886,6 +1966,7 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     if method not in ("affine", "mean_value", "best"):
         raise ValueError(f"method: expected 'affine', 'mean_value' or 'best', found {method!r}")
     check_bool("one_sided", one_sided)
+    check_bool("chords", chords)
     X3, single = as_inputs(X, cell.m, cell.dtype)
     cell = _cell64(cell)
     T, B = X3.shape[0], X3.shape[1]
@@ -1909,10 +1990,12 @@ def set_trace(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     else:
         iters = check_int("box_refine", box_refine, low=0, high=1000)
     if method == "affine":
-        return _trace_affine(cell, ops, X3, h0a, window, iters, polish, rows, bool(one_sided))
+        return _trace_affine(cell, ops, X3, h0a, window, iters, polish, rows, bool(one_sided),
+                             bool(chords))
     if method == "mean_value":
         return _trace_mean_value(cell, ops, X3, h0a, window, iters, polish)
-    a = _trace_affine(cell, ops, X3, h0a, window, iters, polish, one_sided=bool(one_sided))
+    a = _trace_affine(cell, ops, X3, h0a, window, iters, polish, one_sided=bool(one_sided),
+                      chords=bool(chords))
     b = _trace_mean_value(cell, ops, X3, h0a, window, iters, polish)
     return a if np.sum(a.bound) <= np.sum(b.bound) else b
 
@@ -2052,7 +2135,7 @@ def _trace_mean_value(cell, ops, X3, h0a, window, iters, polish=0):
 
 def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
               method: str = "affine", componentwise: bool = False, state: str = "h",
-              one_sided: bool = False):
+              one_sided: bool = False, chords: bool = True):
     r"""Sound upper bound on :math:`\sup_{\Delta W\in S}\|h'_t - h_t\|_2` for every step.
 
     The bound holds for the exact (real-arithmetic) trajectories of ``cell``
@@ -2084,6 +2167,8 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
         h; the state itself for Elman/MGRU/GRU); ``'full'``: of the whole state (N).
     one_sided : bool
         Centre the one-signed activation remainders (see :func:`set_trace`).
+    chords : bool
+        Chords instead of tangents where they are tighter (see :func:`set_trace`).
 
     Returns
     -------
@@ -2094,7 +2179,7 @@ def set_bound(cell, S, X, h0=None, *, window: int = 32, box_refine="auto",
     if single and h0 is not None:
         h0 = np.asarray(h0, np.float64).reshape(-1)
     tr = set_trace(cell, S, X3, h0, window=window, box_refine=box_refine, method=method,
-                   state=state, one_sided=one_sided)
+                   state=state, one_sided=one_sided, chords=chords)
     res = tr.coord if componentwise else tr.bound
     return res[:, 0] if single else res
 

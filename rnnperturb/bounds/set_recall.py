@@ -127,7 +127,7 @@ def _sampled_correct(c64, S, task, samples, seed, deviation=False):
 
 
 def _set_bounds(c64, S, X3, *, union, window=32, box_refine=False, method="affine",
-                componentwise=True, one_sided=False):
+                componentwise=True, one_sided=False, chords=False):
     r"""(:math:`\beta_t` (T, B), :math:`\rho_t` (T, B, n) or None) of a set or noise on the
     sequences ``X3``; noise at confidence :math:`1-\delta/\text{union}` per sequence (the
     union bound over the ``union`` sequences of the whole task, also when ``X3`` is a
@@ -136,11 +136,11 @@ def _set_bounds(c64, S, X3, *, union, window=32, box_refine=False, method="affin
         from rnnperturb.stats.noise_bound import noise_bound
         conf = 1.0 - (1.0 - S.confidence) / union                 # union bound over sequences
         Bd, rho = noise_bound(c64, X3, std=S.std, confidence=conf, window=window,
-                              one_sided=one_sided), None
+                              one_sided=one_sided, chords=chords), None
     elif isinstance(S, PerturbationSet):
         from rnnperturb.bounds.set_bound import set_trace
         tr = set_trace(c64, S, X3, window=window, box_refine=box_refine, method=method,
-                       one_sided=one_sided)
+                       one_sided=one_sided, chords=chords)
         Bd, rho = tr.bound, (tr.coord if componentwise else None)
     else:
         raise ValueError(f"S: expected a set of rnnperturb.perturb.sets or GaussianNoise, "
@@ -150,7 +150,8 @@ def _set_bounds(c64, S, X3, *, union, window=32, box_refine=False, method="affin
 
 def certified_set_recall(cell, S, task, *, margins=None, window: int = 32,
                          box_refine=False, method: str = "affine", componentwise: bool = True,
-                         samples: int = 8, seed=0, one_sided: bool = False):
+                         samples: int = 8, seed=0, one_sided: bool = False,
+                         chords: bool = False):
     r"""Certify the recall of every network of a set on every sequence of a task.
 
     Parameters
@@ -163,11 +164,13 @@ def certified_set_recall(cell, S, task, *, margins=None, window: int = 32,
         Classification task with a recall window.
     margins : tuple, optional
         :func:`rnnperturb.bounds.recall.recall_margins` of ``cell`` and ``task``.
-    window, box_refine, method, one_sided
+    window, box_refine, method, one_sided, chords
         Passed to :func:`rnnperturb.bounds.set_bound.set_trace`
         (``box_refine`` defaults to off here: the SDP-dual refinement costs
         about 4x at n = 64; the per-coordinate test mostly decides anyway;
-        ``one_sided=True`` is much tighter on saturated trained nets at larger radii).
+        ``one_sided=True`` is much tighter on saturated trained nets at larger radii;
+        ``chords`` defaults to off here, unlike ``set_trace``, so that the shipped
+        tolerance tables stay what this computes; ``chords=True`` is tighter).
     componentwise : bool
         Also use the componentwise bound :math:`\rho_t` (sets only).
     samples : int
@@ -194,7 +197,8 @@ def certified_set_recall(cell, S, task, *, margins=None, window: int = 32,
     X3, _ = as_inputs(task.X, c64.m, np.float64)
     samples = check_int("samples", samples, low=0)
     Bd, rho = _set_bounds(c64, S, X3, union=X3.shape[1], window=window, box_refine=box_refine,
-                          method=method, componentwise=componentwise, one_sided=one_sided)
+                          method=method, componentwise=componentwise, one_sided=one_sided,
+                          chords=chords)
     res = certified_recall(c64, c64, task, bound=Bd, componentwise_bound=rho, margins=margins)
     correct = _sampled_correct(c64, S, task, samples, seed)
     nominal = np.asarray(res.correct)
@@ -255,7 +259,7 @@ def certified_tolerance(cell, task, *, kind: str = "bits", rounding: str = "any"
                         confidence: float = 0.99, lo=None, hi=None, steps: int = 8,
                         samples: int = 16, seed=0, scheme: str = "per_matrix",
                         window: int = 32, box_refine=False, margins=None,
-                        one_sided: bool = False) -> Tolerance:
+                        one_sided: bool = False, chords: bool = False) -> Tolerance:
     r"""Certified bit width, drift tolerance or noise std for the recall of a task.
 
     Parameters
@@ -282,8 +286,9 @@ def certified_tolerance(cell, task, *, kind: str = "bits", rounding: str = "any"
     seed : int
     scheme : {'per_matrix', 'per_row'}
         Quantization scheme (bits).
-    window, box_refine, one_sided
-        Passed to :func:`rnnperturb.bounds.set_bound.set_trace`.
+    window, box_refine, one_sided, chords
+        Passed to :func:`rnnperturb.bounds.set_bound.set_trace` (``chords`` off by
+        default here, see :func:`certified_set_recall`).
     margins : tuple, optional
         :func:`rnnperturb.bounds.recall.recall_margins` of ``cell`` and ``task``.
 
@@ -342,7 +347,7 @@ def certified_tolerance(cell, task, *, kind: str = "bits", rounding: str = "any"
         sub = _subset(task, idx)
         msub = tuple(np.asarray(m)[:, idx] for m in margins)
         Bd, rho = _set_bounds(c64, make(p), X3[:, idx], union=X3.shape[1], window=window,
-                              box_refine=box_refine, one_sided=one_sided)
+                              box_refine=box_refine, one_sided=one_sided, chords=chords)
         res = certified_recall(c64, c64, sub, bound=Bd, componentwise_bound=rho, margins=msub)
         return np.asarray(res.certified), _headroom(Bd, rho, msub, sub.recall)
 
@@ -576,7 +581,7 @@ def _set_at(perturbation, small):
 
 def safe_rank_over_set(cell, task, perturbation, *, ranks=None, componentwise: bool = True,
                        samples: int = 8, seed=0, window: int = 32, box_refine=False,
-                       quiet: bool = True, one_sided: bool = False):
+                       quiet: bool = True, one_sided: bool = False, chords: bool = False):
     r"""The certified-safe rank under a set of perturbations of the truncated network.
 
     The implementation of ``certified_safe_rank(cell, task, perturbation=S)``
@@ -618,7 +623,8 @@ def safe_rank_over_set(cell, task, perturbation, *, ranks=None, componentwise: b
         s = small(r)
         S = _set_at(perturbation, s)
         res = certified_set_recall(s, S, task, samples=0, componentwise=componentwise,
-                                   window=window, box_refine=box_refine, one_sided=one_sided)
+                                   window=window, box_refine=box_refine, one_sided=one_sided,
+                                   chords=chords)
         ok, dev = _sampled_correct(s, S, task, samples, seed, deviation=True)
         m = rec & (dev > 0)
         bd = np.asarray(res.bound)

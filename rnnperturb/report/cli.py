@@ -546,9 +546,10 @@ def _allocation(args, res, certified) -> dict:
 
 def _set_bound_options(args) -> dict:
     """The set bound's options from ``--box-refine`` and ``--one-sided`` (the same for
-    every --bits/--drift row and recommendation)."""
+    every --bits/--drift row and recommendation; chords where tighter, as
+    :func:`rnnperturb.bounds.set_bound.set_bound` by default)."""
     return {"box_refine": "auto" if args.box_refine else False,
-            "one_sided": bool(args.one_sided)}
+            "one_sided": bool(args.one_sided), "chords": True}
 
 
 def _set_items(args):

@@ -64,7 +64,7 @@ __all__ = ["noise_bound"]
 
 
 def noise_bound(cell, X, *, std: float, confidence: float = 0.99, h0=None, window: int = 32,
-                one_sided: bool = False):
+                one_sided: bool = False, chords: bool = True):
     r"""Deviation bound that holds with probability ``confidence`` at every step.
 
     Parameters
@@ -75,7 +75,7 @@ def noise_bound(cell, X, *, std: float, confidence: float = 0.99, h0=None, windo
         :math:`s`, the standard deviation of every entry of every recurrent matrix.
     confidence : float in (0, 1)
     h0 : array_like, optional
-    window, one_sided
+    window, one_sided, chords
         As in :func:`rnnperturb.bounds.set_bound.set_bound`.
 
     Returns
@@ -94,7 +94,8 @@ def noise_bound(cell, X, *, std: float, confidence: float = 0.99, h0=None, windo
     N = len(cell.recurrent_names) * cell.n * cell.n
     R = up(s * (np.sqrt(N) * (1 + 1e-15) + np.sqrt(2.0 * np.log(1.0 / d1)) * (1 + 1e-15)), 3)
     R = float(R)
-    tr = set_trace(cell, Ball(radius=R), X3, h0, window=window, one_sided=one_sided)
+    tr = set_trace(cell, Ball(radius=R), X3, h0, window=window, one_sided=one_sided,
+                   chords=chords)
     x = np.log(T / d2) * (1 + 1e-15)
     z = np.sqrt(2.0 * x) * (1 + 1e-15)
     q = up(s * up(tr.lin_fro + tr.lin_op * z, 2), 1)
