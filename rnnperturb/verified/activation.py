@@ -291,8 +291,9 @@ def secant_enclosure(kind: str, c, rho, pc):
     where :math:`\tilde\varphi(c)` = ``pc`` is the computed value at the centre
     (its own error is inside the bound) and :math:`s \ge 0` is the slope of the
     chord over the (outward rounded) interval :math:`[a, b]`. For a convex or a
-    concave piece this is the Chebyshev (minimax) linear approximation: the
-    remainder of the tangent, centred, with half its width.
+    concave piece this is the Chebyshev (minimax) linear approximation: at most
+    about half the tangent's remainder (about 0.4 of it where the range straddles
+    the inflection symmetrically).
 
     Why the extremes are found. :math:`E(x) = \varphi(x) - \tilde\varphi(c) -
     s(x - c)` has :math:`E' = \varphi' - s`, and :math:`\varphi'` is even and
