@@ -36,7 +36,9 @@ Run: ``python -m validation.exp_set_certificates --quick --out validation/result
 (one checkpoint: ``python -m validation.exp_set_certificates --only elman_memorization_D10``).
 ``--one-sided`` computes the same certificates with ``one_sided=True`` (the one-signed
 activation remainders centred, :func:`rnnperturb.bounds.set_bound.set_trace`) into
-``set_certificates_one_sided`` (with ``--incremental DIR [--resume]``).
+``set_certificates_one_sided`` (with ``--incremental DIR [--resume]``); ``--chords`` with
+``chords=True`` (centred chords where tighter, set_bound's default) into
+``set_certificates_chords`` (``--quick``: the D10 checkpoints).
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ RANGE = dict(bits=(6, 24), drift=(1e-7, 1e-1), noise=(1e-7, 1e-1))
 STEPS = 7
 
 
-def evaluate(name: str, *, seed: int = 0, quiet: bool = True, one_sided: bool = False) -> dict:
+def evaluate(name: str, *, seed: int = 0, quiet: bool = True, one_sided: bool = False,
+             chords: bool = False) -> dict:
     """The certified and measured tolerances of one checkpoint (one table row)."""
     cell, meta = load(name)
     D = int(name.rsplit("D", 1)[-1])
@@ -67,7 +70,8 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True, one_sided: bool = 
         lo, hi = RANGE[kind]
         tol = certified_tolerance(cell, task, kind=kind, rounding="any", confidence=0.99,
                                   lo=lo, hi=hi, steps=STEPS, margins=margins, seed=seed,
-                                  samples=100 if kind == "noise" else 16, one_sided=one_sided)
+                                  samples=100 if kind == "noise" else 16, one_sided=one_sided,
+                                  chords=chords)
         row[f"{kind}_certified"] = tol.certified
         row[f"{kind}_measured"] = tol.measured
         row[f"{kind}_evaluations"] = [[float(p), bool(ok)] for p, ok in tol.evaluations]
@@ -77,6 +81,7 @@ def evaluate(name: str, *, seed: int = 0, quiet: bool = True, one_sided: bool = 
                   file=sys.stderr, flush=True)
     row["sequences"] = tol.sequences
     row["one_sided"] = bool(one_sided)
+    row["chords"] = bool(chords)
     return row
 
 
@@ -117,18 +122,21 @@ def certified(row: dict) -> bool:
 
 
 def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
-        out: str | None = None, resume: bool = False, one_sided: bool = False) -> dict:
+        out: str | None = None, resume: bool = False, one_sided: bool = False,
+        chords: bool = False) -> dict:
     """Every memorization checkpoint (``quick``: the D10 ones), cheapest first; with
     ``out``, the result so far is written after every checkpoint (a long run leaves
     its finished rows behind), and with ``resume`` the checkpoints already in
     ``out`` are kept and skipped. ``one_sided``: the certificates with
-    ``one_sided=True``, named ``set_certificates_one_sided``."""
+    ``one_sided=True``, named ``set_certificates_one_sided``; ``chords``: with
+    ``chords=True`` (set_bound's default), named ``set_certificates_chords``."""
     from validation.experiments import write_result
     names = [only] if only else sorted(checkpoint_names(task="memorization"), key=_cost_order)
     if quick and not only:
         names = [n for n in names if n.endswith("_D10")]
-    name = NAME + ("_one_sided" if one_sided else "")
+    name = NAME + ("_one_sided" if one_sided else "") + ("_chords" if chords else "")
     res = {"name": name, "rows": [], "quick": quick, "one_sided": bool(one_sided),
+           "chords": bool(chords),
            "note": "bits: certified any-rounding vs measured round-to-nearest; drift/noise: "
                    "certified vs empirical (seeded samples, an estimate)"}
     if resume and out is not None:
@@ -140,7 +148,8 @@ def run(*, quick: bool = False, seed: int = 0, quiet: bool = True, only=None,
     for n in names:
         if n in done:
             continue
-        res["rows"].append(evaluate(n, seed=seed, quiet=quiet, one_sided=one_sided))
+        res["rows"].append(evaluate(n, seed=seed, quiet=quiet, one_sided=one_sided,
+                                    chords=chords))
         if out is not None:
             res["table"] = res["rows"]
             write_result(res, out, headline(res))
@@ -155,11 +164,13 @@ def headline(res: dict) -> dict:
 if __name__ == "__main__":
     if "--incremental" in sys.argv:                   # every checkpoint, written as it goes
         run(quiet=False, out=sys.argv[sys.argv.index("--incremental") + 1],
-            resume="--resume" in sys.argv, one_sided="--one-sided" in sys.argv)
+            resume="--resume" in sys.argv, one_sided="--one-sided" in sys.argv,
+            chords="--chords" in sys.argv, quick="--quick" in sys.argv)
         raise SystemExit(0)
     if "--only" in sys.argv:
         i = sys.argv.index("--only")
-        row = evaluate(sys.argv[i + 1], quiet=False, one_sided="--one-sided" in sys.argv)
+        row = evaluate(sys.argv[i + 1], quiet=False, one_sided="--one-sided" in sys.argv,
+                       chords="--chords" in sys.argv)
         print(row)
         raise SystemExit(0)
     raise SystemExit(cli(sys.modules[__name__]))
