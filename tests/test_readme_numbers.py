@@ -636,31 +636,39 @@ _SETCERT_OS = os.path.join(os.path.dirname(__file__), "..", "validation", "data"
                            "set_certificates_one_sided.json")
 
 
-def test_one_sided_certificate_table_matches_its_data_files():
-    """The README's table of certificates with one_sided=True: every computed row of its data
-    file (exp_set_certificates --one-sided) and nothing else, next to the default ones of the
-    main table's data file."""
+def _check_variant_table(marker, path, flag, count=None):
+    """A README table of certificates with one option (``flag``, the README section
+    starting at ``marker``): every computed row of its data file and nothing else, next to
+    the default ones of the main table's data file; the measured columns do not depend
+    on the bound."""
     import json
     with open(_SETCERT) as f:
         base = {r["checkpoint"]: r for r in json.load(f)["table"]}
-    with open(_SETCERT_OS) as f:
+    with open(path) as f:
         data = {r["checkpoint"]: r for r in json.load(f)["table"]}
     from validation.exp_set_certificates import certified
     text = open(README).read()
-    sec = text[text.index("**With `one_sided=True`**"):]
+    sec = text[text.index(marker):]
     sec = sec[:sec.index("\n\n", sec.index("|---"))]
     rows = _checkpoint_rows(sec, r"\| (elman|mgru|gru|lstm) D(\d+) \| (\d+) → (\d+) \| "
                                  r"([\d.e-]+) → ([\d.e-]+) \| ([\d.e-]+) → ([\d.e-]+) \|")
     assert rows and set(rows) == {k for k, r in data.items() if certified(r)}
+    assert count is None or len(rows) == count
     for name, (b0, b1, d0, d1, n0, n1) in rows.items():
         r0, r1 = base[name], data[name]
-        assert r1["one_sided"] is True
+        assert r1[flag] is True
         assert (int(b0), int(b1)) == (r0["bits_certified"], r1["bits_certified"]), name
         for shown, r, key in ((d0, r0, "drift_certified"), (d1, r1, "drift_certified"),
                               (n0, r0, "noise_certified"), (n1, r1, "noise_certified")):
             assert float(shown) == _sig2(r[key]), (name, key, shown, r[key])
-        # the measured (simulated) columns do not depend on the bound
         assert r1["bits_measured"] == r0["bits_measured"], name
+    return data
+
+
+def test_one_sided_certificate_table_matches_its_data_files():
+    """The README's table of certificates with one_sided=True (exp_set_certificates
+    --one-sided), all thirteen rows."""
+    _check_variant_table("**With `one_sided=True`**", _SETCERT_OS, "one_sided", count=13)
 
 
 _SETCERT_CH = os.path.join(os.path.dirname(__file__), "..", "validation", "data",
@@ -668,29 +676,10 @@ _SETCERT_CH = os.path.join(os.path.dirname(__file__), "..", "validation", "data"
 
 
 def test_chords_certificate_table_matches_its_data_files():
-    """The README's table of certificates with chords=True: every computed row of its data
-    file (exp_set_certificates --chords) and nothing else, next to the default ones of the
-    main table's data file; the measured columns do not depend on the bound."""
-    import json
-    with open(_SETCERT) as f:
-        base = {r["checkpoint"]: r for r in json.load(f)["table"]}
-    with open(_SETCERT_CH) as f:
-        data = {r["checkpoint"]: r for r in json.load(f)["table"]}
-    from validation.exp_set_certificates import certified
-    text = open(README).read()
-    sec = text[text.index("**With `chords=True`**"):]
-    sec = sec[:sec.index("\n\n", sec.index("|---"))]
-    rows = _checkpoint_rows(sec, r"\| (elman|mgru|gru|lstm) D(\d+) \| (\d+) → (\d+) \| "
-                                 r"([\d.e-]+) → ([\d.e-]+) \| ([\d.e-]+) → ([\d.e-]+) \|")
-    assert len(rows) == 4 and set(rows) == {k for k, r in data.items() if certified(r)}
-    for name, (b0, b1, d0, d1, n0, n1) in rows.items():
-        r0, r1 = base[name], data[name]
-        assert r1["chords"] is True and r1.get("one_sided") is False
-        assert (int(b0), int(b1)) == (r0["bits_certified"], r1["bits_certified"]), name
-        for shown, r, key in ((d0, r0, "drift_certified"), (d1, r1, "drift_certified"),
-                              (n0, r0, "noise_certified"), (n1, r1, "noise_certified")):
-            assert float(shown) == _sig2(r[key]), (name, key, shown, r[key])
-        assert r1["bits_measured"] == r0["bits_measured"], name
+    """The README's table of certificates with chords=True (exp_set_certificates --chords
+    --quick), the four D10 rows, computed without one_sided."""
+    data = _check_variant_table("**With `chords=True`**", _SETCERT_CH, "chords", count=4)
+    assert all(r["one_sided"] is False for r in data.values())
 
 
 @pytest.mark.slow
