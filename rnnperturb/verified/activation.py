@@ -347,20 +347,8 @@ def secant_enclosure(kind: str, c, rho, pc):
         x1 = np.where(fin, x1, H0)
         x2 = np.where(fin, x2, H0)
         P = np.concatenate([np.stack([a, m, b]), x1, x2])  # a, m, b, x1-, x1+, x2-, x2+
-        dl = P - c
-        PX = phi(P)
-        # phi(x) - phi(c): the difference of values, or sinh/cosh (relatively accurate)
-        d1 = PX - pc
-        r1 = eps * (np.abs(PX) + np.abs(pc)) + 2 * _TINY + U64 * np.abs(d1)
-        if kind == "tanh":
-            d2 = np.sinh(dl) / (np.cosh(P) * np.cosh(c))
-        else:
-            d2 = np.sinh(0.5 * dl) / (2.0 * np.cosh(0.5 * P) * np.cosh(0.5 * c))
-        r2 = np.abs(d2) * (4 * eps + 8 * U64 + 2 * U64 * np.abs(dl)) + _TINY
-        use2 = np.isfinite(d2) & (r2 < r1)
-        dmid = np.where(use2, d2, d1)
-        drad = np.where(use2, r2, r1) * (1 + 4 * U64)
-        sd = s * dl
+        dmid, drad = _diff_enclosure(kind, P, c, phi(P), pc)   # phi(x) - phi(c)
+        sd = s * (P - c)
         emid = dmid - sd
         erad = (drad + eps * np.abs(pc) + 1e-120 + 3 * U64 * np.abs(sd) + U64 * np.abs(emid)
                 + 1e-300) * (1 + 8 * U64)
